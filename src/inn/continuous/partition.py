@@ -1,0 +1,83 @@
+"""The sampling points of one continuous channel axis, shared by every tensor that uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from inn.errors import PartitionError
+from inn.numerics import TrainablePartition, quadrature_weights, rule_needs_endpoints, uniform
+
+__all__ = ["Partition"]
+
+
+class Partition(nn.Module):
+    """Points on [0, 1] for a channel axis of ``full_size`` channels, currently ``size`` of them.
+
+    By default the points are uniform (:func:`inn.numerics.uniform`); after
+    :meth:`make_trainable` they are the parameters of a :class:`~inn.numerics.TrainablePartition`.
+    The size and whether the points are trainable are saved in the state dict, so a resized or
+    tuned model is restored exactly by ``load_state_dict``.
+
+    Args:
+        full_size: number of channels of the original (discrete) axis = number of lattice nodes.
+        rule: the quadrature rule used on this axis; trapezoid and Simpson use closed partitions.
+    """
+
+    def __init__(self, full_size: int, *, rule: str = "rectangle") -> None:
+        super().__init__()
+        if full_size < 1:
+            raise PartitionError(f"a channel axis needs at least one channel, got {full_size}")
+        self.full_size = int(full_size)
+        self.rule = rule
+        self.closed = rule_needs_endpoints(rule)
+        self.size = self.full_size
+        self.trainable: TrainablePartition | None = None
+        self.version = 0  # bumped on every change that is not a parameter update
+
+    def points(self, like: Tensor | None = None) -> Tensor:
+        """Current points, shape ``(size,)``, in the dtype/device of ``like`` if given."""
+        if self.trainable is not None:
+            pts = self.trainable()
+            return pts if like is None else pts.to(like.dtype)
+        dtype = like.dtype if like is not None else None
+        device = like.device if like is not None else None
+        return uniform(self.size, closed=self.closed, dtype=dtype, device=device)
+
+    def weights(self, like: Tensor | None = None) -> Tensor:
+        """Quadrature weights at the current points, shape ``(size,)``."""
+        return quadrature_weights(self.points(like), self.rule)
+
+    def resize(self, size: int) -> None:
+        """Use ``size`` uniform points (drops trained points)."""
+        if isinstance(size, bool) or not isinstance(size, int) or not size >= 1:
+            raise PartitionError(f"a partition size must be a positive int, got {size!r}")
+        self.size, self.trainable = size, None
+        self.version += 1
+
+    def make_trainable(self) -> TrainablePartition:
+        """Turn the current points into trainable parameters (on this module's device)."""
+        if self.trainable is None:
+            self.trainable = TrainablePartition(self.size, self.points(), closed=self.closed)
+            self.version += 1
+        return self.trainable
+
+    def cache_key(self) -> tuple[Any, ...]:
+        """Changes whenever the points may have changed."""
+        logits = None if self.trainable is None else self.trainable.logits
+        return (id(self), self.version, self.size, None if logits is None else logits._version)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"size": self.size, "trainable": self.trainable is not None}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.resize(int(state["size"]))
+        if state["trainable"]:
+            device = next(iter(self.buffers()), torch.empty(0)).device
+            self.make_trainable().to(device)
+
+    def extra_repr(self) -> str:
+        kind = "trainable" if self.trainable is not None else "uniform"
+        return f"size={self.size}, full_size={self.full_size}, rule={self.rule!r}, {kind}"

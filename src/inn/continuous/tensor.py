@@ -1,0 +1,131 @@
+"""A tensor that is a continuous function along some of its axes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from inn.errors import ShapeError
+from inn.numerics import interpolation_matrix, uniform
+
+__all__ = ["ContinuousTensor", "axis_matrix"]
+
+
+def axis_matrix(segments: Sequence[int], points: Sequence[Tensor], *, closed: bool) -> Tensor:
+    """Block-diagonal interpolation matrix ``(sum(len(p)), sum(segments))`` for one axis.
+
+    Args:
+        segments: node counts of consecutive segments of the axis (one, unless channels of
+            several tensors were concatenated); each segment is interpolated on its own.
+        points: the sampling points of each segment.
+    """
+    if len(segments) != len(points):
+        raise ShapeError(f"axis has {len(segments)} segments but got {len(points)} partitions")
+    return torch.block_diag(
+        *(interpolation_matrix(n, p, closed=closed) for n, p in zip(segments, points, strict=True))
+    )
+
+
+class ContinuousTensor(nn.Module):
+    """Node values on a lattice along the continuous axes; ordinary entries along the others.
+
+    Args:
+        values: initial node values, e.g. a discrete weight (then sampling at the node positions
+            gives it back exactly).
+        segments: ``{dim: [N_1, N_2, ...]}``, the node counts of the segments of each continuous
+            axis (summing to ``values.shape[dim]``).
+        closed: lattice layout of the nodes (see :func:`inn.numerics.uniform`).
+        trainable: store the values as a parameter (else as a buffer, e.g. running statistics).
+
+    Example:
+        >>> w = ContinuousTensor(torch.randn(8, 4), {0: [8]})
+        >>> w.sample({0: [inn.numerics.uniform(5)]}).shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(
+        self,
+        values: Tensor,
+        segments: Mapping[int, Sequence[int]],
+        *,
+        closed: bool = False,
+        trainable: bool = True,
+    ) -> None:
+        super().__init__()
+        values = values.detach().clone()
+        norm: dict[int, tuple[int, ...]] = {}
+        for dim, segs in segments.items():
+            if not -values.dim() <= dim < values.dim():
+                raise ShapeError(
+                    f"dim {dim} is out of range for a tensor of shape {tuple(values.shape)}"
+                )
+            if sum(segs) != values.shape[dim] or any(n < 1 for n in segs):
+                raise ShapeError(
+                    f"segments {list(segs)} do not add up to axis {dim} of size {values.shape[dim]}"
+                )
+            norm[dim % values.dim()] = tuple(int(n) for n in segs)
+        self.segments = norm
+        self.closed = closed
+        if trainable:
+            self.values = nn.Parameter(values)
+        else:
+            self.register_buffer("values", values)
+
+    def sample(self, points: Mapping[int, Sequence[Tensor]]) -> Tensor:
+        """Evaluate at ``points[dim]`` (one tensor per segment) along each continuous axis.
+
+        Axes missing from ``points`` are returned at their nodes. Differentiable with respect to
+        the values and the points.
+        """
+        out = self.values
+        for dim, segs in self.segments.items():
+            if dim not in points:
+                continue
+            pts = [p.to(out.dtype) for p in points[dim]]
+            if self._at_nodes(pts, segs):
+                continue  # identity: skip the matmul
+            matrix = axis_matrix(segs, pts, closed=self.closed)
+            out = (out.movedim(dim, -1) @ matrix.T).movedim(-1, dim)
+        return out
+
+    def _at_nodes(self, pts: Sequence[Tensor], segs: Sequence[int]) -> bool:
+        return len(pts) == len(segs) and all(
+            not p.requires_grad
+            and torch.equal(p, uniform(n, closed=self.closed, dtype=p.dtype, device=p.device))
+            for p, n in zip(pts, segs, strict=True)
+        )
+
+    def assign(self, discrete: Tensor, points: Mapping[int, Sequence[Tensor]]) -> None:
+        """Set the node values so that ``sample(points)`` equals ``discrete``.
+
+        Each continuous axis in ``points`` must have as many points as nodes; the interpolation
+        matrix of that axis is inverted (identity when the points are the nodes).
+        """
+        if discrete.dim() != self.values.dim():
+            raise ShapeError(
+                f"expected a tensor with {self.values.dim()} axes, got shape {tuple(discrete.shape)}"
+            )
+        out = discrete.detach().to(self.values.dtype)
+        for dim, segs in self.segments.items():
+            if dim not in points or self._at_nodes(points[dim], segs):
+                continue
+            pts = [p.detach().to(torch.float64) for p in points[dim]]
+            matrix = axis_matrix(segs, pts, closed=self.closed)
+            if matrix.shape[0] != matrix.shape[1]:
+                raise ShapeError(
+                    f"cannot invert axis {dim}: {matrix.shape[0]} points for {matrix.shape[1]} nodes"
+                )
+            moved = out.movedim(dim, 0).to(torch.float64)
+            flat = torch.linalg.solve(matrix, moved.reshape(moved.shape[0], -1))
+            out = flat.reshape(moved.shape).movedim(0, dim).to(self.values.dtype)
+        if out.shape != self.values.shape:
+            raise ShapeError(
+                f"expected a tensor of shape {tuple(self.values.shape)}, got {tuple(discrete.shape)}"
+            )
+        with torch.no_grad():
+            self.values.copy_(out)
+
+    def extra_repr(self) -> str:
+        return f"shape={tuple(self.values.shape)}, segments={self.segments}, closed={self.closed}"

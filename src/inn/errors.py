@@ -1,0 +1,36 @@
+"""The exceptions `inn` raises on purpose. All derive from :class:`InnError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConversionError",
+    "InnError",
+    "InterpolationError",
+    "PartitionError",
+    "QuadratureError",
+    "ShapeError",
+]
+
+
+class InnError(Exception):
+    """Base class of every error raised on purpose by `inn`."""
+
+
+class PartitionError(InnError, ValueError):
+    """A partition (grid on [0, 1]) is malformed: outside the interval, not increasing, empty."""
+
+
+class QuadratureError(InnError, ValueError):
+    """A quadrature rule cannot be applied to the given points (unknown rule, wrong count)."""
+
+
+class InterpolationError(InnError, ValueError):
+    """Node values or points given to the cubic convolution interpolation are malformed."""
+
+
+class ShapeError(InnError, ValueError):
+    """A tensor has a shape that does not fit the layer or the partition it is used with."""
+
+
+class ConversionError(InnError, ValueError):
+    """A model (or one of its modules) cannot be converted into an integral network."""

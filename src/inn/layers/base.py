@@ -1,0 +1,214 @@
+"""Common machinery of integral layers: partitions per channel axis, quadrature, caching."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from inn.continuous import ContinuousTensor, Partition
+from inn.errors import ShapeError
+from inn.numerics import quadrature_weights, uniform
+
+__all__ = ["IntegralLayer", "PartitionSpec", "fill"]
+
+# role ("in", "out") -> the partitions of its segments; None or missing -> discrete axis
+PartitionSpec = Mapping[str, Sequence[Partition] | Partition | None]
+
+
+class IntegralLayer(nn.Module):
+    """Base class of layers whose tensors are continuous along their channel axes.
+
+    A layer has up to two channel *roles*, ``"out"`` and ``"in"``. A continuous role is served by
+    one or more :class:`~inn.continuous.Partition` objects (segments: more than one where the
+    input concatenates the channels of several producers), which may be shared with other layers.
+    The ``"in"`` role is integrated: the sampled weight is multiplied by the quadrature weights of
+    its partition, scaled by the segment's full size, so that a layer sampled at its full uniform
+    partition has exactly its discrete weights (up to round-off) and one sampled at fewer points
+    keeps the same total response.
+
+    Without autograd the sampled tensors are cached until a parameter or a partition changes.
+    """
+
+    def __init__(self, rule: str) -> None:
+        super().__init__()
+        self.rule = rule
+        self.partitions = nn.ModuleDict()
+        # tensor name -> (dim -> role, integrated dim or None, dims to merge after sampling)
+        self._layouts: dict[str, tuple[dict[int, str], int | None, tuple[int, int] | None]] = {}
+        self._cache: tuple[tuple[Any, ...], dict[str, Tensor]] | None = None
+
+    # -- partitions -------------------------------------------------------------------------
+    def _set_partitions(
+        self, spec: PartitionSpec | None, full_sizes: Mapping[str, Sequence[int]], rule: str
+    ) -> None:
+        """Attach partitions for the roles in ``full_sizes`` (role -> segment sizes)."""
+        spec = dict(spec) if spec is not None else {r: "new" for r in full_sizes}
+        unknown = set(spec) - set(full_sizes)
+        if unknown:
+            raise ShapeError(
+                f"{type(self).__name__} has channel roles {sorted(full_sizes)}, got {sorted(unknown)}"
+            )
+        for role, segs in full_sizes.items():
+            given = spec.get(role)
+            if given is None:
+                continue
+            if isinstance(given, str):
+                parts: list[Partition] = [Partition(n, rule=rule) for n in segs]
+            else:
+                parts = [given] if isinstance(given, Partition) else list(given)
+            if [p.full_size for p in parts] != list(segs):
+                raise ShapeError(
+                    f"{type(self).__name__}: role {role!r} has segments of sizes {list(segs)}, "
+                    f"but the given partitions have full sizes {[p.full_size for p in parts]}"
+                )
+            self.partitions[role] = nn.ModuleList(parts)
+
+    def is_continuous(self, role: str) -> bool:
+        return role in self.partitions
+
+    def segment_partitions(self, role: str) -> list[Partition]:
+        return list(self.partitions[role]) if role in self.partitions else []
+
+    def size(self, role: str, full_size: int) -> int:
+        """Current number of channels of ``role`` (``full_size`` when the role is discrete)."""
+        parts = self.segment_partitions(role)
+        return sum(p.size for p in parts) if parts else full_size
+
+    def points(self, role: str, like: Tensor) -> list[Tensor]:
+        return [p.points(like) for p in self.segment_partitions(role)]
+
+    def quadrature_scale(self, role: str, like: Tensor) -> Tensor | None:
+        """Per-channel factor for an integrated role: quadrature weight x segment full size."""
+        parts = self.segment_partitions(role)
+        if not parts:
+            return None
+        return torch.cat([p.weights(like) * p.full_size for p in parts])
+
+    def _full_scale(self, role: str, like: Tensor) -> Tensor:
+        """:meth:`quadrature_scale` of ``role`` at its full, uniform partition."""
+        scales = []
+        for p in self.segment_partitions(role):
+            pts = uniform(p.full_size, closed=p.closed, dtype=like.dtype, device=like.device)
+            scales.append(quadrature_weights(pts, p.rule) * p.full_size)
+        return torch.cat(scales)
+
+    # -- continuous tensors -----------------------------------------------------------------
+    def _register(
+        self,
+        name: str,
+        tensor: Tensor | None,
+        roles: dict[int, str],
+        *,
+        integrated: int | None = None,
+        merge: tuple[int, int] | None = None,
+        trainable: bool = True,
+    ) -> None:
+        """Store ``tensor`` (laid out with one axis per role) as a continuous tensor ``name``.
+
+        Args:
+            roles: which axis of ``tensor`` runs along which channel role.
+            integrated: the axis summed over by the layer (multiplied by quadrature weights).
+            merge: axes ``(start, end)`` flattened into one after sampling (e.g. groups).
+        """
+        if tensor is None:
+            setattr(self, f"{name}_function", None)
+            return
+        roles = {d: r for d, r in roles.items() if self.is_continuous(r)}
+        values = tensor.detach()
+        if integrated is not None and integrated in roles:
+            values = values / _along(
+                self._full_scale(roles[integrated], values), integrated, values
+            )
+        segments = {d: [p.full_size for p in self.segment_partitions(r)] for d, r in roles.items()}
+        closed = any(p.closed for r in roles.values() for p in self.segment_partitions(r))
+        setattr(
+            self,
+            f"{name}_function",
+            ContinuousTensor(values, segments, closed=closed, trainable=trainable),
+        )
+        self._layouts[name] = (roles, integrated if integrated in roles else None, merge)
+
+    def _sample_tensor(self, name: str) -> Tensor | None:
+        function: ContinuousTensor | None = getattr(self, f"{name}_function")
+        if function is None:
+            return None
+        roles, integrated, merge = self._layouts[name]
+        like = function.values
+        out = function.sample({d: self.points(r, like) for d, r in roles.items()})
+        if integrated is not None:
+            out = out * _along(self.quadrature_scale(roles[integrated], like), integrated, out)
+        return out.flatten(*merge) if merge is not None else out
+
+    def assign(self, name: str, discrete: Tensor) -> None:
+        """Set continuous tensor ``name`` so that sampling at the current partitions gives
+        ``discrete`` (in the layer's canonical layout). Every continuous role must currently have
+        as many points as channels."""
+        function: ContinuousTensor = getattr(self, f"{name}_function")
+        roles, integrated, merge = self._layouts[name]
+        target = discrete.reshape(function.values.shape) if merge is not None else discrete
+        if integrated is not None:
+            like = function.values
+            target = target / _along(
+                self.quadrature_scale(roles[integrated], like), integrated, target
+            )
+        function.assign(target, {d: self.points(r, function.values) for d, r in roles.items()})
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _sample(self) -> dict[str, Tensor]:
+        return {name: self._sample_tensor(name) for name in self._layouts}
+
+    def _cache_key(self) -> tuple[Any, ...]:
+        tensors = tuple((id(t), t._version) for t in self.parameters())
+        tensors += tuple((id(t), t._version) for t in self.buffers())
+        parts = {
+            id(p): p.cache_key() for p in self.partitions.modules() if isinstance(p, Partition)
+        }
+        return (tensors, tuple(sorted(parts.values(), key=repr)))
+
+    def sampled(self) -> dict[str, Tensor]:
+        """The discrete tensors at the current partitions (``weight``, ``bias``...).
+
+        Where no gradient is recorded (``torch.no_grad``/``torch.inference_mode``) the result is
+        cached until a parameter, a buffer or a partition changes; otherwise it is recomputed so
+        that gradients reach node values and partition points.
+        """
+        if torch.is_grad_enabled():
+            return self._sample()
+        key = self._cache_key()
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._sample())
+        return self._cache[1]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> IntegralLayer:
+        self._cache = None  # .to(), .double(), ... invalidate cached tensors
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    def continuous_tensors(self) -> Iterable[tuple[str, ContinuousTensor]]:
+        return ((n, m) for n, m in self.named_children() if isinstance(m, ContinuousTensor))
+
+    def to_discrete(self) -> nn.Module:
+        """A plain PyTorch layer with the tensors sampled at the current partitions."""
+        raise NotImplementedError
+
+
+def fill(layer: nn.Module, tensors: Mapping[str, Tensor]) -> nn.Module:
+    """Copy sampled ``tensors`` into the same-named parameters or buffers of a plain ``layer``."""
+    with torch.no_grad():
+        for name, value in tensors.items():
+            getattr(layer, name).copy_(value)
+    return layer
+
+
+def _along(vector: Tensor, dim: int, like: Tensor) -> Tensor:
+    """``vector`` shaped to broadcast against ``like`` along axis ``dim``."""
+    shape = [1] * like.dim()
+    shape[dim] = -1
+    return vector.to(like.dtype).reshape(shape)

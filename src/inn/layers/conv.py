@@ -1,0 +1,224 @@
+"""Integral convolutions: Conv1d/2d/3d (dense, grouped, depthwise) and ConvTranspose2d."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inn.continuous import Partition
+from inn.errors import ShapeError
+from inn.layers.base import IntegralLayer, PartitionSpec, fill
+
+__all__ = [
+    "IntegralConv1d",
+    "IntegralConv2d",
+    "IntegralConv3d",
+    "IntegralConvTranspose2d",
+    "conv_mode",
+]
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_TYPES = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def conv_mode(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> str:
+    """``"dense"`` (groups = 1), ``"depthwise"`` (one input and one output channel per group:
+    the input and output channels are one axis) or ``"grouped"`` (fixed number of groups whose
+    widths are continuous)."""
+    if conv.groups == 1:
+        return "dense"
+    if conv.in_channels == conv.out_channels == conv.groups:
+        return "depthwise"
+    return "grouped"
+
+
+class _IntegralConvNd(IntegralLayer):
+    """Convolution whose weight is continuous along its output and input channels.
+
+    * dense: ``W(s, t)`` with ``s`` = out channel, ``t`` = in channel (integrated).
+    * grouped (``g`` groups): per-group axes; the ``"out"``/``"in"`` partitions describe one
+      group and are shared by all groups; the number of groups stays ``g``.
+    * depthwise: a single channel axis; ``"out"`` and ``"in"`` are the same partition and the
+      number of groups follows its size.
+
+    Args:
+        conv: the discrete convolution to start from.
+        partitions: ``{"out": ..., "in": ...}`` (a missing or ``None`` role stays discrete).
+        rule: quadrature rule of the input axis.
+    """
+
+    nd: int
+
+    def __init__(
+        self, conv: nn.Module, partitions: PartitionSpec | None = None, *, rule: str = "rectangle"
+    ) -> None:
+        super().__init__(rule)
+        if not isinstance(conv, _CONV_TYPES[self.nd]):
+            raise ShapeError(
+                f"{type(self).__name__} needs an nn.Conv{self.nd}d, got {type(conv).__name__}"
+            )
+        self.mode = conv_mode(conv)
+        self.groups_full = conv.groups
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.padding_mode = conv.padding_mode
+        self.full_out, self.full_in = conv.out_channels, conv.in_channels
+        w, g = conv.weight, conv.groups
+        if self.mode == "depthwise":
+            spec = dict(partitions) if partitions is not None else None
+            shared = _depthwise_partition(spec, conv.out_channels, rule)
+            self._set_partitions(
+                {"out": shared, "in": shared} if shared else {}, {"out": [g], "in": [g]}, rule
+            )
+            self._register("weight", w, {0: "out"})
+            self._register("bias", conv.bias, {0: "out"})
+            return
+        self._set_partitions(partitions, {"out": [w.shape[0] // g], "in": [w.shape[1]]}, rule)
+        grouped = w.reshape(g, w.shape[0] // g, *w.shape[1:])
+        self._register("weight", grouped, {1: "out", 2: "in"}, integrated=2, merge=(0, 1))
+        bias = None if conv.bias is None else conv.bias.reshape(g, -1)
+        self._register("bias", bias, {1: "out"}, merge=(0, 1))
+
+    @property
+    def groups(self) -> int:
+        return self.size("out", self.full_out) if self.mode == "depthwise" else self.groups_full
+
+    @property
+    def out_channels(self) -> int:
+        if self.mode == "depthwise":
+            return self.groups
+        return self.size("out", self.full_out // self.groups_full) * self.groups_full
+
+    @property
+    def in_channels(self) -> int:
+        if self.mode == "depthwise":
+            return self.groups
+        return self.size("in", self.full_in // self.groups_full) * self.groups_full
+
+    def _padding_args(self) -> tuple[Any, tuple[int, ...] | None]:
+        if self.padding_mode == "zeros" or isinstance(self.padding, str):
+            return self.padding, None
+        pad = tuple(p for p in reversed(self.padding) for _ in range(2))
+        return 0, pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.sampled()
+        padding, explicit = self._padding_args()
+        if explicit is not None:
+            x = F.pad(x, explicit, mode=self.padding_mode)
+        return _CONV[self.nd](
+            x, t["weight"], t.get("bias"), self.stride, padding, self.dilation, self.groups
+        )
+
+    def to_discrete(self) -> nn.Module:
+        t = self.sampled()
+        w = t["weight"]
+        layer = _CONV_TYPES[self.nd](
+            self.in_channels,
+            self.out_channels,
+            tuple(w.shape[2:]),
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            bias="bias" in t,
+            padding_mode=self.padding_mode,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        return fill(layer, t)
+
+
+def _depthwise_partition(spec: dict[str, Any] | None, channels: int, rule: str) -> Any:
+    """The one partition shared by the input and output of a depthwise convolution."""
+    if spec is None:
+        return Partition(channels, rule=rule)
+    out, inp = spec.get("out"), spec.get("in", spec.get("out"))
+    if out is not inp:
+        raise ShapeError(
+            "a depthwise convolution's input and output channels are one axis: pass the same "
+            "partition (or None) for 'out' and 'in'"
+        )
+    return out
+
+
+class IntegralConv1d(_IntegralConvNd):
+    nd = 1
+
+
+class IntegralConv2d(_IntegralConvNd):
+    nd = 2
+
+
+class IntegralConv3d(_IntegralConvNd):
+    nd = 3
+
+
+class IntegralConvTranspose2d(IntegralLayer):
+    """Transposed 2-D convolution (``groups = 1``) with weight ``W(t, s)`` continuous along the
+    input ``t`` (integrated) and output ``s`` channels. Weight layout ``(in, out, kh, kw)``."""
+
+    def __init__(
+        self,
+        conv: nn.ConvTranspose2d,
+        partitions: PartitionSpec | None = None,
+        *,
+        rule: str = "rectangle",
+    ) -> None:
+        super().__init__(rule)
+        if conv.groups != 1:
+            raise ShapeError(
+                f"IntegralConvTranspose2d supports groups=1 only, got groups={conv.groups}; keep "
+                "this layer's channels discrete"
+            )
+        if conv.padding_mode != "zeros":
+            raise ShapeError(
+                f"ConvTranspose2d supports padding_mode='zeros' only, got {conv.padding_mode!r}"
+            )
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.output_padding = conv.output_padding
+        self.full_in, self.full_out = conv.in_channels, conv.out_channels
+        self._set_partitions(
+            partitions, {"out": [conv.out_channels], "in": [conv.in_channels]}, rule
+        )
+        self._register("weight", conv.weight, {0: "in", 1: "out"}, integrated=0)
+        self._register("bias", conv.bias, {0: "out"})
+
+    @property
+    def in_channels(self) -> int:
+        return self.size("in", self.full_in)
+
+    @property
+    def out_channels(self) -> int:
+        return self.size("out", self.full_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.sampled()
+        return F.conv_transpose2d(
+            x,
+            t["weight"],
+            t.get("bias"),
+            self.stride,
+            self.padding,
+            self.output_padding,
+            1,
+            self.dilation,
+        )
+
+    def to_discrete(self) -> nn.ConvTranspose2d:
+        t = self.sampled()
+        w = t["weight"]
+        layer = nn.ConvTranspose2d(
+            self.in_channels,
+            self.out_channels,
+            tuple(w.shape[2:]),
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            bias="bias" in t,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        return fill(layer, t)

@@ -1,0 +1,93 @@
+"""Integral batch normalisation: affine parameters and running statistics along channels."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inn.errors import ShapeError
+from inn.layers.base import IntegralLayer, PartitionSpec, fill
+
+__all__ = ["IntegralBatchNorm1d", "IntegralBatchNorm2d", "IntegralBatchNorm3d"]
+
+
+class _IntegralBatchNorm(IntegralLayer):
+    """BatchNorm whose weight, bias, running mean and variance are functions of the channel.
+
+    The channel axis is one role (``"out"`` and ``"in"`` share one partition). In training mode
+    the batch statistics are used and the running statistics are left as they are (they are
+    sampled, not stored per channel); in eval mode the sampled running statistics are used,
+    with the variance clamped at 0 where interpolation undershoots.
+    """
+
+    discrete: type[nn.modules.batchnorm._BatchNorm]
+
+    def __init__(
+        self,
+        norm: nn.modules.batchnorm._BatchNorm,
+        partitions: PartitionSpec | None = None,
+        *,
+        rule: str = "rectangle",
+    ) -> None:
+        super().__init__(rule)
+        if not isinstance(norm, self.discrete):
+            raise ShapeError(
+                f"{type(self).__name__} needs an {self.discrete.__name__}, got {type(norm).__name__}"
+            )
+        spec = dict(partitions) if partitions is not None else None
+        if spec is not None and spec.get("in", spec.get("out")) is not spec.get("out"):
+            raise ShapeError(
+                "a BatchNorm's input and output channels are one axis: pass one partition"
+            )
+        channels = norm.num_features
+        part = None if spec is None else spec.get("out")
+        roles = {"out": [channels], "in": [channels]}
+        self._set_partitions(None if spec is None else {"out": part, "in": part}, roles, rule)
+        if spec is None:
+            self.partitions["in"] = self.partitions["out"]
+        self.eps, self.momentum, self.full_features = norm.eps, norm.momentum, channels
+        self._register("weight", norm.weight, {0: "out"})
+        self._register("bias", norm.bias, {0: "out"})
+        self._register("running_mean", norm.running_mean, {0: "out"}, trainable=False)
+        self._register("running_var", norm.running_var, {0: "out"}, trainable=False)
+
+    @property
+    def num_features(self) -> int:
+        return self.size("out", self.full_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.sampled()
+        if self.training or "running_mean" not in t:
+            return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
+        var = t["running_var"].clamp_min(0)
+        return F.batch_norm(
+            x, t["running_mean"], var, t.get("weight"), t.get("bias"), False, 0.0, self.eps
+        )
+
+    def to_discrete(self) -> nn.Module:
+        t = dict(self.sampled())
+        if "running_var" in t:
+            t["running_var"] = t["running_var"].clamp_min(0)
+        ref = next(iter(t.values()))
+        layer = self.discrete(
+            self.num_features,
+            eps=self.eps,
+            momentum=self.momentum,
+            affine="weight" in t,
+            track_running_stats="running_mean" in t,
+            device=ref.device,
+            dtype=ref.dtype,
+        )
+        return fill(layer.eval(), t)
+
+
+class IntegralBatchNorm1d(_IntegralBatchNorm):
+    discrete = nn.BatchNorm1d
+
+
+class IntegralBatchNorm2d(_IntegralBatchNorm):
+    discrete = nn.BatchNorm2d
+
+
+class IntegralBatchNorm3d(_IntegralBatchNorm):
+    discrete = nn.BatchNorm3d

@@ -1,0 +1,29 @@
+"""Numerics: partitions of [0, 1], quadrature rules, cubic convolution interpolation."""
+
+from inn.numerics.interpolation import KEYS_A, cubic_kernel, interpolate, interpolation_matrix
+from inn.numerics.partitions import (
+    TrainablePartition,
+    check_partition,
+    composite,
+    gauss_legendre,
+    random_uniform,
+    uniform,
+)
+from inn.numerics.quadrature import RULES, integrate, quadrature_weights, rule_needs_endpoints
+
+__all__ = [
+    "KEYS_A",
+    "RULES",
+    "TrainablePartition",
+    "check_partition",
+    "composite",
+    "cubic_kernel",
+    "gauss_legendre",
+    "integrate",
+    "interpolate",
+    "interpolation_matrix",
+    "quadrature_weights",
+    "random_uniform",
+    "rule_needs_endpoints",
+    "uniform",
+]
