@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inn", description="Integral Neural Networks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train a small CNN on real digits and sample it at several widths")
+    demo = sub.add_parser(
+        "demo", help="train a small CNN on real digits and sample it at several widths"
+    )
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)

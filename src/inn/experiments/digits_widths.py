@@ -77,9 +77,7 @@ def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-def run(
-    out_dir: Path, *, hidden: int = 32, epochs: int = 15, seed: int = 0
-) -> list[WidthResult]:
+def run(out_dir: Path, *, hidden: int = 32, epochs: int = 15, seed: int = 0) -> list[WidthResult]:
     """Train, make integral, sample at 100/75/50/25 % width; write ``results.json``."""
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = _digits(seed)
@@ -99,7 +97,9 @@ def run(
     for fraction in tqdm((1.0, 0.75, 0.5, 0.25), desc="sampling widths"):
         for p in partitions:
             p.resize(max(1, round(fraction * p.full_size)))
-        plain = nn.Sequential(*(m.to_discrete() if isinstance(m, inn.IntegralLayer) else m for m in imodel))
+        plain = nn.Sequential(
+            *(m.to_discrete() if isinstance(m, inn.IntegralLayer) else m for m in imodel)
+        )
         results.append(
             WidthResult(
                 fraction,

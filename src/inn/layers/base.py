@@ -12,7 +12,7 @@ from inn.continuous import ContinuousTensor, Partition
 from inn.errors import ShapeError
 from inn.numerics import quadrature_weights, uniform
 
-__all__ = ["IntegralLayer", "PartitionSpec", "fill"]
+__all__ = ["IntegralLayer", "PartitionSpec", "fill", "shared_partition"]
 
 # role ("in", "out") -> the partitions of its segments; None or missing -> discrete axis
 PartitionSpec = Mapping[str, Sequence[Partition] | Partition | None]
@@ -42,27 +42,32 @@ class IntegralLayer(nn.Module):
 
     # -- partitions -------------------------------------------------------------------------
     def _set_partitions(
-        self, spec: PartitionSpec | None, full_sizes: Mapping[str, Sequence[int]], rule: str
+        self, spec: PartitionSpec | None, full_sizes: Mapping[str, int], rule: str
     ) -> None:
-        """Attach partitions for the roles in ``full_sizes`` (role -> segment sizes)."""
-        spec = dict(spec) if spec is not None else {r: "new" for r in full_sizes}
+        """Attach partitions to the roles in ``full_sizes`` (role -> number of channels).
+
+        ``spec[role]`` is a partition, a list of partitions (segments of the axis, in order) or
+        None (the role stays discrete); without ``spec`` every role gets a new partition.
+        """
+        spec = (
+            dict(spec)
+            if spec is not None
+            else {r: Partition(n, rule=rule) for r, n in full_sizes.items()}
+        )
         unknown = set(spec) - set(full_sizes)
         if unknown:
             raise ShapeError(
                 f"{type(self).__name__} has channel roles {sorted(full_sizes)}, got {sorted(unknown)}"
             )
-        for role, segs in full_sizes.items():
-            given = spec.get(role)
+        for role, given in spec.items():
             if given is None:
                 continue
-            if isinstance(given, str):
-                parts: list[Partition] = [Partition(n, rule=rule) for n in segs]
-            else:
-                parts = [given] if isinstance(given, Partition) else list(given)
-            if [p.full_size for p in parts] != list(segs):
+            parts = [given] if isinstance(given, Partition) else list(given)
+            sizes = [p.full_size for p in parts]
+            if sum(sizes) != full_sizes[role]:
                 raise ShapeError(
-                    f"{type(self).__name__}: role {role!r} has segments of sizes {list(segs)}, "
-                    f"but the given partitions have full sizes {[p.full_size for p in parts]}"
+                    f"{type(self).__name__}: role {role!r} has {full_sizes[role]} channels, but the "
+                    f"given partitions have full sizes {sizes}"
                 )
             self.partitions[role] = nn.ModuleList(parts)
 
@@ -197,6 +202,22 @@ class IntegralLayer(nn.Module):
     def to_discrete(self) -> nn.Module:
         """A plain PyTorch layer with the tensors sampled at the current partitions."""
         raise NotImplementedError
+
+
+def shared_partition(spec: PartitionSpec | None, channels: int, rule: str, what: str) -> Any:
+    """The partition(s) of a layer whose input and output channels are one axis."""
+    if spec is None:
+        return Partition(channels, rule=rule)
+    out, inp = spec.get("out"), spec.get("in", spec.get("out"))
+    same = out is inp or (
+        isinstance(out, (list, tuple)) and isinstance(inp, (list, tuple)) and list(out) == list(inp)
+    )
+    if not same:
+        raise ShapeError(
+            f"{what}'s input and output channels are one axis: pass the same partition (or None) "
+            "for 'out' and 'in'"
+        )
+    return out
 
 
 def fill(layer: nn.Module, tensors: Mapping[str, Tensor]) -> nn.Module:

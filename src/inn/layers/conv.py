@@ -7,9 +7,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inn.continuous import Partition
 from inn.errors import ShapeError
-from inn.layers.base import IntegralLayer, PartitionSpec, fill
+from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
 
 __all__ = [
     "IntegralConv1d",
@@ -66,15 +65,14 @@ class _IntegralConvNd(IntegralLayer):
         self.full_out, self.full_in = conv.out_channels, conv.in_channels
         w, g = conv.weight, conv.groups
         if self.mode == "depthwise":
-            spec = dict(partitions) if partitions is not None else None
-            shared = _depthwise_partition(spec, conv.out_channels, rule)
-            self._set_partitions(
-                {"out": shared, "in": shared} if shared else {}, {"out": [g], "in": [g]}, rule
+            shared = shared_partition(
+                partitions, conv.out_channels, rule, "a depthwise convolution"
             )
+            self._set_partitions({"out": shared, "in": shared}, {"out": g, "in": g}, rule)
             self._register("weight", w, {0: "out"})
             self._register("bias", conv.bias, {0: "out"})
             return
-        self._set_partitions(partitions, {"out": [w.shape[0] // g], "in": [w.shape[1]]}, rule)
+        self._set_partitions(partitions, {"out": w.shape[0] // g, "in": w.shape[1]}, rule)
         grouped = w.reshape(g, w.shape[0] // g, *w.shape[1:])
         self._register("weight", grouped, {1: "out", 2: "in"}, integrated=2, merge=(0, 1))
         bias = None if conv.bias is None else conv.bias.reshape(g, -1)
@@ -130,19 +128,6 @@ class _IntegralConvNd(IntegralLayer):
         return fill(layer, t)
 
 
-def _depthwise_partition(spec: dict[str, Any] | None, channels: int, rule: str) -> Any:
-    """The one partition shared by the input and output of a depthwise convolution."""
-    if spec is None:
-        return Partition(channels, rule=rule)
-    out, inp = spec.get("out"), spec.get("in", spec.get("out"))
-    if out is not inp:
-        raise ShapeError(
-            "a depthwise convolution's input and output channels are one axis: pass the same "
-            "partition (or None) for 'out' and 'in'"
-        )
-    return out
-
-
 class IntegralConv1d(_IntegralConvNd):
     nd = 1
 
@@ -179,9 +164,7 @@ class IntegralConvTranspose2d(IntegralLayer):
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.output_padding = conv.output_padding
         self.full_in, self.full_out = conv.in_channels, conv.out_channels
-        self._set_partitions(
-            partitions, {"out": [conv.out_channels], "in": [conv.in_channels]}, rule
-        )
+        self._set_partitions(partitions, {"out": conv.out_channels, "in": conv.in_channels}, rule)
         self._register("weight", conv.weight, {0: "in", 1: "out"}, integrated=0)
         self._register("bias", conv.bias, {0: "out"})
 

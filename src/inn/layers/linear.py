@@ -41,9 +41,7 @@ class IntegralLinear(IntegralLayer):
                 f"in_block={in_block} does not divide in_features={in_features} of the Linear layer"
             )
         self.in_block = in_block
-        self._set_partitions(
-            partitions, {"out": [out_features], "in": [in_features // in_block]}, rule
-        )
+        self._set_partitions(partitions, {"out": out_features, "in": in_features // in_block}, rule)
         weight = linear.weight.reshape(out_features, in_features // in_block, in_block)
         self._register("weight", weight, {0: "out", 1: "in"}, integrated=1, merge=(1, 2))
         self._register("bias", linear.bias, {0: "out"})

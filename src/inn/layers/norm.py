@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inn.errors import ShapeError
-from inn.layers.base import IntegralLayer, PartitionSpec, fill
+from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
 
 __all__ = ["IntegralBatchNorm1d", "IntegralBatchNorm2d", "IntegralBatchNorm3d"]
 
@@ -34,17 +34,9 @@ class _IntegralBatchNorm(IntegralLayer):
             raise ShapeError(
                 f"{type(self).__name__} needs an {self.discrete.__name__}, got {type(norm).__name__}"
             )
-        spec = dict(partitions) if partitions is not None else None
-        if spec is not None and spec.get("in", spec.get("out")) is not spec.get("out"):
-            raise ShapeError(
-                "a BatchNorm's input and output channels are one axis: pass one partition"
-            )
         channels = norm.num_features
-        part = None if spec is None else spec.get("out")
-        roles = {"out": [channels], "in": [channels]}
-        self._set_partitions(None if spec is None else {"out": part, "in": part}, roles, rule)
-        if spec is None:
-            self.partitions["in"] = self.partitions["out"]
+        shared = shared_partition(partitions, channels, rule, "a BatchNorm")
+        self._set_partitions({"out": shared, "in": shared}, {"out": channels, "in": channels}, rule)
         self.eps, self.momentum, self.full_features = norm.eps, norm.momentum, channels
         self._register("weight", norm.weight, {0: "out"})
         self._register("bias", norm.bias, {0: "out"})

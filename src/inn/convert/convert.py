@@ -1,0 +1,165 @@
+"""DNN -> INN: trace, fold BatchNorm, reorder channels, replace layers by integral ones."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from inn.continuous import Partition
+from inn.convert.fold import fold_batchnorms
+from inn.convert.model import ConversionReport, IntegralModel
+from inn.convert.permutation import permute_groups
+from inn.errors import ConversionError
+from inn.graph import GraphAnalysis, ModuleRoles, analyse, trace
+from inn.layers import (
+    IntegralBatchNorm1d,
+    IntegralBatchNorm2d,
+    IntegralBatchNorm3d,
+    IntegralConv1d,
+    IntegralConv2d,
+    IntegralConv3d,
+    IntegralConvTranspose2d,
+    IntegralLayer,
+    IntegralLinear,
+)
+
+__all__ = ["convert"]
+
+log = logging.getLogger(__name__)
+
+_INTEGRAL_TYPES: dict[type[nn.Module], type[IntegralLayer]] = {
+    nn.Conv1d: IntegralConv1d,
+    nn.Conv2d: IntegralConv2d,
+    nn.Conv3d: IntegralConv3d,
+    nn.ConvTranspose2d: IntegralConvTranspose2d,
+    nn.BatchNorm1d: IntegralBatchNorm1d,
+    nn.BatchNorm2d: IntegralBatchNorm2d,
+    nn.BatchNorm3d: IntegralBatchNorm3d,
+}
+
+
+def _check_model(model: nn.Module) -> None:
+    if not isinstance(model, nn.Module):
+        raise ConversionError(f"convert needs a torch.nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise ConversionError(
+            f"{type(model).__name__} is in training mode; conversion folds BatchNorm with its running "
+            "statistics (eval semantics): call model.eval() first"
+        )
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ConversionError(
+                f"tensor {name!r} of {type(model).__name__} has NaN or inf values"
+            )
+
+
+def _integral_layer(
+    module: nn.Module, roles: ModuleRoles, parts: dict[str, list[Partition] | None], rule: str
+) -> IntegralLayer:
+    if isinstance(module, nn.Linear):
+        blocks = {s.block for s in roles.roles["in"]}
+        return IntegralLinear(module, parts, rule=rule, in_block=blocks.pop())
+    return _INTEGRAL_TYPES[type(module)](module, parts, rule=rule)
+
+
+def _replace_layers(
+    root: nn.Module, analysis: GraphAnalysis, partitions: dict[int, Partition], rule: str
+) -> None:
+    for name, roles in analysis.modules.items():
+        module = root.get_submodule(name)
+        if type(module) not in _INTEGRAL_TYPES and not isinstance(module, nn.Linear):
+            continue
+        parts: dict[str, list[Partition] | None] = {}
+        for role, segments in roles.roles.items():
+            groups = [analysis.group_of(s) for s in segments]
+            continuous = any(g.resizable for g in groups)
+            parts[role] = (
+                [partitions[analysis.root(s.axis)] for s in segments] if continuous else None
+            )
+        if all(p is None for p in parts.values()):
+            continue  # nothing of this layer can change: keep the original module
+        parent, _, child = name.rpartition(".")
+        setattr(
+            root.get_submodule(parent) if parent else root,
+            child,
+            _integral_layer(module, roles, parts, rule),
+        )
+
+
+def convert(
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor],
+    *,
+    rule: str = "rectangle",
+    permute: bool = True,
+    solver: str = "greedy-2opt",
+    seed: int = 0,
+    discrete: Sequence[str] = (),
+) -> IntegralModel:
+    """Convert a trained network into an :class:`IntegralModel` that reproduces it at full width.
+
+    Steps: trace with ``torch.fx``; fold each BatchNorm into the layer before it where possible;
+    find the channel groups (see :mod:`inn.graph`); reorder the channels of every resizable group
+    along a short open travelling-salesman path (``permute``); replace convolutions, linear and
+    remaining BatchNorm layers by integral layers sharing one partition per group. The model
+    passed in is not modified.
+
+    Args:
+        model: a network in eval mode.
+        example_inputs: a tensor or tuple of tensors the model accepts (used for shapes).
+        rule: quadrature rule of the channel axes (``"rectangle"``, ``"trapezoid"``, ...).
+        permute: reorder channels to minimise total variation (recommended).
+        solver: permutation solver (``"greedy-2opt"``: deterministic; ``"fast-tsp"``;
+            ``"auto"``), see :func:`inn.permute.open_path_order`.
+        seed: seed of the permutation solver.
+        discrete: names of groups to keep at full width (see ``IntegralModel.groups``).
+
+    Raises:
+        ConversionError: the model cannot be traced or run on ``example_inputs``, is in training
+            mode, has non-finite weights, or ``discrete`` names an unknown group.
+    """
+    _check_model(model)
+    report = ConversionReport()
+    clock = time.perf_counter()
+    gm = trace(copy.deepcopy(model), example_inputs)
+    report.seconds["trace"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    report.folded_batchnorms = fold_batchnorms(gm)
+    analysis = analyse(gm)
+    names = {g.name for g in analysis.groups.values()}
+    unknown = [n for n in discrete if n not in names]
+    if unknown:
+        raise ConversionError(
+            f"discrete= names unknown groups {unknown}; groups are {sorted(names)[:10]}..."
+        )
+    for key, g in list(analysis.groups.items()):
+        if g.name in discrete and g.resizable:
+            analysis.groups[key] = type(g)(g.name, g.full_size, False, "kept discrete by the user")
+    report.seconds["fold_and_analyse"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    if permute:
+        report.total_variation = permute_groups(gm, analysis, solver=solver, seed=seed)
+        before = sum(b for b, _ in report.total_variation.values())
+        after = sum(a for _, a in report.total_variation.values())
+        log.info(
+            "total variation of %d groups: %.4g -> %.4g", len(report.total_variation), before, after
+        )
+    report.seconds["permute"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    partitions = {key: Partition(g.full_size, rule=rule) for key, g in analysis.groups.items()}
+    _replace_layers(gm, analysis, partitions, rule)
+    gm.recompile()
+    groups = {
+        g.name: (partitions[key], g.resizable, g.reason) for key, g in analysis.groups.items()
+    }
+    imodel = IntegralModel(gm, groups, report, sum(p.numel() for p in model.parameters())).eval()
+    report.seconds["initialise"] = time.perf_counter() - clock
+    return imodel

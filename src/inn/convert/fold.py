@@ -1,0 +1,71 @@
+"""Folding BatchNorm into the convolution or linear layer before it (eval semantics)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+__all__ = ["fold_batchnorms"]
+
+_FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def _fold(layer: nn.Module, norm: nn.modules.batchnorm._BatchNorm) -> None:
+    """Scale ``layer``'s output channels in place so that ``layer`` alone computes ``norm(layer(x))``."""
+    with torch.no_grad():
+        scale = torch.rsqrt(norm.running_var.double() + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight.double()
+        shift = -norm.running_mean.double() * scale
+        if norm.bias is not None:
+            shift = shift + norm.bias.double()
+        weight = layer.weight
+        view = (-1,) + (1,) * (weight.dim() - 1)
+        if layer.bias is None:
+            layer.bias = nn.Parameter(
+                torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+            )
+        new_bias = layer.bias.double() * scale + shift
+        weight.copy_((weight.double() * scale.reshape(view)).to(weight.dtype))
+        layer.bias.copy_(new_bias.to(weight.dtype))
+
+
+def fold_batchnorms(gm: fx.GraphModule) -> list[str]:
+    """Fold every BatchNorm whose only input is a conv/linear output used by nothing else.
+
+    Returns:
+        The names of the folded BatchNorm modules (removed from the graph). BatchNorms that
+        cannot be folded (after a concatenation, an activation, a shared layer) are left in place.
+    """
+    calls = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_module")
+    folded = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module":
+            continue
+        norm = gm.get_submodule(str(node.target))
+        if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.running_mean is None:
+            continue
+        prev = node.args[0] if node.args else None
+        if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+            continue
+        layer = gm.get_submodule(str(prev.target))
+        if (
+            not isinstance(layer, _FOLDABLE)
+            or calls[str(prev.target)] != 1
+            or calls[str(node.target)] != 1
+        ):
+            continue
+        if isinstance(layer, nn.Linear) and prev.meta.get("tensor_meta") is not None:
+            if len(prev.meta["tensor_meta"].shape) != 2:  # BatchNorm1d on (N, C, L) after Linear
+                continue
+        _fold(layer, norm)
+        node.replace_all_uses_with(prev)
+        gm.graph.erase_node(node)
+        folded.append(str(node.target))
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return folded

@@ -1,0 +1,14 @@
+"""Tracing models and finding the channel axes that must share one partition."""
+
+from inn.graph.groups import ChannelGroup, GraphAnalysis, ModuleRoles, Segment, analyse
+from inn.graph.trace import register_leaf_module, trace
+
+__all__ = [
+    "ChannelGroup",
+    "GraphAnalysis",
+    "ModuleRoles",
+    "Segment",
+    "analyse",
+    "register_leaf_module",
+    "trace",
+]

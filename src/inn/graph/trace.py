@@ -1,0 +1,76 @@
+"""Tracing a model with ``torch.fx`` and recording the shape of every intermediate tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from inn.errors import ConversionError
+
+__all__ = ["as_tuple", "is_leaf_module", "register_leaf_module", "trace"]
+
+_LEAF_TYPES: set[type[nn.Module]] = set()
+
+
+def register_leaf_module(cls: type[nn.Module]) -> type[nn.Module]:
+    """Let the tracer treat ``cls`` as one opaque call (usable as a class decorator).
+
+    Use it for custom layers whose ``forward`` cannot be traced (data-dependent control flow).
+    The channels that flow into or out of such a layer are kept at full width.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"register_leaf_module needs an nn.Module subclass, got {cls!r}")
+    _LEAF_TYPES.add(cls)
+    return cls
+
+
+def is_leaf_module(module: nn.Module) -> bool:
+    return isinstance(module, tuple(_LEAF_TYPES))
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_leaf_module(m) or super().is_leaf_module(m, module_qualified_name)
+
+
+def as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
+    if isinstance(example_inputs, Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, Sequence) and all(isinstance(t, Tensor) for t in example_inputs):
+        return tuple(example_inputs)
+    raise ConversionError(
+        f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}"
+    )
+
+
+def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.GraphModule:
+    """Symbolically trace ``model`` and annotate every node with its tensor shape.
+
+    Raises:
+        ConversionError: the model cannot be traced (naming the reason and the way out), or the
+            example inputs do not run through it.
+    """
+    inputs = as_tuple(example_inputs)
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as err:  # fx raises many types; all mean "cannot trace"
+        raise ConversionError(
+            f"torch.fx cannot trace {type(model).__name__}: {type(err).__name__}: {err}. Data-dependent "
+            "control flow cannot be traced: register the module that contains it with "
+            "inn.register_leaf_module(ModuleClass) (its channels then stay at full width)."
+        ) from err
+    gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(*inputs)
+    except Exception as err:
+        shapes = [tuple(t.shape) for t in inputs]
+        raise ConversionError(
+            f"the example inputs of shapes {shapes} do not run through {type(model).__name__}: "
+            f"{type(err).__name__}: {err}. Pass inputs of the shape the model expects."
+        ) from err
+    return gm
