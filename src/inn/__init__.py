@@ -4,8 +4,9 @@ Weights are continuous functions along channel axes, so one network can be sampl
 width: structured pruning at inference time without fine-tuning.
 """
 
-from inn import numerics
+from inn import numerics, permute
 from inn.continuous import ContinuousTensor, Partition
+from inn.convert import ConversionReport, Group, IntegralModel, convert
 from inn.errors import (
     ConversionError,
     InnError,
@@ -14,6 +15,7 @@ from inn.errors import (
     QuadratureError,
     ShapeError,
 )
+from inn.graph import register_leaf_module
 from inn.layers import (
     IntegralBatchNorm1d,
     IntegralBatchNorm2d,
@@ -32,6 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ContinuousTensor",
     "ConversionError",
+    "ConversionReport",
+    "Group",
     "InnError",
     "IntegralBatchNorm1d",
     "IntegralBatchNorm2d",
@@ -42,11 +46,15 @@ __all__ = [
     "IntegralConvTranspose2d",
     "IntegralLayer",
     "IntegralLinear",
+    "IntegralModel",
     "InterpolationError",
     "Partition",
     "PartitionError",
     "QuadratureError",
     "ShapeError",
+    "convert",
     "integrate",
     "numerics",
+    "permute",
+    "register_leaf_module",
 ]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from inn.errors import ShapeError
-from inn.numerics import interpolation_matrix, uniform
+from inn.numerics import interpolate, interpolation_matrix, uniform
 
 __all__ = ["ContinuousTensor", "axis_matrix"]
 
@@ -86,8 +86,18 @@ class ContinuousTensor(nn.Module):
             pts = [p.to(out.dtype) for p in points[dim]]
             if self._at_nodes(pts, segs):
                 continue  # identity: skip the matmul
-            matrix = axis_matrix(segs, pts, closed=self.closed)
-            out = (out.movedim(dim, -1) @ matrix.T).movedim(-1, dim)
+            if len(pts) != len(segs):
+                raise ShapeError(
+                    f"axis {dim} has {len(segs)} segments but got {len(pts)} partitions"
+                )
+            chunks = out.split(list(segs), dim)
+            out = torch.cat(
+                [
+                    interpolate(c, p, dim, closed=self.closed)
+                    for c, p in zip(chunks, pts, strict=True)
+                ],
+                dim,
+            )
         return out
 
     def _at_nodes(self, pts: Sequence[Tensor], segs: Sequence[int]) -> bool:

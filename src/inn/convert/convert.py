@@ -126,7 +126,11 @@ def convert(
     _check_model(model)
     report = ConversionReport()
     clock = time.perf_counter()
-    gm = trace(copy.deepcopy(model), example_inputs)
+    own = copy.deepcopy(model)
+    for module in own.modules():  # the user's hooks stay on the user's model, not in ours
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+    gm = trace(own, example_inputs)
     report.seconds["trace"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

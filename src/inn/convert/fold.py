@@ -58,9 +58,9 @@ def fold_batchnorms(gm: fx.GraphModule) -> list[str]:
             or calls[str(node.target)] != 1
         ):
             continue
-        if isinstance(layer, nn.Linear) and prev.meta.get("tensor_meta") is not None:
-            if len(prev.meta["tensor_meta"].shape) != 2:  # BatchNorm1d on (N, C, L) after Linear
-                continue
+        meta = prev.meta.get("tensor_meta")
+        if isinstance(layer, nn.Linear) and (meta is None or len(meta.shape) != 2):
+            continue  # BatchNorm1d on (N, L, C) normalises another axis than the Linear's output
         _fold(layer, norm)
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)

@@ -172,6 +172,7 @@ class IntegralModel(nn.Module):
                     discrete = module.to_discrete()
                 discrete.train(module.training)
                 setattr(plain.get_submodule(parent) if parent else plain, child, discrete)
+        plain._tracer_cls = plain.graph._tracer_cls = None  # pickling would reference inn's tracer
         plain.recompile()
         return plain.train(self.training)
 

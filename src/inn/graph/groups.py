@@ -348,19 +348,17 @@ class _Analyser:
         if not isinstance(x, _Layout) or meta_in is None or meta_out is None:
             return self.unknown(node, "a reshape of an untracked tensor")
         shape_in, shape_out = list(meta_in.shape), list(meta_out.shape)
-        before = prod(shape_in[: x.dim])
-        for d_out in range(len(shape_out)):
-            if prod(shape_out[:d_out]) != before:
+        before, channels = prod(shape_in[: x.dim]), shape_in[x.dim]
+        # the channel axis may only be merged with the axes right after it (a flatten)
+        for d_out, size in enumerate(shape_out):
+            if prod(shape_out[:d_out]) != before or size % channels:
                 continue
-            merged = shape_out[d_out] // max(shape_in[x.dim], 1)
+            merged = size // channels
             for end in range(x.dim + 1, len(shape_in) + 1):
-                if (
-                    prod(shape_in[x.dim + 1 : end]) == merged
-                    and shape_out[d_out] % shape_in[x.dim] == 0
-                ):
-                    if prod(shape_in[end:]) == prod(shape_out[d_out + 1 :]):
-                        segs = tuple(Segment(s.axis, s.size, s.block * merged) for s in x.segments)
-                        return _Layout(d_out, len(shape_out), segs)
+                rest_in, rest_out = prod(shape_in[end:]), prod(shape_out[d_out + 1 :])
+                if prod(shape_in[x.dim + 1 : end]) == merged and rest_in == rest_out:
+                    segs = tuple(Segment(s.axis, s.size, s.block * merged) for s in x.segments)
+                    return _Layout(d_out, len(shape_out), segs)
         return self.unknown(node, "a reshape that mixes channels with other axes")
 
     def reduce(self, node: fx.Node) -> Any:

@@ -1,0 +1,63 @@
+"""Shared fixtures: small real data and a small network trained on it."""
+
+import pytest
+import torch
+from torch import nn
+
+
+def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial statistics and affine parameters (eval semantics)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
+                if m.weight is not None:
+                    m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                    m.bias.copy_(0.2 * torch.randn(n, generator=g))
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 real 8x8 digits: (x_train, y_train, x_test, y_test), fixed split."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(data.target)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x, y = x[order], y[order]
+    return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+@pytest.fixture(scope="session")
+def trained_digits_cnn(digits) -> nn.Module:
+    """A small CNN with BatchNorm and a residual connection, trained for a few seconds."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(1, 24, 3, padding=1), nn.BatchNorm2d(24)
+            self.conv2, self.bn2 = nn.Conv2d(24, 24, 3, padding=1), nn.BatchNorm2d(24)
+            self.conv3 = nn.Conv2d(24, 32, 3, stride=2, padding=1)
+            self.fc = nn.Linear(32 * 4 * 4, 10)
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            h = torch.relu(h + self.bn2(self.conv2(h)))
+            h = torch.relu(self.conv3(h))
+            return self.fc(torch.flatten(h, 1))
+
+    torch.manual_seed(0)
+    x, y, _, _ = digits
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(4):
+        for idx in torch.randperm(len(y), generator=torch.Generator().manual_seed(1)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()

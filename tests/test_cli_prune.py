@@ -1,0 +1,66 @@
+"""`inn prune` on a torchvision architecture with a state_dict file, and the cost counters."""
+
+import torch
+import torchvision
+from conftest import randomise_batchnorm
+from torch import nn
+
+from inn.cli import main
+from inn.cost import count_macs, count_parameters
+
+
+def test_count_macs_by_hand():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 5 * 5, 2))
+    # conv: 4 x 5 x 5 outputs, each 3 x 3 x 3 MACs; linear: 2 outputs x 100 inputs
+    assert count_macs(model, torch.randn(1, 3, 5, 5)) == 4 * 25 * 27 + 2 * 100
+    grouped = nn.Conv2d(4, 6, 1, groups=2)
+    assert count_macs(grouped, torch.randn(1, 4, 3, 3)) == 6 * 9 * 2
+
+
+def test_prune_cli_writes_a_smaller_plain_model(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = randomise_batchnorm(torchvision.models.resnet18(num_classes=10))
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "small.pt"
+    code = main(
+        [
+            "prune",
+            "resnet18",
+            "--weights",
+            str(tmp_path / "w.pt"),
+            "--num-classes",
+            "10",
+            "--compression",
+            "0.4",
+            "--input-shape",
+            "1,3,32,32",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "layer1.0.conv1:out" in text and "parameters:" in text and "MACs" in text
+    small = torch.load(out, weights_only=False)
+    kept = count_parameters(small) / count_parameters(model)
+    assert abs(kept - 0.6) < 0.01
+    assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_prune_cli_reports_library_errors_cleanly(tmp_path, capsys):
+    code = main(
+        [
+            "prune",
+            "resnet18",
+            "--num-classes",
+            "10",
+            "--widths",
+            '{"nope:out": 3}',
+            "--input-shape",
+            "1,3,32,32",
+            "-o",
+            str(tmp_path / "x.pt"),
+        ]
+    )
+    assert code == 2
+    assert "no channel group named 'nope:out'" in capsys.readouterr().err

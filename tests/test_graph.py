@@ -1,0 +1,165 @@
+"""Channel groups found by tracing, on small models whose groups are known by hand."""
+
+import pytest
+import torch
+from torch import nn
+
+import inn
+from inn.graph import analyse, trace
+
+
+def groups_of(model: nn.Module, x: torch.Tensor) -> dict[str, inn.graph.ChannelGroup]:
+    analysis = analyse(trace(model.eval(), x))
+    return {g.name: g for g in analysis.groups.values()}
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 6, 3, padding=1)
+        self.b = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = h + self.b(torch.relu(self.a(h)))
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_residual_flatten_and_io():
+    groups = groups_of(Residual(), torch.randn(1, 3, 4, 4))
+    assert set(groups) == {"x:out", "stem:out", "a:out", "fc:out"}  # b:out merged into stem:out
+    assert groups["stem:out"].resizable and groups["stem:out"].full_size == 8
+    assert groups["a:out"].resizable and groups["a:out"].full_size == 6
+    assert not groups["x:out"].resizable and groups["x:out"].reason == "model input"
+    assert not groups["fc:out"].resizable and groups["fc:out"].reason == "model output"
+    analysis = analyse(trace(Residual().eval(), torch.randn(1, 3, 4, 4)))
+    (segment,) = analysis.modules["fc"].roles["in"]
+    assert segment.block == 16  # the Linear sees 8 channels of 4 x 4 features
+
+
+class Branches(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Conv2d(3, 4, 1)
+        self.right = nn.Conv2d(3, 5, 1)
+        self.dw = nn.Conv2d(9, 9, 3, padding=1, groups=9)
+        self.bn = nn.BatchNorm2d(9)
+        self.se_down = nn.Conv2d(9, 2, 1)
+        self.se_up = nn.Conv2d(2, 9, 1)
+        self.head = nn.Conv2d(9, 3, 1)
+
+    def forward(self, x):
+        h = self.bn(self.dw(torch.cat([self.left(x), self.right(x)], dim=1)))
+        if not self.gated:
+            return self.head(h)
+        gate = torch.sigmoid(self.se_up(torch.relu(self.se_down(h.mean((2, 3), keepdim=True)))))
+        return self.head(h * gate)
+
+
+def test_cat_makes_a_composite_axis_through_depthwise_and_batchnorm():
+    model = Branches()
+    model.gated = False
+    analysis = analyse(trace(model.eval(), torch.randn(1, 3, 6, 6)))
+    head_in = analysis.modules["head"].roles["in"]
+    assert [s.size for s in head_in] == [4, 5]  # a composite axis: two segments
+    assert [analysis.group_of(s).name for s in head_in] == ["left:out", "right:out"]
+    assert all(analysis.group_of(s).resizable for s in head_in)
+    assert analysis.modules["dw"].roles["in"] == analysis.modules["dw"].roles["out"] == head_in
+    assert analysis.modules["bn"].roles["in"] == head_in
+
+
+def test_gate_over_a_concatenation_is_pinned():
+    model = Branches()
+    model.gated = True
+    analysis = analyse(trace(model.eval(), torch.randn(1, 3, 6, 6)))
+    # se_up has one 9-channel axis while h has two segments: they cannot share partitions
+    for s in (*analysis.modules["head"].roles["in"], *analysis.modules["se_up"].roles["out"]):
+        assert not analysis.group_of(s).resizable
+    assert analysis.group_of(analysis.modules["se_down"].roles["out"][0]).resizable
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.down, self.up = nn.Conv2d(8, 2, 1), nn.Conv2d(2, 8, 1)
+        self.out = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.out(
+            h * torch.sigmoid(self.up(torch.relu(self.down(h.mean((2, 3), keepdim=True)))))
+        )
+
+
+def test_squeeze_excitation_gate_shares_the_group():
+    analysis = analyse(trace(SqueezeExcite().eval(), torch.randn(1, 3, 6, 6)))
+    conv_out = analysis.group_of(analysis.modules["conv"].roles["out"][0])
+    up_out = analysis.group_of(analysis.modules["up"].roles["out"][0])
+    assert conv_out == up_out and conv_out.resizable
+
+
+class Shuffle(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        h = self.a(x)
+        n, c, hh, ww = h.shape
+        h = h.view(n, 2, c // 2, hh, ww).transpose(1, 2).reshape(n, c, hh, ww)  # channel shuffle
+        return self.b(h)
+
+
+def test_channel_shuffle_is_pinned_not_guessed():
+    groups = groups_of(Shuffle(), torch.randn(1, 3, 4, 4))
+    assert not groups["a:out"].resizable
+    assert "reshape" in groups["a:out"].reason or "untracked" in groups["a:out"].reason
+
+
+class Reused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 1)
+        self.shared = nn.Conv2d(6, 6, 3, padding=1)
+        self.out = nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        return self.out(self.shared(torch.relu(self.shared(self.a(x)))))
+
+
+def test_module_called_twice_ties_its_input_and_output():
+    groups = groups_of(Reused(), torch.randn(1, 3, 5, 5))
+    # shared's input is a:out on the first call and shared:out on the second: one group
+    assert "shared:out" not in groups and groups["a:out"].resizable
+
+
+class Custom(nn.Module):
+    def forward(self, x):
+        return x * 2 if x.sum() > 0 else x  # data-dependent: not traceable
+
+
+class WithCustom(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.c, self.b = nn.Conv2d(3, 4, 1), Custom(), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.b(self.c(self.a(x)))
+
+
+def test_untraceable_module_is_refused_then_accepted_as_a_leaf():
+    with pytest.raises(inn.ConversionError, match="register_leaf_module"):
+        trace(WithCustom().eval(), torch.randn(1, 3, 4, 4))
+    inn.register_leaf_module(Custom)
+    groups = groups_of(WithCustom(), torch.randn(1, 3, 4, 4))
+    assert not groups["a:out"].resizable and "leaf module" in groups["a:out"].reason
+
+
+def test_wrong_example_input_is_a_clear_error():
+    with pytest.raises(inn.ConversionError, match=r"example inputs of shapes \[\(1, 5, 4, 4\)\]"):
+        trace(Residual().eval(), torch.randn(1, 5, 4, 4))
+    with pytest.raises(inn.ConversionError, match="tensor or a tuple"):
+        trace(Residual().eval(), [1, 2])
