@@ -182,7 +182,7 @@ def test_refusals(trained_digits_cnn, digits):
     broken = copy.deepcopy(trained_digits_cnn)
     with torch.no_grad():
         broken.conv2.weight[0, 0, 0, 0] = float("nan")
-    with pytest.raises(inn.ConversionError, match="'conv2.weight'.*NaN"):
+    with pytest.raises(inn.ConversionError, match=r"'conv2\.weight'.*NaN"):
         inn.convert(broken, digits[2][:2])
     with pytest.raises(inn.ConversionError, match="unknown groups"):
         inn.convert(trained_digits_cnn, digits[2][:2], discrete=["nope"])
