@@ -1,0 +1,1 @@
+"""Benchmarks of inn: `python -m benchmarks [--smoke] [--only SECTION ...]`."""

@@ -1,0 +1,18 @@
+"""The benchmarks run end to end at tiny sizes, so they never rot (timings are not checked)."""
+
+import json
+import sys
+
+from benchmarks.__main__ import main
+
+
+def test_benchmarks_smoke(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["benchmarks"])
+    assert main(["--smoke", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "results-smoke.json").read_text())
+    assert {"permutation", "conversion", "inference"} <= set(report)
+    assert report["conversion"][0]["resizable_groups"] > 0
+    assert all(r["ratio_median"] > 0 for r in report["inference"])
+    worst = max(r["worst_ratio_to_optimum"] for r in report["permutation"]["brute_force"])
+    assert worst <= 1.05  # within 5 % of the brute-force optimum for n <= 9
+    assert "| model |" in (tmp_path / "summary-smoke.md").read_text()
