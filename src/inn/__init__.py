@@ -28,6 +28,8 @@ from inn.layers import (
     IntegralLinear,
 )
 from inn.numerics import integrate
+from inn.prune import prune
+from inn.tune import TuneReport, tune_partition
 
 __version__ = "0.1.0"
 
@@ -52,9 +54,12 @@ __all__ = [
     "PartitionError",
     "QuadratureError",
     "ShapeError",
+    "TuneReport",
     "convert",
     "integrate",
     "numerics",
     "permute",
+    "prune",
     "register_leaf_module",
+    "tune_partition",
 ]

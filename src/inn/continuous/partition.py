@@ -57,10 +57,12 @@ class Partition(nn.Module):
         self.size, self.trainable = size, None
         self.version += 1
 
-    def make_trainable(self) -> TrainablePartition:
-        """Turn the current points into trainable parameters (on this module's device)."""
+    def make_trainable(self, like: Tensor | None = None) -> TrainablePartition:
+        """Turn the current points into trainable parameters (on the device of ``like``)."""
         if self.trainable is None:
             self.trainable = TrainablePartition(self.size, self.points(), closed=self.closed)
+            if like is not None:
+                self.trainable.to(like.device)
             self.version += 1
         return self.trainable
 

@@ -1,7 +1,7 @@
 """Conversion of trained networks into integral ones; resizing and export."""
 
-from inn.convert.convert import convert
+from inn.convert.convert import convert, prepare
 from inn.convert.fold import fold_batchnorms
 from inn.convert.model import ConversionReport, Group, IntegralModel
 
-__all__ = ["ConversionReport", "Group", "IntegralModel", "convert", "fold_batchnorms"]
+__all__ = ["ConversionReport", "Group", "IntegralModel", "convert", "fold_batchnorms", "prepare"]

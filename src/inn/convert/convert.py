@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 
 import torch
+import torch.fx as fx
 from torch import Tensor, nn
 
 from inn.continuous import Partition
@@ -28,7 +29,7 @@ from inn.layers import (
     IntegralLinear,
 )
 
-__all__ = ["convert"]
+__all__ = ["convert", "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,40 @@ def _replace_layers(
         )
 
 
+def prepare(
+    model: nn.Module, example_inputs: Tensor | Sequence[Tensor], discrete: Sequence[str] = ()
+) -> tuple[fx.GraphModule, GraphAnalysis, ConversionReport]:
+    """Trace a copy of ``model``, fold its BatchNorms and find its channel groups.
+
+    Shared by :func:`convert` and the discrete baselines, so that both see the same groups.
+    """
+    _check_model(model)
+    report = ConversionReport()
+    clock = time.perf_counter()
+    own = copy.deepcopy(model)
+    for module in own.modules():  # the user's hooks stay on the user's model, not in ours
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+    gm = trace(own, example_inputs)
+    report.seconds["trace"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    report.folded_batchnorms = fold_batchnorms(gm)
+    analysis = analyse(gm)
+    names = {g.name for g in analysis.groups.values()}
+    unknown = [n for n in discrete if n not in names]
+    if unknown:
+        raise ConversionError(
+            f"discrete= names unknown groups {unknown}; groups are {sorted(names)[:10]}..."
+        )
+    for key, g in list(analysis.groups.items()):
+        if g.name in discrete and g.resizable:
+            analysis.groups[key] = type(g)(g.name, g.full_size, False, "kept discrete by the user")
+    report.seconds["fold_and_analyse"] = time.perf_counter() - clock
+
+    return gm, analysis, report
+
+
 def convert(
     model: nn.Module,
     example_inputs: Tensor | Sequence[Tensor],
@@ -123,29 +158,7 @@ def convert(
         ConversionError: the model cannot be traced or run on ``example_inputs``, is in training
             mode, has non-finite weights, or ``discrete`` names an unknown group.
     """
-    _check_model(model)
-    report = ConversionReport()
-    clock = time.perf_counter()
-    own = copy.deepcopy(model)
-    for module in own.modules():  # the user's hooks stay on the user's model, not in ours
-        module._forward_hooks.clear()
-        module._forward_pre_hooks.clear()
-    gm = trace(own, example_inputs)
-    report.seconds["trace"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    report.folded_batchnorms = fold_batchnorms(gm)
-    analysis = analyse(gm)
-    names = {g.name for g in analysis.groups.values()}
-    unknown = [n for n in discrete if n not in names]
-    if unknown:
-        raise ConversionError(
-            f"discrete= names unknown groups {unknown}; groups are {sorted(names)[:10]}..."
-        )
-    for key, g in list(analysis.groups.items()):
-        if g.name in discrete and g.resizable:
-            analysis.groups[key] = type(g)(g.name, g.full_size, False, "kept discrete by the user")
-    report.seconds["fold_and_analyse"] = time.perf_counter() - clock
+    gm, analysis, report = prepare(model, example_inputs, discrete)
 
     clock = time.perf_counter()
     if permute:

@@ -32,6 +32,8 @@ class IntegralLayer(nn.Module):
     Without autograd the sampled tensors are cached until a parameter or a partition changes.
     """
 
+    is_norm = False  # normalisation layers: weight and bias are affine parameters, not a kernel
+
     def __init__(self, rule: str) -> None:
         super().__init__()
         self.rule = rule

@@ -21,6 +21,7 @@ class _IntegralBatchNorm(IntegralLayer):
     """
 
     discrete: type[nn.modules.batchnorm._BatchNorm]
+    is_norm = True
 
     def __init__(
         self,

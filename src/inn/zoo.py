@@ -1,0 +1,232 @@
+"""The networks of the paper's experiments, as plain, fx-traceable :class:`torch.nn.Module` s.
+
+* :func:`cifar_resnet18`: the CIFAR-style ResNet-18 (3x3 stem without max-pool).
+* :func:`nin`: Network-in-Network (three mlpconv blocks, global average pooling).
+
+Both default to narrower widths than the paper's so that they train in minutes on a CPU; the
+width is a constructor argument. :func:`load_pretrained` returns one of them with the weights
+committed under ``inn/checkpoints/``, trained on the 4,000 training digits of
+:func:`inn.data.mnist_splits` by ``scripts/train_zoo.py``.
+
+The forward passes have no data-dependent control flow and no in-place operations, so
+:func:`torch.fx.symbolic_trace` (and hence :func:`inn.convert`) sees every layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from inn.errors import InnError
+
+__all__ = [
+    "ZOO",
+    "BasicBlock",
+    "CifarResNet",
+    "NetworkInNetwork",
+    "PretrainedNotFoundError",
+    "checkpoint_dir",
+    "cifar_resnet18",
+    "load_pretrained",
+    "nin",
+    "pretrained_info",
+]
+
+TRAIN_COMMAND = "python scripts/train_zoo.py"
+"""The command (from the repository root) that trains the zoo and writes the checkpoints."""
+
+
+class PretrainedNotFoundError(InnError, ValueError):
+    """A zoo name is unknown, or its checkpoint file has not been created."""
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv + BN layers with an identity or a 1x1 conv + BN projection shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu2 = nn.ReLU()
+        self.shortcut: nn.Module
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for small images: 3x3 stem, stages of :class:`BasicBlock`, GAP, Linear."""
+
+    def __init__(
+        self,
+        blocks_per_stage: tuple[int, ...] = (2, 2, 2, 2),
+        num_classes: int = 10,
+        in_channels: int = 1,
+        width: int = 16,
+    ) -> None:
+        super().__init__()
+        if width < 1 or num_classes < 1 or in_channels < 1:
+            raise ValueError("CifarResNet: width, num_classes and in_channels must be >= 1")
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        stages: list[nn.Module] = []
+        channels = width
+        for i, count in enumerate(blocks_per_stage):
+            out_channels = width * 2**i
+            stride = 1 if i == 0 else 2
+            blocks = []
+            for j in range(count):
+                blocks.append(BasicBlock(channels, out_channels, stride if j == 0 else 1))
+                channels = out_channels
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def cifar_resnet18(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> CifarResNet:
+    """The CIFAR-style ResNet-18 of the paper's experiments.
+
+    A 3x3 stride-1 stem conv (no max-pool), then four stages of two :class:`BasicBlock` s with
+    ``width, 2*width, 4*width, 8*width`` channels and strides 1, 2, 2, 2 (1x1 conv + BN
+    projection shortcuts where the shape changes), global average pooling and a Linear layer.
+
+    ``width=64`` is the paper's network (about 11.2 M parameters on CIFAR-10). The default
+    ``width=16`` (about 0.70 M parameters) is a CPU-sized version used for the MNIST-scale
+    reproduction; the architecture is otherwise identical.
+    """
+    return CifarResNet((2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels, width=width)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    ]
+
+
+class NetworkInNetwork(nn.Module):
+    """Network-in-Network (Lin et al., 2014) with BatchNorm.
+
+    Three mlpconv blocks (a kxk conv followed by 1x1 convs, each with BN + ReLU), 3x3/2 max-pool
+    and dropout between blocks; the last block ends with a 1x1 conv to ``num_classes`` channels
+    whose global average is the output (no Linear layer).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        width: int = 96,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if width < 1 or num_classes < 1 or in_channels < 1:
+            raise ValueError("NetworkInNetwork: width, num_classes and in_channels must be >= 1")
+        w = width
+        self.block1 = nn.Sequential(
+            *_conv_bn_relu(in_channels, w, 5), *_conv_bn_relu(w, w, 1), *_conv_bn_relu(w, w, 1)
+        )
+        self.pool1 = nn.MaxPool2d(3, stride=2, padding=1)
+        self.drop1 = nn.Dropout(dropout)
+        self.block2 = nn.Sequential(
+            *_conv_bn_relu(w, w, 5), *_conv_bn_relu(w, w, 1), *_conv_bn_relu(w, w, 1)
+        )
+        self.pool2 = nn.MaxPool2d(3, stride=2, padding=1)
+        self.drop2 = nn.Dropout(dropout)
+        self.block3 = nn.Sequential(*_conv_bn_relu(w, w, 3), *_conv_bn_relu(w, w, 1))
+        self.classifier = nn.Conv2d(w, num_classes, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop1(self.pool1(self.block1(x)))
+        x = self.drop2(self.pool2(self.block2(x)))
+        x = self.classifier(self.block3(x))
+        return torch.flatten(self.pool(x), 1)
+
+
+def nin(num_classes: int = 10, in_channels: int = 1, width: int = 96) -> NetworkInNetwork:
+    """Network-in-Network, the paper's second CIFAR-10 architecture, at CPU scale.
+
+    Blocks: (5x5, 1x1, 1x1) -> max-pool 3/2 + dropout -> (5x5, 1x1, 1x1) -> max-pool 3/2 +
+    dropout -> (3x3, 1x1) -> 1x1 conv to ``num_classes`` -> global average pool. Every hidden
+    conv has ``width`` channels and is followed by BN + ReLU. The original NIN uses 192 (and
+    160/96) channels; the default ``width=96`` halves it so the network (about 0.33 M
+    parameters) trains in minutes on a CPU.
+    """
+    return NetworkInNetwork(num_classes=num_classes, in_channels=in_channels, width=width)
+
+
+ZOO: dict[str, Callable[..., nn.Module]] = {
+    "cifar_resnet18": cifar_resnet18,
+    "nin": nin,
+}
+"""Name -> constructor; the default arguments build the architecture of each checkpoint."""
+
+
+def checkpoint_dir() -> Path:
+    """The folder of the committed checkpoints (``inn/checkpoints`` next to this module)."""
+    return Path(__file__).resolve().parent / "checkpoints"
+
+
+def _check_name(name: str) -> None:
+    if name not in ZOO:
+        raise PretrainedNotFoundError(f"unknown zoo model {name!r}; known: {sorted(ZOO)}")
+
+
+def pretrained_info(name: str) -> dict[str, Any]:
+    """The metadata (seed, epochs, test accuracy, ...) stored next to a checkpoint."""
+    _check_name(name)
+    path = checkpoint_dir() / f"{name}.json"
+    if not path.is_file():
+        raise PretrainedNotFoundError(
+            f"no metadata for {name!r} at {str(path)!r}; create it with `{TRAIN_COMMAND}`"
+        )
+    return json.loads(path.read_text())
+
+
+def load_pretrained(name: str) -> nn.Module:
+    """Build zoo model ``name`` with its default arguments and load its committed weights.
+
+    The weights were trained on the 4,000 training digits of :func:`inn.data.mnist_splits`
+    (``seed=0``); the model is returned in eval mode.
+
+    Raises:
+        PretrainedNotFoundError: if the name is unknown or the checkpoint file is missing (the
+            message names the command that creates it).
+    """
+    _check_name(name)
+    path = checkpoint_dir() / f"{name}.pt"
+    if not path.is_file():
+        raise PretrainedNotFoundError(
+            f"no checkpoint for {name!r} at {str(path)!r}; create it with `{TRAIN_COMMAND}` "
+            "(run from the repository root)"
+        )
+    model = ZOO[name]()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
