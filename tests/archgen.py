@@ -23,11 +23,14 @@ spellings: module, ``torch.nn.functional`` or tensor method):
 * ``act(src, fn, style)``: ``fn`` 0 ReLU, 1 SiLU, 2 Hardswish.
 * ``add(a, b, style)``: residual addition of two values of equal shape.
 * ``cat(a, b, c, style)``: ``torch.cat`` along channels (``c = -1``: two operands).
-* ``se(src, hidden, pool, gate, style)``: squeeze-excitation, ``x * sigmoid(fc2(relu(fc1(pool(x)))))``.
+* ``se(src, hidden, pool, gate, style)``: squeeze-excitation,
+  ``x * sigmoid(fc2(relu(fc1(pool(x)))))``.
 * ``pool(src, fn, mode, style)``: ``fn`` 0 max, 1 avg; ``mode`` 0 ``k=2, s=2``, 1 ``k=3, s=1, p=1``.
 * ``chunk(src, n, style)``: ``torch.chunk`` into ``n`` pieces (torch's sizes, maybe fewer).
 * ``split(src, size, style)``: ``torch.split`` along channels: ``style`` 0/1 split in pieces of
   ``size`` (function/method), 2 split into ``[size, channels - size]``.
+* ``again(src, op)``: call the module of earlier op number ``op`` (a ``conv``, ``dw``, ``gconv``
+  or ``bn``) a second time, on value ``src`` (shared weights).
 
 Head: ``Head(kind, style, hidden, act, bn, out)``: ``kind`` 0 adaptive average pool + flatten,
 1 flatten of ``C x H x W``, 2 ``x.view(x.size(0), -1)``; then ``Linear(features, out)``, or with
@@ -59,7 +62,8 @@ __all__ = [
 
 MAX_CHANNELS = 12  # widest layer a conv produces
 MAX_CAT_CHANNELS = 24  # widest concatenation
-KINDS = ("conv", "bn", "act", "add", "cat", "pool", "dw", "se", "gconv", "chunk", "split")
+KINDS = ("conv", "bn", "act", "add", "cat", "pool", "dw", "se", "gconv", "chunk", "split", "again")
+_REUSABLE = ("conv", "dw", "gconv", "bn")  # kinds whose module ``again`` may call a second time
 # relative frequencies of the op kinds (others: 1)
 _WEIGHTS = {"conv": 4, "bn": 2, "act": 2, "add": 2, "cat": 2, "gconv": 2}
 _PARAMS = {
@@ -74,6 +78,7 @@ _PARAMS = {
     "pool": ("src", "fn", "mode", "style"),
     "chunk": ("src", "n", "style"),
     "split": ("src", "size", "style"),
+    "again": ("src", "op"),
 }
 
 
@@ -179,8 +184,18 @@ def _split_sizes(channels: int, size: int, style: int) -> list[int]:
     return [min(size, channels - start) for start in range(0, channels, size)]
 
 
-def _outputs(op: Op, values: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """(channels, spatial size) of the value(s) ``op`` appends."""
+def _reapplied(op: Op, ops: tuple[Op, ...] | list[Op]) -> Op:
+    """The op whose module ``again`` calls, reading ``again``'s source."""
+    ref = ops[op.op]
+    return Op(ref.kind, **{**dict(ref.params), "src": op.src})
+
+
+def _outputs(
+    op: Op, values: list[tuple[int, int]], ops: tuple[Op, ...] | list[Op] = ()
+) -> list[tuple[int, int]]:
+    """(channels, spatial size) of the value(s) ``op`` appends (``ops``: the ops before it)."""
+    if op.kind == "again":
+        return _outputs(_reapplied(op, ops), values)
     c, s = values[op.inputs()[0]]
     k = op.kind
     if k == "conv":
@@ -203,8 +218,8 @@ def _outputs(op: Op, values: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def shapes(arch: Arch) -> list[tuple[int, int]]:
     """(channels, spatial size) of every value of ``arch`` (value 0 is the input)."""
     values = [(arch.in_channels, arch.hw)]
-    for op in arch.ops:
-        values.extend(_outputs(op, values))
+    for i, op in enumerate(arch.ops):
+        values.extend(_outputs(op, values, arch.ops[:i]))
     return values
 
 
@@ -262,7 +277,7 @@ class SpecNet(nn.Module):
             elif op.kind == "pool" and op.style == 0:
                 cls = (nn.MaxPool2d, nn.AvgPool2d)[op.fn]
                 self.add_module(name, cls(2, 2) if op.mode == 0 else cls(3, 1, 1))
-            outputs = _outputs(op, values)
+            outputs = _outputs(op, values, arch.ops[:i])
             self.pieces[i] = len(outputs)
             values.extend(outputs)
         c, s = values[-1]
@@ -290,8 +305,11 @@ class SpecNet(nn.Module):
         for i, op in enumerate(self.arch.ops):
             name = f"op{i}_{op.kind}"
             k = op.kind
-            if k in ("conv", "dw", "gconv", "bn"):
+            if k in _REUSABLE:
                 values.append(self._modules[name](values[op.src]))
+            elif k == "again":
+                module = self._modules[f"op{op.op}_{self.arch.ops[op.op].kind}"]
+                values.append(module(values[op.src]))
             elif k == "act":
                 values.append(_act(op.fn, op.style, self._m(name), values[op.src]))
             elif k == "add":
@@ -418,10 +436,13 @@ def _kernel(draw: Any, size: int) -> tuple[int, int, int, int]:
 
 
 @st.composite
-def _op(draw: Any, values: list[tuple[int, int]], kinds: tuple[str, ...]) -> Op:
+def _op(draw: Any, values: list[tuple[int, int]], ops: list[Op], kinds: tuple[str, ...]) -> Op:
     n = len(values)
     options = []
+    reuses = _reuses(values, ops)
     for kind in kinds:
+        if kind == "again" and not reuses:
+            continue
         if kind == "add" and not _add_pairs(values):
             continue
         if kind == "cat" and not _cat_pairs(values):
@@ -432,6 +453,9 @@ def _op(draw: Any, values: list[tuple[int, int]], kinds: tuple[str, ...]) -> Op:
             continue
         options.append(kind)
     kind = draw(st.sampled_from([k for k in options for _ in range(_WEIGHTS.get(k, 1))]))
+    if kind == "again":
+        src, i = draw(st.sampled_from(reuses[::-1]))
+        return Op("again", src=src, op=i)
     if kind == "add":
         a, b = draw(st.sampled_from(_add_pairs(values)[::-1]))
         return Op("add", a=a, b=b, style=draw(st.integers(0, 2)))
@@ -499,6 +523,20 @@ def _op(draw: Any, values: list[tuple[int, int]], kinds: tuple[str, ...]) -> Op:
     raise AssertionError(kind)
 
 
+def _reuses(values: list[tuple[int, int]], ops: list[Op]) -> list[tuple[int, int]]:
+    """(value, op) pairs such that the op's module accepts the value (not its own input)."""
+    out = []
+    for i, op in enumerate(ops):
+        if op.kind not in _REUSABLE:
+            continue
+        for j, (c, _) in enumerate(values):
+            if j == op.src or c != values[op.src][0]:
+                continue
+            if all(s >= 1 for _, s in _outputs(Op("again", src=j, op=i), values, ops)):
+                out.append((j, i))
+    return out
+
+
 def _add_pairs(values: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(i, j) for j in range(len(values)) for i in range(j) if values[i] == values[j]]
 
@@ -529,9 +567,9 @@ def arches(
     values = [(3, size)]
     ops = []
     for _ in range(draw(st.integers(min(2, max_ops), max_ops))):
-        op = draw(_op(values, kinds))
+        op = draw(_op(values, ops, kinds))
+        values.extend(_outputs(op, values, ops))
         ops.append(op)
-        values.extend(_outputs(op, values))
     hidden = draw(st.one_of(st.just(0), st.integers(1, MAX_CHANNELS)))
     head = Head(
         kind=draw(st.integers(0, 2)),

@@ -1,0 +1,98 @@
+"""Partition tuning: what it may change, ordered partitions, frozen flags, resizing after."""
+
+import pytest
+import torch
+
+import inn
+
+
+@pytest.fixture()
+def tuned(trained_digits_cnn, digits):
+    x, y = digits[0], digits[1]
+    calib = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    imodel = inn.convert(trained_digits_cnn, x[:2]).resize(compression=0.5)
+    return imodel, calib
+
+
+def _state(model):
+    return {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if "trainable" not in k and not k.endswith("_extra_state")
+    }
+
+
+def test_tuning_changes_only_partition_points_and_lowers_the_loss(tuned):
+    imodel, calib = tuned
+    before = _state(imodel)
+    report = inn.tune_partition(imodel, calib, steps=40)
+    after = _state(imodel)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert report.loss_after < report.loss_before
+    tuned_parts = [
+        imodel._partitions[g.name] for g in imodel.resizable_groups if g.size < g.full_size
+    ]
+    assert tuned_parts and all(p.trainable is not None for p in tuned_parts)
+    for p in tuned_parts:
+        points = p.points().detach()
+        inn.numerics.check_partition(points)
+        assert points.min() > 0 and points.max() < 1
+        assert not torch.allclose(points, inn.numerics.uniform(p.size))  # they moved
+
+
+def test_frozen_flags_are_restored(tuned):
+    imodel, calib = tuned
+    params = list(imodel.parameters())
+    params[0].requires_grad_(False)
+    inn.tune_partition(imodel, calib, steps=5)
+    assert params[0].requires_grad is False
+    assert all(p.requires_grad for p in params[1:])
+
+
+def test_tuned_model_still_resizes_and_exports(tuned, digits):
+    imodel, calib = tuned
+    inn.tune_partition(imodel, calib, steps=5)
+    x = digits[2][:16]
+    with torch.no_grad():
+        tuned_out = imodel(x)
+        assert torch.allclose(imodel.export()(x), tuned_out, atol=1e-5)
+        imodel.resize(compression=0.3)
+        assert torch.allclose(imodel.export()(x), imodel(x), atol=1e-5)
+
+
+def test_train_biases_changes_biases_not_weights(tuned):
+    imodel, calib = tuned
+    before = _state(imodel)
+    inn.tune_partition(imodel, calib, steps=20, train_biases=True)
+    after = _state(imodel)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("bias_function" in k for k in changed)
+
+
+def test_label_free_batches_and_bad_options(tuned, digits):
+    imodel, _ = tuned
+    unlabeled = [digits[0][:32], digits[0][32:64]]
+    assert inn.tune_partition(imodel, unlabeled, steps=3).steps == 3
+    with pytest.raises(inn.InnError, match="needs \\(inputs, targets\\)"):
+        inn.tune_partition(imodel, unlabeled, loss="labels", steps=2)
+    with pytest.raises(inn.InnError, match="unknown loss"):
+        inn.tune_partition(imodel, unlabeled, loss="l2")
+    with pytest.raises(inn.InnError, match="empty"):
+        inn.tune_partition(imodel, [])
+
+
+def test_prune_one_call(trained_digits_cnn, digits):
+    x, y = digits[0], digits[1]
+    small = inn.prune(
+        trained_digits_cnn,
+        x[:2],
+        compression=0.4,
+        calib=[(x[:64], y[:64])],
+        tune_options={"steps": 5},
+    )
+    kept = sum(p.numel() for p in small.parameters()) / sum(
+        p.numel() for p in trained_digits_cnn.parameters()
+    )
+    assert abs(kept - 0.6) < 0.01
+    assert all(not type(m).__module__.startswith("inn") for m in small.modules())
