@@ -1,8 +1,8 @@
 """Run the benchmarks and write JSON + a markdown summary.
 
-    python -m benchmarks                 # everything (tens of minutes on 2 cores)
-    python -m benchmarks --only conversion inference
-    python -m benchmarks --smoke         # a few seconds: checks that nothing rotted
+python -m benchmarks                 # everything (tens of minutes on 2 cores)
+python -m benchmarks --only conversion inference
+python -m benchmarks --smoke         # a few seconds: checks that nothing rotted
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         result = SECTIONS[name].run(smoke=args.smoke)
         report[name] = result
-        text += [f"## {name} ({time.perf_counter() - start:.0f} s)", "", SECTIONS[name].markdown(result), ""]
+        text += [
+            f"## {name} ({time.perf_counter() - start:.0f} s)",
+            "",
+            SECTIONS[name].markdown(result),
+            "",
+        ]
         print(f"benchmark {name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     suffix = "-smoke" if args.smoke else ""
     (out / f"results{suffix}.json").write_text(json.dumps(report, indent=2))

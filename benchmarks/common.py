@@ -25,10 +25,17 @@ def machine() -> dict[str, object]:
 
 def summary(samples: list[float]) -> dict[str, float]:
     """Median and spread (min, max) of timing samples, in seconds."""
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "n": len(samples),
+    }
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
     """Time several functions in turn, ``repeats`` rounds, so drifts of a noisy machine hit all alike."""
     for fn in fns.values():
         for _ in range(warmup):

@@ -13,7 +13,15 @@ import torchvision
 import inn
 from benchmarks.common import summary
 
-MODELS = ["resnet18", "resnet50", "resnet101", "mobilenet_v2", "efficientnet_b0", "densenet121", "vgg16_bn"]
+MODELS = [
+    "resnet18",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "densenet121",
+    "vgg16_bn",
+]
 SMOKE_MODELS = ["mobilenet_v3_small"]
 
 
@@ -64,14 +72,16 @@ def run(smoke: bool = False) -> list[dict]:
 
 def markdown(results: list[dict]) -> str:
     lines = [
-        "| model | convert (s) | trace | fold+analyse | permute | initialise | forward (s) | convert / forward | peak RSS (MB) | resizable groups |",
+        "| model | convert (s) | trace | fold+analyse | permute | initialise | forward (s) "
+        "| convert / forward | peak RSS (MB) | resizable groups |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         s = r["stages_s"]
         lines.append(
             f"| {r['model']} | {r['convert_s']:.2f} | {s['trace']:.2f} | {s['fold_and_analyse']:.2f} | "
-            f"{s['permute']:.2f} | {s['initialise']:.2f} | {r['forward_s']:.3f} | {r['convert_over_forward']:.0f} | "
+            f"{s['permute']:.2f} | {s['initialise']:.2f} | {r['forward_s']:.3f} | "
+            f"{r['convert_over_forward']:.0f} | "
             f"{r['peak_rss_mb']:.0f} | {r['resizable_groups']}/{r['groups']} |"
         )
     return "\n".join(lines)

@@ -28,8 +28,8 @@ def run(smoke: bool = False) -> list[dict]:
         exported = {f"{w:.0%}": _at_width(imodel, w) for w in WIDTHS}
         for batch in (1,) if smoke else (1, 32):
             x = torch.randn(batch, 3, size, size)
-            fns = {"original": lambda m=model: m(x)}
-            fns.update({k: (lambda m=m: m(x)) for k, m in exported.items()})
+            fns = {"original": lambda m=model, x=x: m(x)}
+            fns.update({k: (lambda m=m, x=x: m(x)) for k, m in exported.items()})
             with torch.no_grad():
                 samples = interleaved(fns, repeats=2 if smoke else (15 if batch == 1 else 5))
             base = summary(samples["original"])["median"]

@@ -62,7 +62,8 @@ def markdown(result: dict) -> str:
     ]
     for r in result["instances"]:
         lines.append(
-            f"| {r['n']} | {r['greedy-2opt_s']:.3f} | {r['greedy-2opt_over_best']:.4f} | {r['fast-tsp_s']:.3f} | "
+            f"| {r['n']} | {r['greedy-2opt_s']:.3f} | {r['greedy-2opt_over_best']:.4f} | "
+            f"{r['fast-tsp_s']:.3f} | "
             f"{r['fast-tsp_over_best']:.4f} | {r['identity_over_best']:.2f} |"
         )
     for solver in SOLVERS:
