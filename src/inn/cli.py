@@ -1,4 +1,4 @@
-"""The ``inn`` command."""
+"""The ``inn`` command: ``inn demo``, ``inn prune``, ``inn experiment NAME``."""
 
 from __future__ import annotations
 
@@ -6,23 +6,84 @@ import argparse
 import importlib
 import json
 import logging
+import shlex
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["main"]
 
+DEMO_MODEL = "cifar_resnet18"
+DEMO_COMPRESSIONS = (0.2, 0.4, 0.6)
+
+
+def _command_line(argv: list[str] | None) -> str:
+    return "inn " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+
+
+def _report(results, out: Path, title: str, command: str) -> None:
+    from inn.experiments import pruning
+
+    pruning.save(results, out, title, command)
+    print(f"\n{title}\n\n{pruning.markdown(results)}\n")
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
+
 
 def _demo(args: argparse.Namespace) -> int:
-    from inn.experiments import digits_widths
+    from inn.experiments import pruning, workloads
 
-    results = digits_widths.run(Path(args.out))
-    print("\nDigits CNN (scikit-learn digits, 397 test images), sampled at fewer channels")
-    print("without fine-tuning or channel reordering:\n")
-    print("| width | channels (conv1, conv2) | parameters | test accuracy |")
-    print("|------:|:-----------------------:|-----------:|--------------:|")
-    for r in results:
-        print(f"| {r.width_fraction:.0%} | {r.channels} | {r.parameters:,} | {r.accuracy:.1%} |")
-    print(f"\nresults written to {Path(args.out) / 'results.json'}")
+    start = time.perf_counter()
+    print(
+        f"inn demo: pruning a trained CIFAR-style ResNet-18 ({DEMO_MODEL}, width 16) on real MNIST"
+    )
+    print(
+        "digits without fine-tuning: INN with partition tuning vs uniform INN vs L1 filter pruning.\n"
+    )
+    work = workloads.mnist_workload(DEMO_MODEL)
+    results = pruning.run(
+        work.model,
+        work.test,
+        work.calib,
+        compressions=(0.0, *DEMO_COMPRESSIONS),
+        methods=("inn-tuned", "inn-uniform", "l1", "l1+calib"),
+        seeds=(0,),
+        steps=args.steps,
+    )
+    title = f"Test accuracy (%) after pruning without fine-tuning: {work.name}"
+    _report(results, Path(args.out), title, _command_line(args.argv))
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from inn.experiments import pruning, workloads
+
+    methods = {
+        "pipeline-b": pruning.INN_METHODS,
+        "pipeline-c": pruning.BASELINE_METHODS,
+        "pruning": pruning.INN_METHODS + pruning.BASELINE_METHODS,
+    }[args.name]
+    if args.dataset == "cifar10":
+        if not (args.data_dir and args.weights and args.model):
+            raise SystemExit(
+                "inn experiment: --dataset cifar10 needs --data-dir, --model and --weights"
+            )
+        work = workloads.cifar10_workload(args.model, Path(args.weights), Path(args.data_dir))
+    else:
+        work = workloads.mnist_workload(args.model or DEMO_MODEL)
+    compressions = tuple(float(c) for c in args.compressions.split(","))
+    results = pruning.run(
+        work.model,
+        work.test,
+        work.calib,
+        compressions=compressions,
+        methods=methods,
+        seeds=tuple(range(args.seeds)),
+        steps=args.steps,
+    )
+    out = Path(args.out or f"out/{args.name}-{(args.model or DEMO_MODEL)}")
+    title = f"Test accuracy (%) without fine-tuning ({args.name}): {work.name}"
+    _report(results, out, title, _command_line(args.argv))
     return 0
 
 
@@ -54,8 +115,7 @@ def _prune(args: argparse.Namespace) -> int:
         raise SystemExit("inn prune: give exactly one of --compression or --widths")
     model = _load_architecture(args.arch, args.num_classes)
     if args.weights:
-        state = torch.load(args.weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
     model.eval()
     shape = tuple(int(s) for s in args.input_shape.split(","))
     x = torch.randn(shape)
@@ -87,11 +147,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inn", description="Integral Neural Networks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
+
     demo = sub.add_parser(
-        "demo", help="train a small CNN on real digits and sample it at several widths"
+        "demo", help="prune a trained ResNet-18 on real digits: INN vs L1, a table and a plot"
     )
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument(
+        "--steps", type=int, default=150, help="tuning/calibration steps per compression"
+    )
     demo.set_defaults(func=_demo)
+
+    exp = sub.add_parser(
+        "experiment", help="the paper's pipelines: pipeline-b, pipeline-c, pruning (both)"
+    )
+    exp.add_argument("name", choices=["pipeline-b", "pipeline-c", "pruning"])
+    exp.add_argument(
+        "--model", help="zoo model (cifar_resnet18, nin) or, with cifar10, an architecture"
+    )
+    exp.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
+    exp.add_argument(
+        "--data-dir", help="folder with CIFAR-10 (torchvision layout), for --dataset cifar10"
+    )
+    exp.add_argument("--weights", help="state_dict of the model, for --dataset cifar10")
+    exp.add_argument("--compressions", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
+    exp.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds for permutation / random choice"
+    )
+    exp.add_argument(
+        "--steps", type=int, default=150, help="tuning/calibration steps per compression"
+    )
+    exp.add_argument("--out", help="output folder (default out/NAME-MODEL)")
+    exp.set_defaults(func=_experiment)
+
     prune = sub.add_parser("prune", help="convert a model and export it at a smaller width")
     prune.add_argument(
         "arch", help="torchvision architecture name (e.g. resnet18) or module:callable"
@@ -114,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         "-o", "--output", default="pruned.pt", help="output file (default pruned.pt)"
     )
     prune.set_defaults(func=_prune)
+
     args = parser.parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     from inn.errors import InnError
 

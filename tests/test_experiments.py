@@ -1,0 +1,29 @@
+"""The pruning experiment end to end on a small trained CNN: every method, outputs written."""
+
+import json
+
+from inn.experiments import pruning
+
+
+def test_pruning_experiment_runs_every_method(trained_digits_cnn, digits, tmp_path):
+    x, y, xt, yt = digits
+    test = [(xt[:200], yt[:200]), (xt[200:], yt[200:])]
+    calib = [(x[:64], y[:64]), (x[64:128], y[64:128])]
+    results = pruning.run(
+        trained_digits_cnn, test, calib, compressions=(0.0, 0.5), seeds=(0, 1), steps=3, progress=False
+    )
+    summary = pruning.summarise(results)
+    assert set(summary) == {*pruning.INN_METHODS, *pruning.BASELINE_METHODS, "unpruned"}
+    base = summary["unpruned"][0.0]["mean"]
+    for method in ("inn-tuned", "inn-uniform", "l1"):
+        assert abs(summary[method][0.0]["mean"] - base) < 1e-9  # nothing removed: same accuracy
+    assert summary["inn-tuned"][0.5]["n"] == 2 and summary["l1"][0.5]["n"] == 1
+    full = summary["unpruned"][0.0]["parameters"]
+    for method, rows in summary.items():
+        if 0.5 in rows:
+            assert abs(rows[0.5]["parameters"] / full - 0.5) < 0.01, method  # same compression
+    pruning.save(results, tmp_path, "title", "inn experiment pruning")
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["command"] == "inn experiment pruning" and len(payload["results"]) == len(results)
+    assert (tmp_path / "accuracy.png").stat().st_size > 10_000
+    assert "| inn-tuned |" in (tmp_path / "results.md").read_text()
