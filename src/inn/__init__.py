@@ -29,6 +29,7 @@ from inn.layers import (
 )
 from inn.numerics import integrate
 from inn.prune import prune
+from inn.smooth import smooth_weights
 from inn.tune import TuneReport, tune_partition
 
 __version__ = "0.1.0"
@@ -61,5 +62,6 @@ __all__ = [
     "permute",
     "prune",
     "register_leaf_module",
+    "smooth_weights",
     "tune_partition",
 ]

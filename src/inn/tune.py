@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -112,11 +112,23 @@ def fit(
     eval_every: int,
     progress: bool,
     desc: str,
+    regulariser: Callable[[], Tensor] | None = None,
 ) -> TuneReport:
     """Adam on ``params`` only, cycling over ``batches``; keeps the state with the lowest
-    calibration loss and stops after ``patience`` evaluations without improvement."""
+    calibration loss and stops after ``patience`` evaluations without improvement.
+
+    ``regulariser()``, if given, is added to the loss, in training and in the calibration loss
+    that picks the best state."""
     start = time.perf_counter()
-    best_loss = first = _evaluate(model, batches, references, loss)
+
+    def calibration_loss() -> float:
+        extra = 0.0
+        if regulariser is not None:
+            with torch.no_grad():
+                extra = float(regulariser())
+        return _evaluate(model, batches, references, loss) + extra
+
+    best_loss = first = calibration_loss()
     best_state = [p.detach().clone() for p in params]
     optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
@@ -125,11 +137,14 @@ def fit(
     for step in bar:
         (x, y), ref = batches[step % len(batches)], references[step % len(batches)]
         optimiser.zero_grad(set_to_none=True)
-        distillation_loss(model(x), ref, y, loss).backward()
+        objective = distillation_loss(model(x), ref, y, loss)
+        if regulariser is not None:
+            objective = objective + regulariser()
+        objective.backward()
         optimiser.step()
         schedule.step()
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            current = _evaluate(model, batches, references, loss)
+            current = calibration_loss()
             bar.set_postfix(loss=f"{current:.4f}")
             if current < best_loss - 1e-6 * abs(best_loss):
                 best_loss, stale = current, 0
