@@ -193,3 +193,25 @@ def test_discrete_groups_stay_at_full_width(trained_digits_cnn, digits):
     imodel.resize(compression=0.3)
     sizes = {g.name: g for g in imodel.groups}
     assert sizes["conv3:out"].size == 32 and not sizes["conv3:out"].resizable
+
+
+@pytest.mark.parametrize("rule", ["trapezoid", "simpson"])
+def test_closed_rules_at_any_size(rule):
+    # a 1-channel and an even-width group: Simpson falls back to trapezoid, trapezoid to rectangle
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 1, 1),
+        nn.ReLU(),
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 1),
+        nn.Flatten(),
+        nn.Linear(6 * 6 * 6, 2),
+    ).eval()
+    x = torch.randn(2, 3, 8, 8)
+    imodel = inn.convert(model, x, rule=rule)
+    with torch.no_grad():
+        assert close(imodel(x), model(x))
+        for widths in ({"2:out": 2, "4:out": 3}, {"2:out": 1, "4:out": 4}):
+            imodel.resize(widths=widths)
+            assert close(imodel.export()(x), imodel(x))

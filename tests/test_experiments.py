@@ -10,7 +10,13 @@ def test_pruning_experiment_runs_every_method(trained_digits_cnn, digits, tmp_pa
     test = [(xt[:200], yt[:200]), (xt[200:], yt[200:])]
     calib = [(x[:64], y[:64]), (x[64:128], y[64:128])]
     results = pruning.run(
-        trained_digits_cnn, test, calib, compressions=(0.0, 0.5), seeds=(0, 1), steps=3, progress=False
+        trained_digits_cnn,
+        test,
+        calib,
+        compressions=(0.0, 0.5),
+        seeds=(0, 1),
+        steps=3,
+        progress=False,
     )
     summary = pruning.summarise(results)
     assert set(summary) == {*pruning.INN_METHODS, *pruning.BASELINE_METHODS, "unpruned"}
@@ -24,6 +30,8 @@ def test_pruning_experiment_runs_every_method(trained_digits_cnn, digits, tmp_pa
             assert abs(rows[0.5]["parameters"] / full - 0.5) < 0.01, method  # same compression
     pruning.save(results, tmp_path, "title", "inn experiment pruning")
     payload = json.loads((tmp_path / "results.json").read_text())
-    assert payload["command"] == "inn experiment pruning" and len(payload["results"]) == len(results)
+    assert payload["command"] == "inn experiment pruning" and len(payload["results"]) == len(
+        results
+    )
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
     assert "| inn-tuned |" in (tmp_path / "results.md").read_text()

@@ -23,7 +23,10 @@ class Partition(nn.Module):
 
     Args:
         full_size: number of channels of the original (discrete) axis = number of lattice nodes.
-        rule: the quadrature rule used on this axis; trapezoid and Simpson use closed partitions.
+        rule: the quadrature rule of this axis; trapezoid and Simpson use closed partitions.
+            Where the number of points does not allow the rule (Simpson needs an odd count >= 3,
+            the closed rules at least 2 points), the next rule that does is used: Simpson ->
+            trapezoid -> rectangle. The weights stay a valid quadrature of lower order.
     """
 
     def __init__(self, full_size: int, *, rule: str = "rectangle") -> None:
@@ -46,9 +49,25 @@ class Partition(nn.Module):
         device = like.device if like is not None else None
         return uniform(self.size, closed=self.closed, dtype=dtype, device=device)
 
+    def rule_for(self, size: int) -> str:
+        """The rule used with ``size`` points (see the class docstring)."""
+        rule = self.rule
+        if rule == "simpson" and (size < 3 or size % 2 == 0):
+            rule = "trapezoid"
+        if rule == "trapezoid" and size < 2:
+            rule = "rectangle"
+        return rule
+
     def weights(self, like: Tensor | None = None) -> Tensor:
         """Quadrature weights at the current points, shape ``(size,)``."""
-        return quadrature_weights(self.points(like), self.rule)
+        return quadrature_weights(self.points(like), self.rule_for(self.size))
+
+    def full_weights(self, like: Tensor | None = None) -> Tensor:
+        """Quadrature weights of the full-size uniform partition (the lattice nodes)."""
+        dtype = like.dtype if like is not None else None
+        device = like.device if like is not None else None
+        points = uniform(self.full_size, closed=self.closed, dtype=dtype, device=device)
+        return quadrature_weights(points, self.rule_for(self.full_size))
 
     def resize(self, size: int) -> None:
         """Use ``size`` uniform points (drops trained points)."""

@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from inn.continuous import ContinuousTensor, Partition
 from inn.errors import ShapeError
-from inn.numerics import quadrature_weights, uniform
 
 __all__ = ["IntegralLayer", "PartitionSpec", "fill", "shared_partition"]
 
@@ -96,11 +95,9 @@ class IntegralLayer(nn.Module):
 
     def _full_scale(self, role: str, like: Tensor) -> Tensor:
         """:meth:`quadrature_scale` of ``role`` at its full, uniform partition."""
-        scales = []
-        for p in self.segment_partitions(role):
-            pts = uniform(p.full_size, closed=p.closed, dtype=like.dtype, device=like.device)
-            scales.append(quadrature_weights(pts, p.rule) * p.full_size)
-        return torch.cat(scales)
+        return torch.cat(
+            [p.full_weights(like) * p.full_size for p in self.segment_partitions(role)]
+        )
 
     # -- continuous tensors -----------------------------------------------------------------
     def _register(
