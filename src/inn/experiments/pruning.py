@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -180,7 +181,7 @@ def plot(results: Sequence[Result], path: Path, title: str) -> None:
             ax.fill_between([100 * c for c in cs], low, high, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("compression (% of parameters removed)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 70), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
