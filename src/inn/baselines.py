@@ -254,22 +254,14 @@ def calibrate(
         references = (
             [reference(x) for x, _ in batches] if loss != "labels" else [None] * len(batches)
         )
-    pruned.eval()
-    flags = {p: p.requires_grad for p in pruned.parameters()}
-    params = []
-    for module in pruned.modules():
-        for name, p in module.named_parameters(recurse=False):
-            is_affine = isinstance(
-                module, nn.modules.batchnorm._BatchNorm | nn.LayerNorm | nn.GroupNorm
-            )
-            p.requires_grad_(name == "bias" or is_affine)
-            if p.requires_grad:
-                params.append(p)
-    try:
-        return fit(
-            pruned, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
-            eval_every=eval_every, progress=progress, desc="calibrating biases",
-        )  # fmt: skip
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
+    norms = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+    params = [
+        p
+        for module in pruned.modules()
+        for name, p in module.named_parameters(recurse=False)
+        if name == "bias" or isinstance(module, norms)
+    ]
+    return fit(
+        pruned, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
+        eval_every=eval_every, progress=progress, desc="calibrating biases",
+    )  # fmt: skip

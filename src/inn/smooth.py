@@ -62,12 +62,7 @@ def smooth_weights(
         if isinstance(module, IntegralLayer) and not module.is_norm and "weight" in module._layouts:
             roles = module._layouts["weight"][0]
             functions.append((module.weight_function.values, list(roles)))
-    flags = {p: p.requires_grad for p in imodel.parameters()}
-    for p in flags:
-        p.requires_grad_(False)
     params = [values for values, _ in functions]
-    for p in params:
-        p.requires_grad_(True)
 
     def regulariser() -> Tensor:
         return (
@@ -76,15 +71,10 @@ def smooth_weights(
             / max(len(functions), 1)
         )
 
-    was_training = imodel.training
-    imodel.eval()
     try:
         return fit(
             imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
             eval_every=eval_every, progress=progress, desc="smoothing weights", regulariser=regulariser,
         )  # fmt: skip
     finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-        imodel.train(was_training)
         imodel.resize(widths=sizes)

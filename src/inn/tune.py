@@ -114,11 +114,46 @@ def fit(
     desc: str,
     regulariser: Callable[[], Tensor] | None = None,
 ) -> TuneReport:
-    """Adam on ``params`` only, cycling over ``batches``; keeps the state with the lowest
-    calibration loss and stops after ``patience`` evaluations without improvement.
+    """Adam on ``params`` only, cycling over ``batches``, with ``model`` in eval mode; keeps the
+    state with the lowest calibration loss and stops after ``patience`` evaluations without
+    improvement. Every other parameter is frozen meanwhile; all ``requires_grad`` flags and the
+    train/eval mode are restored afterwards.
 
     ``regulariser()``, if given, is added to the loss, in training and in the calibration loss
     that picks the best state."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    model.eval()
+    for p in flags:
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        return _fit(
+            model, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
+            eval_every=eval_every, progress=progress, desc=desc, regulariser=regulariser,
+        )  # fmt: skip
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def _fit(
+    model: nn.Module,
+    params: list[nn.Parameter],
+    batches: list[Batch],
+    references: list[Tensor | None],
+    *,
+    loss: str,
+    steps: int,
+    lr: float,
+    patience: int,
+    eval_every: int,
+    progress: bool,
+    desc: str,
+    regulariser: Callable[[], Tensor] | None,
+) -> TuneReport:
     start = time.perf_counter()
 
     def calibration_loss() -> float:
@@ -174,8 +209,9 @@ def tune_partition(
     """Pipeline B: train the partition points of the resized groups on calibration data.
 
     Every resizable group narrower than its full width gets trainable points (strictly increasing
-    inside [0, 1] by construction); all other parameters are frozen during tuning and their
-    ``requires_grad`` flags are restored afterwards. The model is used in eval mode.
+    inside [0, 1] by construction), starting from the uniform points; all other parameters are
+    frozen during tuning and their ``requires_grad`` flags are restored afterwards. The model is
+    used in eval mode. A later ``resize`` returns the resized groups to uniform points.
 
     Args:
         imodel: a converted and resized model.
@@ -197,20 +233,10 @@ def tune_partition(
     references: list[Tensor | None] = (
         [None] * len(batches) if loss == "labels" else list(_full_width_outputs(imodel, batches))
     )
-    was_training = imodel.training
-    imodel.eval()
-    flags = {p: p.requires_grad for p in imodel.parameters()}
-    for p in flags:
-        p.requires_grad_(False)
     params: list[nn.Parameter] = []
-    parts: dict[int, Partition] = {}
-    for g in imodel.resizable_groups:
-        part = imodel._partitions[g.name]
-        if g.size < g.full_size and g.size > 1:
-            parts[id(part)] = part
-    for part in parts.values():
+    for part in {id(p): p for p in _narrowed_partitions(imodel)}.values():
         logits = part.make_trainable(like=next(imodel.parameters(), None)).logits
-        logits.requires_grad_(True)
+        logits.requires_grad_(False)  # trained below, frozen again afterwards
         params.append(logits)
     if train_biases:
         for module in imodel.modules():
@@ -218,20 +244,17 @@ def tune_partition(
                 for name in ("bias", "weight") if module.is_norm else ("bias",):
                     function = getattr(module, f"{name}_function", None)
                     if function is not None:
-                        function.values.requires_grad_(True)
                         params.append(function.values)
-    try:
-        if not params:
-            log.info("tune_partition: nothing to tune (every group at full width)")
-            value = _evaluate(imodel, batches, references, loss)
-            return TuneReport(value, value, 0, 0.0)
-        return fit(
-            imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
-            eval_every=eval_every, progress=progress, desc="tuning partitions",
-        )  # fmt: skip
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-        for part in parts.values():
-            part.trainable.logits.requires_grad_(False)
-        imodel.train(was_training)
+    if not params:
+        log.info("tune_partition: nothing to tune (every group at full width)")
+        value = _evaluate(imodel, batches, references, loss)
+        return TuneReport(value, value, 0, 0.0)
+    return fit(
+        imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
+        eval_every=eval_every, progress=progress, desc="tuning partitions",
+    )  # fmt: skip
+
+
+def _narrowed_partitions(imodel: IntegralModel) -> list[Partition]:
+    """Partitions of the resizable groups that are narrower than full width (and not 1 point)."""
+    return [imodel._partitions[g.name] for g in imodel.resizable_groups if 1 < g.size < g.full_size]
