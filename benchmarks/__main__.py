@@ -13,10 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import conversion, inference, permutation
+from benchmarks import conversion, inference, permutation, training, tuning
 from benchmarks.common import machine
 
-SECTIONS = {"permutation": permutation, "conversion": conversion, "inference": inference}
+SECTIONS = {
+    "permutation": permutation,
+    "conversion": conversion,
+    "inference": inference,
+    "training": training,
+    "tuning": tuning,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

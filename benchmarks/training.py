@@ -1,0 +1,79 @@
+"""Training step time of an integral model against the plain model of the same width."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import inn
+from benchmarks.common import interleaved, summary
+from inn import zoo
+from inn.layers import IntegralLayer
+
+
+def _step(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimiser: torch.optim.Optimizer
+) -> None:
+    optimiser.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    optimiser.step()
+
+
+def run(smoke: bool = False) -> list[dict]:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = zoo.cifar_resnet18().eval()
+    batch = 8 if smoke else 64
+    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    results = []
+    for fraction in (1.0,) if smoke else (1.0, 0.5):
+        imodel = inn.convert(model, x[:1], permute=False)
+        imodel.resize(
+            widths={g.name: max(1, round(fraction * g.full_size)) for g in imodel.resizable_groups}
+        )
+        plain = imodel.export().train()
+        imodel.train()
+        opt_inn = torch.optim.SGD(imodel.parameters(), lr=1e-4)
+        opt_plain = torch.optim.SGD(plain.parameters(), lr=1e-4)
+        layers = [m for m in imodel.modules() if isinstance(m, IntegralLayer)]
+
+        def sample_only(layers=layers) -> None:
+            sum(t.sum() for m in layers for t in m._sample().values()).backward()
+
+        samples = interleaved(
+            {
+                "plain": lambda m=plain, o=opt_plain: _step(m, x, y, o),
+                "inn": lambda m=imodel, o=opt_inn: _step(m, x, y, o),
+                "sampling": sample_only,
+            },
+            repeats=2 if smoke else 10,
+        )
+        ratios = [a / b for a, b in zip(samples["inn"], samples["plain"], strict=True)]
+        results.append(
+            {
+                "width": fraction,
+                "batch": batch,
+                "plain_step_s": summary(samples["plain"]),
+                "inn_step_s": summary(samples["inn"]),
+                "sampling_fwd_bwd_s": summary(samples["sampling"]),
+                "ratio_median": summary(ratios)["median"],
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+            }
+        )
+    return results
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| width | batch | plain step (ms) | INN step (ms) | ratio (median, [min, max]) "
+        "| weight sampling fwd+bwd (ms) |",
+        "|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['width']:.0%} | {r['batch']} | {1e3 * r['plain_step_s']['median']:.1f} | "
+            f"{1e3 * r['inn_step_s']['median']:.1f} | {r['ratio_median']:.2f} [{r['ratio_min']:.2f}, "
+            f"{r['ratio_max']:.2f}] | {1e3 * r['sampling_fwd_bwd_s']['median']:.1f} |"
+        )
+    return "\n".join(lines)
