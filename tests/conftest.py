@@ -1,8 +1,14 @@
 """Shared fixtures: small real data and a small network trained on it."""
 
+import os
+
 import pytest
 import torch
 from torch import nn
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: more threads per worker would oversubscribe the CPU (slower)
+    torch.set_num_threads(1)
 
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
