@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -194,9 +194,6 @@ class IntegralLayer(nn.Module):
         state = self.__dict__.copy()
         state["_cache"] = None
         return state
-
-    def continuous_tensors(self) -> Iterable[tuple[str, ContinuousTensor]]:
-        return ((n, m) for n, m in self.named_children() if isinstance(m, ContinuousTensor))
 
     def to_discrete(self) -> nn.Module:
         """A plain PyTorch layer with the tensors sampled at the current partitions."""
