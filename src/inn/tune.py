@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -121,6 +122,50 @@ def fit(
 
     ``regulariser()``, if given, is added to the loss, in training and in the calibration loss
     that picks the best state."""
+    with _training_only(model, params):
+        start = time.perf_counter()
+
+        def calibration_loss() -> float:
+            extra = 0.0
+            if regulariser is not None:
+                with torch.no_grad():
+                    extra = float(regulariser())
+            return _evaluate(model, batches, references, loss) + extra
+
+        best_loss = first = calibration_loss()
+        best_state = [p.detach().clone() for p in params]
+        optimiser = torch.optim.Adam(params, lr=lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
+        stale, step = 0, -1
+        bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+        for step in bar:
+            (x, y), ref = batches[step % len(batches)], references[step % len(batches)]
+            optimiser.zero_grad(set_to_none=True)
+            objective = distillation_loss(model(x), ref, y, loss)
+            if regulariser is not None:
+                objective = objective + regulariser()
+            objective.backward()
+            optimiser.step()
+            schedule.step()
+            if (step + 1) % eval_every == 0 or step + 1 == steps:
+                current = calibration_loss()
+                bar.set_postfix(loss=f"{current:.4f}")
+                if current < best_loss - 1e-6 * abs(best_loss):
+                    best_loss, stale = current, 0
+                    best_state = [p.detach().clone() for p in params]
+                else:
+                    stale += 1
+                    if stale >= patience:
+                        break
+        with torch.no_grad():
+            for p, best in zip(params, best_state, strict=True):
+                p.copy_(best)
+        return TuneReport(first, best_loss, step + 1, time.perf_counter() - start)
+
+
+@contextmanager
+def _training_only(model: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
+    """Eval mode, gradients for ``params`` only; flags and mode restored on exit."""
     flags = {p: p.requires_grad for p in model.parameters()}
     was_training = model.training
     model.eval()
@@ -129,69 +174,11 @@ def fit(
     for p in params:
         p.requires_grad_(True)
     try:
-        return _fit(
-            model, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
-            eval_every=eval_every, progress=progress, desc=desc, regulariser=regulariser,
-        )  # fmt: skip
+        yield
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
         model.train(was_training)
-
-
-def _fit(
-    model: nn.Module,
-    params: list[nn.Parameter],
-    batches: list[Batch],
-    references: list[Tensor | None],
-    *,
-    loss: str,
-    steps: int,
-    lr: float,
-    patience: int,
-    eval_every: int,
-    progress: bool,
-    desc: str,
-    regulariser: Callable[[], Tensor] | None,
-) -> TuneReport:
-    start = time.perf_counter()
-
-    def calibration_loss() -> float:
-        extra = 0.0
-        if regulariser is not None:
-            with torch.no_grad():
-                extra = float(regulariser())
-        return _evaluate(model, batches, references, loss) + extra
-
-    best_loss = first = calibration_loss()
-    best_state = [p.detach().clone() for p in params]
-    optimiser = torch.optim.Adam(params, lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
-    stale, step = 0, 0
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
-    for step in bar:
-        (x, y), ref = batches[step % len(batches)], references[step % len(batches)]
-        optimiser.zero_grad(set_to_none=True)
-        objective = distillation_loss(model(x), ref, y, loss)
-        if regulariser is not None:
-            objective = objective + regulariser()
-        objective.backward()
-        optimiser.step()
-        schedule.step()
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            current = calibration_loss()
-            bar.set_postfix(loss=f"{current:.4f}")
-            if current < best_loss - 1e-6 * abs(best_loss):
-                best_loss, stale = current, 0
-                best_state = [p.detach().clone() for p in params]
-            else:
-                stale += 1
-                if stale >= patience:
-                    break
-    with torch.no_grad():
-        for p, best in zip(params, best_state, strict=True):
-            p.copy_(best)
-    return TuneReport(first, best_loss, step + 1, time.perf_counter() - start)
 
 
 def tune_partition(
