@@ -264,3 +264,15 @@ def test_bad_input():
         inn.Partition(4).resize(0)
     with pytest.raises(inn.ShapeError, match="groups=1"):
         inn.IntegralConvTranspose2d(nn.ConvTranspose2d(4, 4, 3, groups=2))
+
+
+def test_inference_mode_first_then_training():
+    # memoised uniform taps and weights made under inference_mode must not break autograd later
+    layer = inn.IntegralConv2d(rand_conv(nn.Conv2d, 7, 5, 3))
+    resized(layer, out=3, **{"in": 4})
+    x = torch.randn(1, 4, 6, 6)
+    with torch.inference_mode():
+        expected = layer(x)
+    out = layer.train()(x)
+    out.sum().backward()
+    assert torch.allclose(out.detach(), expected) and layer.weight_function.values.grad is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -60,14 +61,17 @@ class Partition(nn.Module):
 
     def weights(self, like: Tensor | None = None) -> Tensor:
         """Quadrature weights at the current points, shape ``(size,)``."""
+        if self.trainable is None:
+            return _uniform_weights(
+                self.size, self.rule_for(self.size), self.closed, *_placement(like)
+            )
         return quadrature_weights(self.points(like), self.rule_for(self.size))
 
     def full_weights(self, like: Tensor | None = None) -> Tensor:
         """Quadrature weights of the full-size uniform partition (the lattice nodes)."""
-        dtype = like.dtype if like is not None else None
-        device = like.device if like is not None else None
-        points = uniform(self.full_size, closed=self.closed, dtype=dtype, device=device)
-        return quadrature_weights(points, self.rule_for(self.full_size))
+        return _uniform_weights(
+            self.full_size, self.rule_for(self.full_size), self.closed, *_placement(like)
+        )
 
     def resize(self, size: int) -> None:
         """Use ``size`` uniform points (drops trained points)."""
@@ -102,3 +106,18 @@ class Partition(nn.Module):
     def extra_repr(self) -> str:
         kind = "trainable" if self.trainable is not None else "uniform"
         return f"size={self.size}, full_size={self.full_size}, rule={self.rule!r}, {kind}"
+
+
+def _placement(like: Tensor | None) -> tuple[torch.dtype, torch.device]:
+    if like is None:
+        return torch.get_default_dtype(), torch.device("cpu")
+    return like.dtype, like.device
+
+
+@functools.lru_cache(maxsize=4096)
+def _uniform_weights(
+    size: int, rule: str, closed: bool, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """Quadrature weights of a uniform partition (memoised: they are needed at every forward)."""
+    with torch.inference_mode(False):  # memoised tensors must also serve autograd later
+        return quadrature_weights(uniform(size, closed=closed, dtype=dtype, device=device), rule)

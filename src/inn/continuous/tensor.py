@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from inn.errors import ShapeError
-from inn.numerics import interpolate, interpolation_matrix, uniform
+from inn.numerics import apply_taps, interpolate, interpolation_matrix, uniform, uniform_taps
 
 __all__ = ["ContinuousTensor", "axis_matrix"]
 
@@ -73,39 +73,48 @@ class ContinuousTensor(nn.Module):
         else:
             self.register_buffer("values", values)
 
-    def sample(self, points: Mapping[int, Sequence[Tensor]]) -> Tensor:
-        """Evaluate at ``points[dim]`` (one tensor per segment) along each continuous axis.
+    def sample(self, points: Mapping[int, Sequence[Tensor | int]]) -> Tensor:
+        """Evaluate at ``points[dim]`` (one entry per segment) along each continuous axis.
 
-        Axes missing from ``points`` are returned at their nodes. Differentiable with respect to
-        the values and the points.
+        An entry is a tensor of points, or an int ``m`` for the uniform partition of ``m`` points
+        (its interpolation taps are memoised; ``m`` equal to the segment's node count returns the
+        nodes themselves). Axes missing from ``points`` are returned at their nodes.
+        Differentiable with respect to the values and the points.
         """
         out = self.values
         for dim, segs in self.segments.items():
             if dim not in points:
                 continue
-            pts = [p.to(out.dtype) for p in points[dim]]
-            if self._at_nodes(pts, segs):
-                continue  # identity: skip the matmul
-            if len(pts) != len(segs):
+            entries = list(points[dim])
+            if len(entries) != len(segs):
                 raise ShapeError(
-                    f"axis {dim} has {len(segs)} segments but got {len(pts)} partitions"
+                    f"axis {dim} has {len(segs)} segments but got {len(entries)} partitions"
                 )
+            if all(isinstance(e, int) and e == n for e, n in zip(entries, segs, strict=True)):
+                continue  # the uniform partition at full width is the lattice itself
             chunks = out.split(list(segs), dim)
             out = torch.cat(
-                [
-                    interpolate(c, p, dim, closed=self.closed)
-                    for c, p in zip(chunks, pts, strict=True)
-                ],
-                dim,
+                [self._resample(c, e, dim) for c, e in zip(chunks, entries, strict=True)], dim
             )
         return out
 
-    def _at_nodes(self, pts: Sequence[Tensor], segs: Sequence[int]) -> bool:
-        return len(pts) == len(segs) and all(
-            not p.requires_grad
-            and torch.equal(p, uniform(n, closed=self.closed, dtype=p.dtype, device=p.device))
-            for p, n in zip(pts, segs, strict=True)
+    def _resample(self, chunk: Tensor, entry: Tensor | int, dim: int) -> Tensor:
+        n = chunk.shape[dim]
+        if isinstance(entry, Tensor):
+            return interpolate(chunk, entry.to(chunk.dtype), dim, closed=self.closed)
+        if n == 1:
+            shape = list(chunk.shape)
+            shape[dim] = entry
+            return chunk.expand(shape)
+        index, taps = uniform_taps(
+            n, entry, closed=self.closed, dtype=chunk.dtype, device=chunk.device
         )
+        return apply_taps(chunk, index, taps, dim)
+
+    def _points(self, entry: Tensor | int) -> Tensor:
+        if isinstance(entry, Tensor):
+            return entry.detach().to(torch.float64)
+        return uniform(entry, closed=self.closed, dtype=torch.float64)
 
     def assign(self, discrete: Tensor, points: Mapping[int, Sequence[Tensor]]) -> None:
         """Set the node values so that ``sample(points)`` equals ``discrete``.
@@ -119,9 +128,9 @@ class ContinuousTensor(nn.Module):
             )
         out = discrete.detach().to(self.values.dtype)
         for dim, segs in self.segments.items():
-            if dim not in points or self._at_nodes(points[dim], segs):
+            if dim not in points:
                 continue
-            pts = [p.detach().to(torch.float64) for p in points[dim]]
+            pts = [self._points(e) for e in points[dim]]
             matrix = axis_matrix(segs, pts, closed=self.closed)
             if matrix.shape[0] != matrix.shape[1]:
                 raise ShapeError(

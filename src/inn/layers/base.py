@@ -83,8 +83,11 @@ class IntegralLayer(nn.Module):
         parts = self.segment_partitions(role)
         return sum(p.size for p in parts) if parts else full_size
 
-    def points(self, role: str, like: Tensor) -> list[Tensor]:
-        return [p.points(like) for p in self.segment_partitions(role)]
+    def points(self, role: str, like: Tensor) -> list[Tensor | int]:
+        """Per segment: its trained points, or the size of its uniform partition."""
+        return [
+            p.size if p.trainable is None else p.points(like) for p in self.segment_partitions(role)
+        ]
 
     def quadrature_scale(self, role: str, like: Tensor) -> Tensor | None:
         """Per-channel factor for an integrated role: quadrature weight x segment full size."""

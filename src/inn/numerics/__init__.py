@@ -1,6 +1,13 @@
 """Numerics: partitions of [0, 1], quadrature rules, cubic convolution interpolation."""
 
-from inn.numerics.interpolation import KEYS_A, cubic_kernel, interpolate, interpolation_matrix
+from inn.numerics.interpolation import (
+    KEYS_A,
+    apply_taps,
+    cubic_kernel,
+    interpolate,
+    interpolation_matrix,
+    uniform_taps,
+)
 from inn.numerics.partitions import (
     TrainablePartition,
     check_partition,
@@ -15,6 +22,7 @@ __all__ = [
     "KEYS_A",
     "RULES",
     "TrainablePartition",
+    "apply_taps",
     "check_partition",
     "composite",
     "cubic_kernel",
@@ -26,4 +34,5 @@ __all__ = [
     "random_uniform",
     "rule_needs_endpoints",
     "uniform",
+    "uniform_taps",
 ]

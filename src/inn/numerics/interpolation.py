@@ -13,6 +13,8 @@ differentiable with respect to ``t``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -137,6 +139,37 @@ def interpolation_matrix(
     return dense @ _ghost_rows(num_nodes, points.dtype, points.device)
 
 
+def uniform_taps(
+    num_nodes: int,
+    size: int,
+    *,
+    closed: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`interpolation_taps` at ``uniform(size)``, memoised (uniform partitions are
+    resampled at every training step; their taps never change)."""
+    return _uniform_taps(num_nodes, size, closed, dtype, torch.device(device or "cpu"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _uniform_taps(
+    num_nodes: int, size: int, closed: bool, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    with torch.inference_mode(False):  # memoised tensors must also serve autograd later
+        points = uniform(size, closed=closed, dtype=dtype, device=device)
+        return interpolation_taps(num_nodes, points, closed=closed)
+
+
+def apply_taps(values: Tensor, index: Tensor, taps: Tensor, dim: int) -> Tensor:
+    """Combine the nodes of ``values`` along ``dim`` (``N >= 2``) with precomputed taps."""
+    moved = values.movedim(dim, 0)
+    ghosts = with_ghost_nodes(moved)
+    taps = taps.to(values.dtype).reshape(*taps.shape, *([1] * (moved.dim() - 1)))
+    out = sum(taps[:, k] * ghosts[index[:, k]] for k in range(4))
+    return out.movedim(0, dim)
+
+
 def interpolate(
     values: Tensor, points: Tensor, dim: int = -1, *, closed: bool = False, a: float = KEYS_A
 ) -> Tensor:
@@ -156,13 +189,10 @@ def interpolate(
             f"dim {dim} is out of range for values of shape {tuple(values.shape)}"
         )
     points = points.to(values.dtype)
-    moved = values.movedim(dim, 0)
-    if moved.shape[0] == 1:
+    if values.shape[dim] == 1:
         interpolation_taps(2, points, closed=closed, a=a)  # validates points
-        out = moved.expand(points.numel(), *moved.shape[1:])
-        return out.movedim(0, dim)
-    index, taps = interpolation_taps(moved.shape[0], points, closed=closed, a=a)
-    ghosts = with_ghost_nodes(moved)
-    taps = taps.reshape(*taps.shape, *([1] * (moved.dim() - 1)))
-    out = sum(taps[:, k] * ghosts[index[:, k]] for k in range(4))
-    return out.movedim(0, dim)
+        shape = list(values.shape)
+        shape[dim] = points.numel()
+        return values.expand(shape)
+    index, taps = interpolation_taps(values.shape[dim], points, closed=closed, a=a)
+    return apply_taps(values, index, taps, dim)
