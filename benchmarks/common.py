@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["interleaved", "machine", "summary"]
+__all__ = ["interleaved", "machine", "ratio_stats", "summary"]
 
 
 def machine() -> dict[str, object]:
@@ -47,3 +47,13 @@ def interleaved(
             fn()
             samples[name].append(time.perf_counter() - start)
     return samples
+
+
+def ratio_stats(samples: list[float], reference: list[float]) -> dict[str, float]:
+    """Median, min and max of the per-round ratios of two interleaved timing series."""
+    ratios = [a / b for a, b in zip(samples, reference, strict=True)]
+    return {
+        "ratio_median": summary(ratios)["median"],
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }

@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 import inn
-from benchmarks.common import interleaved, summary
+from benchmarks.common import interleaved, ratio_stats, summary
 
 MODELS = ["resnet18", "mobilenet_v2"]
 WIDTHS = [1.0, 0.8, 0.6, 0.4]
@@ -34,7 +34,6 @@ def run(smoke: bool = False) -> list[dict]:
                 samples = interleaved(fns, repeats=2 if smoke else (15 if batch == 1 else 5))
             base = summary(samples["original"])["median"]
             for key in exported:
-                ratios = [s / o for s, o in zip(samples[key], samples["original"], strict=True)]
                 results.append(
                     {
                         "model": name,
@@ -43,9 +42,7 @@ def run(smoke: bool = False) -> list[dict]:
                         "parameters": sum(p.numel() for p in exported[key].parameters()),
                         "latency_s": summary(samples[key]),
                         "original_latency_s": base,
-                        "ratio_median": summary(ratios)["median"],
-                        "ratio_min": min(ratios),
-                        "ratio_max": max(ratios),
+                        **ratio_stats(samples[key], samples["original"]),
                     }
                 )
     return results

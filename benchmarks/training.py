@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import inn
-from benchmarks.common import interleaved, summary
+from benchmarks.common import interleaved, ratio_stats, summary
 from inn import zoo
 from inn.layers import IntegralLayer
 
@@ -48,7 +48,6 @@ def run(smoke: bool = False) -> list[dict]:
             },
             repeats=2 if smoke else 10,
         )
-        ratios = [a / b for a, b in zip(samples["inn"], samples["plain"], strict=True)]
         results.append(
             {
                 "width": fraction,
@@ -56,9 +55,7 @@ def run(smoke: bool = False) -> list[dict]:
                 "plain_step_s": summary(samples["plain"]),
                 "inn_step_s": summary(samples["inn"]),
                 "sampling_fwd_bwd_s": summary(samples["sampling"]),
-                "ratio_median": summary(ratios)["median"],
-                "ratio_min": min(ratios),
-                "ratio_max": max(ratios),
+                **ratio_stats(samples["inn"], samples["plain"]),
             }
         )
     return results
