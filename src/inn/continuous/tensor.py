@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from inn.continuous.resample import plan_uniform, resample_uniform, sampling_dtype
 from inn.errors import ShapeError
-from inn.numerics import apply_taps, interpolate, interpolation_matrix, uniform, uniform_taps
+from inn.numerics import interpolate, interpolation_matrix, uniform
 
 __all__ = ["ContinuousTensor", "axis_matrix"]
 
@@ -77,11 +78,12 @@ class ContinuousTensor(nn.Module):
         """Evaluate at ``points[dim]`` (one entry per segment) along each continuous axis.
 
         An entry is a tensor of points, or an int ``m`` for the uniform partition of ``m`` points
-        (its interpolation taps are memoised; ``m`` equal to the segment's node count returns the
-        nodes themselves). Axes missing from ``points`` are returned at their nodes.
-        Differentiable with respect to the values and the points.
+        (``m`` equal to the segment's node count returns the nodes themselves). Axes missing
+        from ``points`` are returned at their nodes. Differentiable with respect to the values
+        and the points.
         """
         out = self.values
+        uniform_sizes: dict[int, tuple[int, ...]] = {}
         for dim, segs in self.segments.items():
             if dim not in points:
                 continue
@@ -90,26 +92,37 @@ class ContinuousTensor(nn.Module):
                 raise ShapeError(
                     f"axis {dim} has {len(segs)} segments but got {len(entries)} partitions"
                 )
-            if all(isinstance(e, int) and e == n for e, n in zip(entries, segs, strict=True)):
-                continue  # the uniform partition at full width is the lattice itself
+            if all(isinstance(e, int) for e in entries):
+                if tuple(entries) != segs:  # else: the uniform lattice at full width is the nodes
+                    uniform_sizes[dim] = tuple(entries)
+                continue
             chunks = out.split(list(segs), dim)
             out = torch.cat(
-                [self._resample(c, e, dim) for c, e in zip(chunks, entries, strict=True)], dim
+                [
+                    interpolate(c, self._as_points(e, c), dim, closed=self.closed)
+                    for c, e in zip(chunks, entries, strict=True)
+                ],
+                dim,
             )
+        if uniform_sizes:
+            out = self._resample_uniform(out, uniform_sizes)
         return out
 
-    def _resample(self, chunk: Tensor, entry: Tensor | int, dim: int) -> Tensor:
-        n = chunk.shape[dim]
-        if isinstance(entry, Tensor):
-            return interpolate(chunk, entry.to(chunk.dtype), dim, closed=self.closed)
-        if n == 1:
-            shape = list(chunk.shape)
-            shape[dim] = entry
-            return chunk.expand(shape)
-        index, taps = uniform_taps(
-            n, entry, closed=self.closed, dtype=chunk.dtype, device=chunk.device
+    def _resample_uniform(self, values: Tensor, sizes: Mapping[int, tuple[int, ...]]) -> Tensor:
+        plan = plan_uniform(
+            values.shape,
+            self.segments,
+            sizes,
+            closed=self.closed,
+            dtype=sampling_dtype(values.dtype),
+            device=values.device,
         )
-        return apply_taps(chunk, index, taps, dim)
+        return resample_uniform([plan], [values])[0]
+
+    def _as_points(self, entry: Tensor | int, like: Tensor) -> Tensor:
+        if isinstance(entry, Tensor):
+            return entry.to(like.dtype)  # keeps the gradient of trainable points
+        return uniform(entry, closed=self.closed, dtype=like.dtype, device=like.device)
 
     def _points(self, entry: Tensor | int) -> Tensor:
         if isinstance(entry, Tensor):

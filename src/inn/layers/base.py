@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from inn.continuous import ContinuousTensor, Partition
+from inn.continuous.resample import ResamplePlan, plan_uniform, resample_uniform, sampling_dtype
 from inn.errors import ShapeError
 
 __all__ = ["IntegralLayer", "PartitionSpec", "fill", "shared_partition"]
@@ -40,6 +41,7 @@ class IntegralLayer(nn.Module):
         # tensor name -> (dim -> role, integrated dim or None, dims to merge after sampling)
         self._layouts: dict[str, tuple[dict[int, str], int | None, tuple[int, int] | None]] = {}
         self._cache: tuple[tuple[Any, ...], dict[str, Tensor]] | None = None
+        self._plans: tuple[tuple[Any, ...], dict[str, ResamplePlan]] | None = None
 
     # -- partitions -------------------------------------------------------------------------
     def _set_partitions(
@@ -90,14 +92,20 @@ class IntegralLayer(nn.Module):
         ]
 
     def quadrature_scale(self, role: str, like: Tensor) -> Tensor | None:
-        """Per-channel factor for an integrated role: quadrature weight x segment full size."""
+        """Per-channel factor for an integrated role: quadrature weight x segment full size.
+
+        In float32 for half-precision ``like`` (see :func:`sampling_dtype`), so that the factors
+        divided out at conversion and multiplied back at sampling are the same numbers.
+        """
         parts = self.segment_partitions(role)
         if not parts:
             return None
+        like = _sampling_like(like)
         return torch.cat([p.weights(like) * p.full_size for p in parts])
 
     def _full_scale(self, role: str, like: Tensor) -> Tensor:
         """:meth:`quadrature_scale` of ``role`` at its full, uniform partition."""
+        like = _sampling_like(like)
         return torch.cat(
             [p.full_weights(like) * p.full_size for p in self.segment_partitions(role)]
         )
@@ -126,9 +134,8 @@ class IntegralLayer(nn.Module):
         roles = {d: r for d, r in roles.items() if self.is_continuous(r)}
         values = tensor.detach()
         if integrated is not None and integrated in roles:
-            values = values / _along(
-                self._full_scale(roles[integrated], values), integrated, values
-            )
+            scale = self._full_scale(roles[integrated], values)
+            values = _times(values, scale, integrated, inverse=True)
         segments = {d: [p.full_size for p in self.segment_partitions(r)] for d, r in roles.items()}
         closed = any(p.closed for r in roles.values() for p in self.segment_partitions(r))
         setattr(
@@ -146,7 +153,7 @@ class IntegralLayer(nn.Module):
         like = function.values
         out = function.sample({d: self.points(r, like) for d, r in roles.items()})
         if integrated is not None:
-            out = out * _along(self.quadrature_scale(roles[integrated], like), integrated, out)
+            out = _times(out, self.quadrature_scale(roles[integrated], like), integrated)
         return out.flatten(*merge) if merge is not None else out
 
     def assign(self, name: str, discrete: Tensor) -> None:
@@ -157,15 +164,43 @@ class IntegralLayer(nn.Module):
         roles, integrated, merge = self._layouts[name]
         target = discrete.reshape(function.values.shape) if merge is not None else discrete
         if integrated is not None:
-            like = function.values
-            target = target / _along(
-                self.quadrature_scale(roles[integrated], like), integrated, target
-            )
+            scale = self.quadrature_scale(roles[integrated], function.values)
+            target = _times(target, scale, integrated, inverse=True)
         function.assign(target, {d: self.points(r, function.values) for d, r in roles.items()})
 
     # -- sampling ---------------------------------------------------------------------------
     def _sample(self) -> dict[str, Tensor]:
-        return {name: self._sample_tensor(name) for name in self._layouts}
+        parts = [p for p in self.partitions.modules() if isinstance(p, Partition)]
+        if any(p.trainable is not None for p in parts):
+            return {name: self._sample_tensor(name) for name in self._layouts}
+        # Uniform partitions: constant sparse maps, one autograd node for the whole layer.
+        functions = {name: getattr(self, f"{name}_function") for name in self._layouts}
+        like = next(f.values for f in functions.values() if f is not None)
+        key = (tuple(p.cache_key() for p in parts), like.dtype, like.device)
+        if self._plans is None or self._plans[0] != key:
+            self._plans = (key, {n: self._plan(n) for n, f in functions.items() if f is not None})
+        plans = self._plans[1]
+        sampled = resample_uniform(list(plans.values()), [functions[n].values for n in plans])
+        return {name: dict(zip(plans, sampled, strict=True)).get(name) for name in functions}
+
+    def _plan(self, name: str) -> ResamplePlan:
+        function: ContinuousTensor = getattr(self, f"{name}_function")
+        roles, integrated, merge = self._layouts[name]
+        like = function.values
+        dtype = sampling_dtype(like.dtype)
+        scale = None
+        if integrated is not None:
+            scale = (integrated, self.quadrature_scale(roles[integrated], like))
+        return plan_uniform(
+            like.shape,
+            function.segments,
+            {d: tuple(p.size for p in self.segment_partitions(r)) for d, r in roles.items()},
+            closed=function.closed,
+            scale=scale,
+            merge=merge,
+            dtype=dtype,
+            device=like.device,
+        )
 
     def _cache_key(self) -> tuple[Any, ...]:
         tensors = tuple((id(t), t._version) for t in self.parameters())
@@ -190,12 +225,12 @@ class IntegralLayer(nn.Module):
         return self._cache[1]
 
     def _apply(self, fn: Any, recurse: bool = True) -> IntegralLayer:
-        self._cache = None  # .to(), .double(), ... invalidate cached tensors
+        self._cache = self._plans = None  # .to(), .double(), ... invalidate cached tensors
         return super()._apply(fn, recurse)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_cache"] = None
+        state["_cache"] = state["_plans"] = None
         return state
 
     def to_discrete(self) -> nn.Module:
@@ -227,8 +262,16 @@ def fill(layer: nn.Module, tensors: Mapping[str, Tensor]) -> nn.Module:
     return layer
 
 
-def _along(vector: Tensor, dim: int, like: Tensor) -> Tensor:
-    """``vector`` shaped to broadcast against ``like`` along axis ``dim``."""
-    shape = [1] * like.dim()
+def _times(tensor: Tensor, vector: Tensor, dim: int, *, inverse: bool = False) -> Tensor:
+    """``tensor`` multiplied (divided) by ``vector`` along axis ``dim``, computed in the dtype of
+    ``vector`` and returned in that of ``tensor``."""
+    shape = [1] * tensor.dim()
     shape[dim] = -1
-    return vector.to(like.dtype).reshape(shape)
+    vector = vector.reshape(shape)
+    wide = tensor.to(vector.dtype)
+    return (wide / vector if inverse else wide * vector).to(tensor.dtype)
+
+
+def _sampling_like(like: Tensor) -> Tensor:
+    """An empty tensor in the sampling dtype of ``like`` and on its device."""
+    return torch.empty(0, dtype=sampling_dtype(like.dtype), device=like.device)

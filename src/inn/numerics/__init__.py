@@ -6,7 +6,8 @@ from inn.numerics.interpolation import (
     cubic_kernel,
     interpolate,
     interpolation_matrix,
-    uniform_taps,
+    resample,
+    resampling_matrix,
 )
 from inn.numerics.partitions import (
     TrainablePartition,
@@ -32,7 +33,8 @@ __all__ = [
     "interpolation_matrix",
     "quadrature_weights",
     "random_uniform",
+    "resample",
+    "resampling_matrix",
     "rule_needs_endpoints",
     "uniform",
-    "uniform_taps",
 ]
