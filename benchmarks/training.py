@@ -26,7 +26,7 @@ def run(smoke: bool = False) -> list[dict]:
     batch = 8 if smoke else 64
     x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
     results = []
-    for fraction in (1.0,) if smoke else (1.0, 0.5):
+    for fraction in (1.0,) if smoke else (1.0, 0.75, 0.5, 0.25):
         imodel = inn.convert(model, x[:1], permute=False)
         imodel.resize(
             widths={g.name: max(1, round(fraction * g.full_size)) for g in imodel.resizable_groups}

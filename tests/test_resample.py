@@ -49,23 +49,24 @@ def test_two_axes_are_the_kronecker_product_with_row_scale():
 
 
 @pytest.mark.parametrize("max_rows", [1, 1 << 16])  # one matrix per axis / one Kronecker product
-def test_plan_matches_axis_by_axis_dense_products(monkeypatch, max_rows):
+@pytest.mark.parametrize("in_sizes", [(2, 2), (2, 4)])  # scaled axis resampled / kept
+def test_plan_matches_axis_by_axis_dense_products(monkeypatch, max_rows, in_sizes):
     monkeypatch.setattr(resample_module, "KRONECKER_MAX_ROWS", max_rows)
     values = torch.randn(1, 9, 6, 3, 2, dtype=D, requires_grad=True)
-    scale = torch.rand(4, dtype=D) + 0.5
+    scale = torch.rand(sum(in_sizes), dtype=D) + 0.5
     plan = plan_uniform(
         values.shape,
         {1: (9,), 2: (2, 4)},
-        {1: (5,), 2: (2, 2)},
+        {1: (5,), 2: in_sizes},
         closed=False,
         scale=(2, scale),
         merge=(0, 1),
         dtype=D,
     )
     (out,) = resample_uniform([plan], [values])
-    m_out, m_in = dense((9,), (5,)), scale[:, None] * dense((2, 4), (2, 2))
+    m_out, m_in = dense((9,), (5,)), scale[:, None] * dense((2, 4), in_sizes)
     reference = torch.einsum("oO,bOIhw,iI->boihw", m_out, values, m_in).flatten(0, 1)
-    assert out.shape == (5, 4, 3, 2) and out.is_contiguous()
+    assert out.shape == (5, sum(in_sizes), 3, 2) and out.is_contiguous()
     assert torch.allclose(out, reference, atol=1e-13)
     assert torch.autograd.gradcheck(lambda v: resample_uniform([plan], [v])[0], (values,))
 

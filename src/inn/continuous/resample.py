@@ -29,8 +29,9 @@ __all__ = [
 ]
 
 # Resample several axes by one Kronecker-product matrix while it has at most this many rows
-# (about 16 entries each); beyond, one matrix per axis keeps the memory linear in the widths.
-KRONECKER_MAX_ROWS = 1 << 16
+# (about 16 entries each, so a few MB); beyond, one matrix per axis keeps the memory linear in
+# the widths. Measured: the product halves the time of two per-axis products up to 64 x 64.
+KRONECKER_MAX_ROWS = 1 << 12
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class ResamplePlan:
     :func:`plan_uniform`)."""
 
     steps: tuple[_Step, ...]
+    factors: Tensor | None  # multiplies the result of the steps (a scale on an axis not resampled)
     sampled_shape: tuple[int, ...]  # after the steps
     shape: tuple[int, ...]  # after merging axes
 
@@ -79,8 +81,12 @@ def plan_uniform(
         for d, m in sizes.items()
         if tuple(m) != tuple(segments[d])
     }
-    if scale is not None and scale[0] not in resampled:
-        resampled[scale[0]] = (tuple(segments[scale[0]]),) * 2
+    factors = None
+    if scale is not None and scale[0] not in resampled:  # an elementwise product is cheaper
+        grid = [1] * len(shape)
+        grid[scale[0]] = -1
+        factors = scale[1].detach().to(dtype=dtype, device=device).reshape(grid)
+        scale = None
     new_size = {d: sum(m) for d, (_, m) in resampled.items()}
     dims = tuple(sorted(resampled))
     groups = [dims] if math.prod(new_size.values()) <= KRONECKER_MAX_ROWS else [(d,) for d in dims]
@@ -102,7 +108,7 @@ def plan_uniform(
         steps.append(_Step(group, before, tuple(new_size[d] for d in group), matrix, transpose))
     sampled = [new_size.get(d, n) for d, n in enumerate(shape)]
     merged = sampled if merge is None else _merged(sampled, merge)
-    return ResamplePlan(tuple(steps), tuple(sampled), tuple(merged))
+    return ResamplePlan(tuple(steps), factors, tuple(sampled), tuple(merged))
 
 
 def _merged(shape: list[int], merge: tuple[int, int]) -> list[int]:
@@ -121,9 +127,9 @@ def resample_uniform(plans: Sequence[ResamplePlan], values: Sequence[Tensor]) ->
     Plans are made in :func:`sampling_dtype` of the values (half precision: float32).
     """
     outputs: list[Tensor | None] = [None] * len(values)
-    work = [i for i, plan in enumerate(plans) if plan.steps]
+    work = [i for i, plan in enumerate(plans) if plan.steps or plan.factors is not None]
     for i, plan in enumerate(plans):
-        if not plan.steps:
+        if i not in work:
             outputs[i] = values[i].reshape(plan.shape)
     if work:
         dtypes = [values[i].dtype for i in work]
@@ -142,6 +148,8 @@ class _Resample(torch.autograd.Function):
         for plan, out in zip(plans, values, strict=True):
             for step in plan.steps:
                 out = resample(out, step.matrix, step.dims, step.sizes_after)
+            if plan.factors is not None:
+                out = out * plan.factors
             # contiguous: a permuted weight would slow the convolution down
             outputs.append(out.reshape(plan.shape).contiguous())
         # e.g. running statistics: their samples must not require grad either
@@ -157,6 +165,8 @@ class _Resample(torch.autograd.Function):
         for plan, grad in zip(ctx.plans, grads, strict=True):
             if grad is not None:
                 grad = grad.reshape(plan.sampled_shape)
+                if plan.factors is not None:
+                    grad = grad * plan.factors
                 for step in reversed(plan.steps):
                     grad = resample(grad, step.transpose, step.dims, step.sizes_before)
                 grad = grad.contiguous()

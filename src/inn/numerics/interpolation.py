@@ -176,54 +176,73 @@ def resampling_matrix(
     for segs, sizes in key:
         if len(segs) != len(sizes):
             raise InterpolationError(f"{len(segs)} segments but {len(sizes)} sizes")
-    indices, values, shape = _resampling_entries(key, closed)
+    device = torch.device(device or "cpu")
+    if row_scale is None and len(key) == 1:
+        return _axis_matrix(key[0], closed, dtype, device)
+    indices, values, shape = _product_entries(key, closed)
     if row_scale is not None:
         values = values * row_scale.detach().to(values)[indices[0]]
+    return _csr_pair(indices, values, shape, dtype, device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _axis_matrix(
+    axis: Axis, closed: bool, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """One axis, memoised (O(6 m) entries): uniform partitions are resampled at every step."""
+    with torch.inference_mode(False):  # memoised tensors must also serve autograd later
+        return _csr_pair(*_product_entries((axis,), closed), dtype, device)
+
+
+def _csr_pair(
+    indices: Tensor,
+    values: Tensor,
+    shape: tuple[int, int],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
     matrix = torch.sparse_coo_tensor(
         indices, values, shape, is_coalesced=True, check_invariants=False
-    )
-    matrix = matrix.to(dtype=dtype, device=device)
+    ).to(dtype=dtype, device=device)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we only multiply
         warnings.simplefilter("ignore", UserWarning)
         return matrix.to_sparse_csr(), matrix.t().coalesce().to_sparse_csr()
 
 
-@functools.lru_cache(maxsize=1024)
-def _resampling_entries(
+def _product_entries(
     axes: tuple[Axis, ...], closed: bool
 ) -> tuple[Tensor, Tensor, tuple[int, int]]:
-    """Coalesced COO indices, float64 values and shape of :func:`resampling_matrix` (memoised:
-    uniform partitions are resampled often and their matrices never change)."""
-    with torch.inference_mode(False):  # memoised tensors must also serve autograd later
-        shape = (1, 1)
-        rows = cols = torch.zeros(1, dtype=torch.long)
-        vals = torch.ones(1, dtype=torch.float64)
-        for segments, sizes in axes:
-            r, c, v = _axis_entries(segments, sizes, closed)
-            m, n = sum(sizes), sum(segments)
-            rows = (rows[:, None] * m + r[None]).flatten()
-            cols = (cols[:, None] * n + c[None]).flatten()
-            vals = (vals[:, None] * v[None]).flatten()
-            shape = (shape[0] * m, shape[1] * n)
-        coo = torch.sparse_coo_tensor(
-            torch.stack([rows, cols]), vals, shape, check_invariants=True
-        ).coalesce()
-        return coo.indices(), coo.values(), shape
+    """Coalesced COO indices, float64 values and shape of the Kronecker product of the axes."""
+    shape = (1, 1)
+    rows = cols = torch.zeros(1, dtype=torch.long)
+    vals = torch.ones(1, dtype=torch.float64)
+    for segments, sizes in axes:
+        r, c, v = _axis_entries(segments, sizes, closed)
+        m, n = sum(sizes), sum(segments)
+        rows = (rows[:, None] * m + r[None]).flatten()
+        cols = (cols[:, None] * n + c[None]).flatten()
+        vals = (vals[:, None] * v[None]).flatten()
+        shape = (shape[0] * m, shape[1] * n)
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, shape, check_invariants=True)
+    coo = coo.coalesce()
+    return coo.indices(), coo.values(), shape
 
 
+@functools.lru_cache(maxsize=1024)
 def _axis_entries(
     segments: tuple[int, ...], sizes: tuple[int, ...], closed: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """COO entries (float64) of the block-diagonal matrix of one axis."""
+    """COO entries (float64) of the block-diagonal matrix of one axis (memoised)."""
     rows, cols, vals = [], [], []
     row0 = col0 = 0
-    for n, m in zip(segments, sizes, strict=True):
-        r, c, v = _segment_entries(n, m, closed)
-        rows.append(r + row0)
-        cols.append(c + col0)
-        vals.append(v)
-        row0, col0 = row0 + m, col0 + n
-    return torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    with torch.inference_mode(False):  # memoised tensors must also serve autograd later
+        for n, m in zip(segments, sizes, strict=True):
+            r, c, v = _segment_entries(n, m, closed)
+            rows.append(r + row0)
+            cols.append(c + col0)
+            vals.append(v)
+            row0, col0 = row0 + m, col0 + n
+        return torch.cat(rows), torch.cat(cols), torch.cat(vals)
 
 
 def _segment_entries(n: int, m: int, closed: bool) -> tuple[Tensor, Tensor, Tensor]:
