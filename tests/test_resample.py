@@ -71,6 +71,14 @@ def test_plan_matches_axis_by_axis_dense_products(monkeypatch, max_rows, in_size
     assert torch.autograd.gradcheck(lambda v: resample_uniform([plan], [v])[0], (values,))
 
 
+def test_full_width_plans_are_at_most_an_elementwise_product():
+    shape, segments = (4, 6, 3), {0: (4,), 1: (2, 4)}
+    plan = plan_uniform(shape, segments, segments, closed=False)
+    assert plan.steps == () and plan.factors is None and plan.shape == shape
+    scaled = plan_uniform(shape, segments, segments, closed=False, scale=(1, torch.rand(6)))
+    assert scaled.steps == () and scaled.factors.shape == (1, 6, 1)
+
+
 def test_outputs_of_buffers_do_not_require_grad():
     bn = nn.BatchNorm1d(6)
     bn.running_mean.normal_()

@@ -89,7 +89,10 @@ def plan_uniform(
         scale = None
     new_size = {d: sum(m) for d, (_, m) in resampled.items()}
     dims = tuple(sorted(resampled))
-    groups = [dims] if math.prod(new_size.values()) <= KRONECKER_MAX_ROWS else [(d,) for d in dims]
+    if math.prod(new_size.values()) <= KRONECKER_MAX_ROWS:
+        groups = [dims] if dims else []
+    else:
+        groups = [(d,) for d in dims]
     steps = []
     for group in groups:
         row_scale = None
@@ -127,10 +130,14 @@ def resample_uniform(plans: Sequence[ResamplePlan], values: Sequence[Tensor]) ->
     Plans are made in :func:`sampling_dtype` of the values (half precision: float32).
     """
     outputs: list[Tensor | None] = [None] * len(values)
-    work = [i for i, plan in enumerate(plans) if plan.steps or plan.factors is not None]
+    work = [i for i, plan in enumerate(plans) if plan.steps]
     for i, plan in enumerate(plans):
-        if i not in work:
-            outputs[i] = values[i].reshape(plan.shape)
+        if plan.steps:
+            continue
+        out = values[i]
+        if plan.factors is not None:  # an elementwise product: plain autograd is cheaper
+            out = (out.to(plan.factors.dtype) * plan.factors).to(out.dtype)
+        outputs[i] = out.reshape(plan.shape)
     if work:
         dtypes = [values[i].dtype for i in work]
         inputs = [values[i].to(sampling_dtype(values[i].dtype)) for i in work]

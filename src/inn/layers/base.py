@@ -170,7 +170,7 @@ class IntegralLayer(nn.Module):
 
     # -- sampling ---------------------------------------------------------------------------
     def _sample(self) -> dict[str, Tensor]:
-        parts = [p for p in self.partitions.modules() if isinstance(p, Partition)]
+        parts = [p for segments in self.partitions.values() for p in segments]
         if any(p.trainable is not None for p in parts):
             return {name: self._sample_tensor(name) for name in self._layouts}
         # Uniform partitions: constant sparse maps, one autograd node for the whole layer.
