@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["interleaved", "machine", "ratio_stats", "summary"]
+__all__ = ["interleaved", "machine", "memory_mb", "ratio_stats", "reset_peak_memory", "summary"]
 
 
 def machine() -> dict[str, object]:
@@ -21,6 +21,24 @@ def machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
     }
+
+
+def reset_peak_memory() -> None:
+    """Reset this process's peak resident set size (Linux: ``/proc/self/clear_refs``), so the
+    peak of one stage is not hidden by an earlier one (e.g. importing torch)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def memory_mb() -> dict[str, float]:
+    """Current (``VmRSS``) and peak (``VmHWM``) resident set size of this process, in MB."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -1,17 +1,16 @@
 """Conversion cost per torchvision model: wall time split by stage, relative to one forward pass,
-and the peak resident memory of a fresh process doing it."""
+and the resident memory it adds at its peak (a fresh process per model)."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import resource
 import time
 
 import torch
 import torchvision
 
 import inn
-from benchmarks.common import summary
+from benchmarks.common import memory_mb, reset_peak_memory, summary
 
 MODELS = [
     "resnet18",
@@ -37,10 +36,12 @@ def _one(name: str, size: int, queue: mp.Queue) -> None:
             start = time.perf_counter()
             model(x)
             forwards.append(time.perf_counter() - start)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reset_peak_memory()
+    before = memory_mb()["rss"]
     start = time.perf_counter()
     imodel = inn.convert(model, x)
     total = time.perf_counter() - start
+    peak = memory_mb()["peak"]
     forward = summary(forwards)["median"]
     queue.put(
         {
@@ -52,8 +53,11 @@ def _one(name: str, size: int, queue: mp.Queue) -> None:
             "convert_over_forward": total / forward,
             "groups": len(imodel.groups),
             "resizable_groups": len(imodel.resizable_groups),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_before_convert_mb": rss_before / 1024,
+            "rss_before_convert_mb": before,
+            "peak_rss_during_convert_mb": peak,
+            "convert_extra_peak_mb": peak - before,
+            "model_parameters_mb": sum(p.numel() * p.element_size() for p in model.parameters())
+            / 2**20,
         }
     )
 
@@ -73,8 +77,8 @@ def run(smoke: bool = False) -> list[dict]:
 def markdown(results: list[dict]) -> str:
     lines = [
         "| model | convert (s) | trace | fold+analyse | permute | initialise | forward (s) "
-        "| convert / forward | peak RSS (MB) | resizable groups |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| convert / forward | model (MB) | RSS before (MB) | peak added (MB) | resizable groups |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         s = r["stages_s"]
@@ -82,6 +86,7 @@ def markdown(results: list[dict]) -> str:
             f"| {r['model']} | {r['convert_s']:.2f} | {s['trace']:.2f} | {s['fold_and_analyse']:.2f} | "
             f"{s['permute']:.2f} | {s['initialise']:.2f} | {r['forward_s']:.3f} | "
             f"{r['convert_over_forward']:.0f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['resizable_groups']}/{r['groups']} |"
+            f"{r['model_parameters_mb']:.0f} | {r['rss_before_convert_mb']:.0f} | "
+            f"{r['convert_extra_peak_mb']:.0f} | {r['resizable_groups']}/{r['groups']} |"
         )
     return "\n".join(lines)
