@@ -175,19 +175,21 @@ class IntegralLayer(nn.Module):
             return {name: self._sample_tensor(name) for name in self._layouts}
         # Uniform partitions: constant sparse maps, one autograd node for the whole layer.
         functions = {name: getattr(self, f"{name}_function") for name in self._layouts}
-        like = next(f.values for f in functions.values() if f is not None)
+        like = next((f.values for f in functions.values() if f is not None), None)
+        if like is None:  # e.g. a BatchNorm without affine parameters or running statistics
+            return dict.fromkeys(functions)
         key = (tuple(p.cache_key() for p in parts), like.dtype, like.device)
         if self._plans is None or self._plans[0] != key:
             self._plans = (key, {n: self._plan(n) for n, f in functions.items() if f is not None})
         plans = self._plans[1]
         sampled = resample_uniform(list(plans.values()), [functions[n].values for n in plans])
-        return {name: dict(zip(plans, sampled, strict=True)).get(name) for name in functions}
+        by_name = dict(zip(plans, sampled, strict=True))
+        return {name: by_name.get(name) for name in functions}
 
     def _plan(self, name: str) -> ResamplePlan:
         function: ContinuousTensor = getattr(self, f"{name}_function")
         roles, integrated, merge = self._layouts[name]
         like = function.values
-        dtype = sampling_dtype(like.dtype)
         scale = None
         if integrated is not None:
             scale = (integrated, self.quadrature_scale(roles[integrated], like))
@@ -198,7 +200,7 @@ class IntegralLayer(nn.Module):
             closed=function.closed,
             scale=scale,
             merge=merge,
-            dtype=dtype,
+            dtype=sampling_dtype(like.dtype),
             device=like.device,
         )
 
