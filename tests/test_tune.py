@@ -96,3 +96,18 @@ def test_prune_one_call(trained_digits_cnn, digits):
     )
     assert abs(kept - 0.6) < 0.01
     assert all(not type(m).__module__.startswith("inn") for m in small.modules())
+
+
+def test_a_learning_rate_that_overshoots_is_halved_not_the_end_of_tuning(tuned, monkeypatch):
+    """With a far too large rate the first evaluations are worse than the start; stopping there
+    (the old behaviour, MAX_LR_CUTS = 0) kept the uniform points. Halving the rate recovers."""
+    imodel, calib = tuned
+    options = dict(steps=120, lr=0.5, patience=1, eval_every=5)
+    monkeypatch.setattr(inn.tune, "MAX_LR_CUTS", 0)
+    stopped = inn.tune_partition(imodel, calib, **options)
+    assert stopped.loss_after == stopped.loss_before and stopped.steps == 5
+    monkeypatch.undo()
+    imodel.resize(compression=0.5)  # back to uniform points
+    report = inn.tune_partition(imodel, calib, **options)
+    assert report.steps > 5
+    assert report.loss_after < 0.9 * report.loss_before

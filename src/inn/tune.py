@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +24,19 @@ from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.layers import IntegralLayer
 
-__all__ = ["LOSSES", "TuneReport", "as_batches", "distillation_loss", "tune_partition"]
+__all__ = [
+    "LOSSES",
+    "MAX_LR_CUTS",
+    "TuneReport",
+    "as_batches",
+    "distillation_loss",
+    "tune_partition",
+]
 
 log = logging.getLogger(__name__)
 
 LOSSES = ("kl", "mse", "labels")
+MAX_LR_CUTS = 3  # halvings of the learning rate after stalls before tuning stops
 Batch = tuple[Tensor, Tensor | None]
 
 
@@ -116,8 +125,9 @@ def fit(
     regulariser: Callable[[], Tensor] | None = None,
 ) -> TuneReport:
     """Adam on ``params`` only, cycling over ``batches``, with ``model`` in eval mode; keeps the
-    state with the lowest calibration loss and stops after ``patience`` evaluations without
-    improvement. Every other parameter is frozen meanwhile; all ``requires_grad`` flags and the
+    state with the lowest calibration loss. After ``patience`` evaluations without improvement
+    it returns to the best state with half the learning rate, and stops when that happened
+    ``MAX_LR_CUTS`` times. Every other parameter is frozen meanwhile; all ``requires_grad`` flags and the
     train/eval mode are restored afterwards.
 
     ``regulariser()``, if given, is added to the loss, in training and in the calibration loss
@@ -134,9 +144,14 @@ def fit(
 
         best_loss = first = calibration_loss()
         best_state = [p.detach().clone() for p in params]
-        optimiser = torch.optim.Adam(params, lr=lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
-        stale, step = 0, -1
+
+        def optimiser_for(rate: float, remaining: int) -> tuple[torch.optim.Optimizer, Any]:
+            optimiser = torch.optim.Adam(params, lr=rate)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(remaining, 1))
+            return optimiser, cosine
+
+        optimiser, schedule = optimiser_for(lr, steps)
+        stale, cuts, step = 0, 0, -1
         bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
         for step in bar:
             (x, y), ref = batches[step % len(batches)], references[step % len(batches)]
@@ -153,10 +168,19 @@ def fit(
                 if current < best_loss - 1e-6 * abs(best_loss):
                     best_loss, stale = current, 0
                     best_state = [p.detach().clone() for p in params]
-                else:
-                    stale += 1
-                    if stale >= patience:
-                        break
+                    continue
+                stale += 1
+                if stale < patience:
+                    continue
+                if cuts == MAX_LR_CUTS:
+                    break
+                # No progress: go back to the best state with half the learning rate. A rate
+                # that overshoots from the first step would otherwise end tuning with nothing.
+                cuts, stale = cuts + 1, 0
+                with torch.no_grad():
+                    for p, best in zip(params, best_state, strict=True):
+                        p.copy_(best)
+                optimiser, schedule = optimiser_for(lr / 2**cuts, steps - step - 1)
         with torch.no_grad():
             for p, best in zip(params, best_state, strict=True):
                 p.copy_(best)
