@@ -98,16 +98,33 @@ def test_prune_one_call(trained_digits_cnn, digits):
     assert all(not type(m).__module__.startswith("inn") for m in small.modules())
 
 
-def test_a_learning_rate_that_overshoots_is_halved_not_the_end_of_tuning(tuned, monkeypatch):
-    """With a far too large rate the first evaluations are worse than the start; stopping there
-    (the old behaviour, MAX_LR_CUTS = 0) kept the uniform points. Halving the rate recovers."""
-    imodel, calib = tuned
-    options = dict(steps=120, lr=0.5, patience=1, eval_every=5)
+class _Constant(torch.nn.Module):
+    """Outputs its one parameter, so the calibration loss is (p - target)^2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1, 1))
+
+    def forward(self, x):
+        return self.p.expand(len(x), 1)
+
+
+def test_a_learning_rate_that_overshoots_is_halved_not_the_end_of_tuning(monkeypatch):
+    """Adam's first step moves p by the learning rate: with lr = 1 and the target 0.1 every
+    first step overshoots until the rate is below 0.2. Stopping at the first stall (the old
+    behaviour, MAX_LR_CUTS = 0) kept the starting point; three halvings reach lr = 0.125."""
+    batches = [(torch.zeros(4, 1), None)]
+    references = [torch.full((4, 1), 0.1)]
+    options = dict(loss="mse", steps=20, lr=1.0, patience=1, eval_every=1, progress=False)
+
+    def tune():
+        model = _Constant()
+        return inn.tune.fit(model, [model.p], batches, references, desc="", **options)
+
     monkeypatch.setattr(inn.tune, "MAX_LR_CUTS", 0)
-    stopped = inn.tune_partition(imodel, calib, **options)
-    assert stopped.loss_after == stopped.loss_before and stopped.steps == 5
+    stopped = tune()
+    assert stopped.steps == 1 and stopped.loss_after == pytest.approx(0.01)
     monkeypatch.undo()
-    imodel.resize(compression=0.5)  # back to uniform points
-    report = inn.tune_partition(imodel, calib, **options)
-    assert report.steps > 5
-    assert report.loss_after < 0.9 * report.loss_before
+    report = tune()
+    assert report.loss_before == pytest.approx(0.01)
+    assert report.loss_after < 1e-3  # (0.125 - 0.1)^2 after the third halving, or better
