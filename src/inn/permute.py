@@ -65,6 +65,9 @@ _BRUTE_FORCE_MAX = 9
 #: Element budget (float64 values) of one column chunk in :func:`channel_distances`.
 _CHUNK_ELEMENTS = 1 << 24
 
+#: Rows per block of :func:`channel_distances` (blocks below the diagonal are skipped).
+_BLOCK_ROWS = 128
+
 #: Below this many fast_tsp units for a typical nearest-neighbour distance, the quantised
 #: problem is deemed too coarse and greedy-2opt runs as well (the better path is kept).
 _COARSE_UNITS = 200.0
@@ -162,11 +165,15 @@ def channel_distances(slices: Sequence[tuple[torch.Tensor, int]]) -> torch.Tenso
             flat = tensor.detach().movedim(dim, 0).reshape(n, width)
             part = torch.zeros((n, n), dtype=torch.float64, device=tensor.device)
             for start in range(0, width, chunk):
-                block = flat[:, start : start + chunk].to(torch.float64)
-                part += torch.cdist(block, block, p=1.0)
+                columns = flat[:, start : start + chunk].to(torch.float64)
+                # The matrix is symmetric: only row blocks against the rows from their own
+                # start on are computed (half the work of one cdist of all rows).
+                for row in range(0, n, _BLOCK_ROWS):
+                    rows = columns[row : row + _BLOCK_ROWS]
+                    part[row : row + _BLOCK_ROWS, row:] += torch.cdist(rows, columns[row:], p=1.0)
             total += part.cpu()
-    total.fill_diagonal_(0.0)
-    return total
+    upper = total.triu(1)
+    return upper + upper.T
 
 
 def total_variation(distances: torch.Tensor, order: Sequence[int] | torch.Tensor) -> float:
