@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks import conversion, inference, permutation, training, tuning
-from benchmarks.common import machine
+from benchmarks.common import describe, machine
 
 SECTIONS = {
     "permutation": permutation,
@@ -33,8 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine(), "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M")}
-    text = [f"# inn benchmarks ({report['date']}, {report['machine']})", ""]
+    command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
+    report = {
+        "command": command,
+        "machine": machine(),
+        "smoke": args.smoke,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    text = [
+        "# inn benchmarks",
+        "",
+        f"`{command}`, {report['date']}, {describe(report['machine'])}.",
+        "",
+    ]
     for name in args.only or list(SECTIONS):
         start = time.perf_counter()
         result = SECTIONS[name].run(smoke=args.smoke)

@@ -10,17 +10,47 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["interleaved", "machine", "memory_mb", "ratio_stats", "reset_peak_memory", "summary"]
+__all__ = [
+    "describe",
+    "interleaved",
+    "machine",
+    "memory_mb",
+    "ratio_stats",
+    "reset_peak_memory",
+    "summary",
+]
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine() -> dict[str, object]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def describe(info: dict[str, object]) -> str:
+    """One line for a :func:`machine` record."""
+    gpu = f", GPU {info['cuda']}" if info.get("cuda") else ", no GPU"
+    return (
+        f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['threads']} "
+        f"threads, Python {info['python']}{gpu}"
+    )
 
 
 def reset_peak_memory() -> None:

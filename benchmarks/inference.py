@@ -1,9 +1,21 @@
-"""Latency of exported models at several widths against the original model, interleaved."""
+"""Latency of exported (and unexported) models at several widths against the original, interleaved.
+
+Two references: the original model as given, and the same model with its BatchNorms folded by
+``torch.fx.experimental.optimization.fuse`` (independent of ``inn``). An exported model has its
+BatchNorms folded too, so at full width it must cost what the folded original costs (ratio 1.00);
+against the unfolded original it is faster by whatever folding saves. The integral model itself
+(not exported, eval mode) is timed too: it caches its sampled weights, so it must cost about what
+its export costs.
+"""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 import torch
 import torchvision
+from torch.fx.experimental.optimization import fuse
 
 import inn
 from benchmarks.common import interleaved, ratio_stats, summary
@@ -12,9 +24,20 @@ MODELS = ["resnet18", "mobilenet_v2"]
 WIDTHS = [1.0, 0.8, 0.6, 0.4]
 
 
-def _at_width(imodel: inn.IntegralModel, fraction: float) -> torch.nn.Module:
+def _at_width(imodel: inn.IntegralModel, fraction: float) -> inn.IntegralModel:
     widths = {g.name: max(1, round(fraction * g.full_size)) for g in imodel.resizable_groups}
-    return imodel.resize(widths=widths).export().eval()
+    return copy.deepcopy(imodel).resize(widths=widths).eval()
+
+
+def _devices() -> list[str]:
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def _timed(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """A call of ``model(x)`` that returns only once the device has finished it."""
+    if x.device.type == "cuda":
+        return lambda: (model(x), torch.cuda.synchronize())
+    return lambda: model(x)
 
 
 def run(smoke: bool = False) -> list[dict]:
@@ -25,38 +48,58 @@ def run(smoke: bool = False) -> list[dict]:
         model = torchvision.models.get_model(name, weights=None).eval()
         size = 32 if smoke else 224
         imodel = inn.convert(model, torch.randn(1, 3, size, size))
-        exported = {f"{w:.0%}": _at_width(imodel, w) for w in WIDTHS}
-        for batch in (1,) if smoke else (1, 32):
-            x = torch.randn(batch, 3, size, size)
-            fns = {"original": lambda m=model, x=x: m(x)}
-            fns.update({k: (lambda m=m, x=x: m(x)) for k, m in exported.items()})
-            with torch.no_grad():
-                samples = interleaved(fns, repeats=2 if smoke else (15 if batch == 1 else 5))
-            base = summary(samples["original"])["median"]
-            for key in exported:
-                results.append(
-                    {
-                        "model": name,
-                        "batch": batch,
-                        "width": key,
-                        "parameters": sum(p.numel() for p in exported[key].parameters()),
-                        "latency_s": summary(samples[key]),
-                        "original_latency_s": base,
-                        **ratio_stats(samples[key], samples["original"]),
-                    }
-                )
+        references = {"original": model, "original, BN folded": fuse(model).eval()}
+        integral = {f"{w:.0%}": _at_width(imodel, w) for w in WIDTHS}
+        exported = {k: m.export().eval() for k, m in integral.items()}
+        for device in _devices():
+            models = {k: m.to(device) for k, m in {**references, **exported}.items()}
+            models.update({f"integral {k}": m.to(device) for k, m in integral.items()})
+            for batch in (1,) if smoke else (1, 32):
+                x = torch.randn(batch, 3, size, size, device=device)
+                fns = {k: _timed(m, x) for k, m in models.items()}
+                with torch.no_grad():
+                    samples = interleaved(fns, repeats=2 if smoke else (15 if batch == 1 else 5))
+                for key in exported:
+                    results.append(
+                        {
+                            "model": name,
+                            "device": device,
+                            "batch": batch,
+                            "width": key,
+                            "parameters": sum(p.numel() for p in exported[key].parameters()),
+                            "latency_s": summary(samples[key]),
+                            "integral_latency_s": summary(samples[f"integral {key}"]),
+                            "original_latency_s": summary(samples["original"])["median"],
+                            "folded_latency_s": summary(samples["original, BN folded"])["median"],
+                            "vs_original": ratio_stats(samples[key], samples["original"]),
+                            "vs_folded": ratio_stats(samples[key], samples["original, BN folded"]),
+                            "integral_vs_exported": ratio_stats(
+                                samples[f"integral {key}"], samples[key]
+                            ),
+                        }
+                    )
     return results
+
+
+def _ratio(stats: dict[str, float]) -> str:
+    return f"{stats['ratio_median']:.2f} [{stats['ratio_min']:.2f}, {stats['ratio_max']:.2f}]"
 
 
 def markdown(results: list[dict]) -> str:
     lines = [
-        "| model | batch | width | parameters | latency (ms) | original (ms) | ratio (median, [min, max]) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "Ratios: median and [min, max] over interleaved rounds of (exported latency / reference "
+        "latency).",
+        "",
+        "| model | device | batch | width | parameters | exported (ms) | original (ms) "
+        "| original, BN folded (ms) | exported / original | exported / original, BN folded "
+        "| integral model (ms) | integral model / exported |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['model']} | {r['batch']} | {r['width']} | {r['parameters']:,} | "
+            f"| {r['model']} | {r['device']} | {r['batch']} | {r['width']} | {r['parameters']:,} | "
             f"{1e3 * r['latency_s']['median']:.1f} | {1e3 * r['original_latency_s']:.1f} | "
-            f"{r['ratio_median']:.2f} [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}] |"
+            f"{1e3 * r['folded_latency_s']:.1f} | {_ratio(r['vs_original'])} | {_ratio(r['vs_folded'])} | "
+            f"{1e3 * r['integral_latency_s']['median']:.1f} | {_ratio(r['integral_vs_exported'])} |"
         )
     return "\n".join(lines)

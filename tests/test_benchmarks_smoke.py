@@ -13,7 +13,10 @@ def test_benchmarks_smoke(tmp_path, monkeypatch, capsys):
     assert {"permutation", "conversion", "inference", "training", "tuning"} <= set(report)
     assert report["training"][0]["ratio_median"] > 0 and report["tuning"][0]["steps"] == 5
     assert report["conversion"][0]["resizable_groups"] > 0
-    assert all(r["ratio_median"] > 0 for r in report["inference"])
+    assert all(
+        r["vs_original"]["ratio_median"] > 0 and r["vs_folded"]["ratio_median"] > 0
+        for r in report["inference"]
+    )
     worst = max(r["worst_ratio_to_optimum"] for r in report["permutation"]["brute_force"])
     assert worst <= 1.05  # within 5 % of the brute-force optimum for n <= 9
     assert "| model |" in (tmp_path / "summary-smoke.md").read_text()

@@ -220,6 +220,14 @@ def test_eval_cache_is_reused_and_invalidated():
         )
         layer.partitions["out"][0].resize(3)
         assert layer(x).shape[1] == 3
+        # a replaced parameter and moved trainable points invalidate the cache as well
+        before = layer.sampled()["weight"]
+        layer.weight_function.values = nn.Parameter(3 * layer.weight_function.values)
+        torch.testing.assert_close(layer.sampled()["weight"], 3 * before)
+        logits = layer.partitions["in"][0].make_trainable().logits
+        before = layer.sampled()["weight"]
+        logits.add_(torch.linspace(0.0, 1.0, logits.numel()))
+        assert not torch.allclose(layer.sampled()["weight"], before)
 
 
 def test_state_dict_deepcopy_and_pickle_keep_sizes():

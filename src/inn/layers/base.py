@@ -205,12 +205,13 @@ class IntegralLayer(nn.Module):
         )
 
     def _cache_key(self) -> tuple[Any, ...]:
-        tensors = tuple((id(t), t._version) for t in self.parameters())
-        tensors += tuple((id(t), t._version) for t in self.buffers())
-        parts = {
-            id(p): p.cache_key() for p in self.partitions.modules() if isinstance(p, Partition)
-        }
-        return (tensors, tuple(sorted(parts.values(), key=repr)))
+        """Changes whenever what :meth:`_sample` reads may have changed: the node values (id and
+        in-place version) and the partitions. Runs at every forward pass in eval mode, so it
+        reads exactly those instead of walking every submodule."""
+        values = [getattr(self, f"{name}_function").values for name in self._layouts]
+        key: list[Any] = [(id(v), v._version) for v in values]
+        key += [p.cache_key() for parts in self.partitions.values() for p in parts]
+        return tuple(key)
 
     def sampled(self) -> dict[str, Tensor]:
         """The discrete tensors at the current partitions (``weight``, ``bias``...).
