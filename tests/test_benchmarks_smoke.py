@@ -19,4 +19,6 @@ def test_benchmarks_smoke(tmp_path, monkeypatch, capsys):
     )
     worst = max(r["worst_ratio_to_optimum"] for r in report["permutation"]["brute_force"])
     assert worst <= 1.05  # within 5 % of the brute-force optimum for n <= 9
+    for row in report["permutation"]["trained"]:  # a permutation never adds total variation
+        assert row["greedy-2opt"] <= row["identity"] and row["fast-tsp"] <= row["identity"]
     assert "| model |" in (tmp_path / "summary-smoke.md").read_text()
