@@ -76,15 +76,17 @@ def run(smoke: bool = False) -> list[dict]:
 
 def markdown(results: list[dict]) -> str:
     lines = [
-        "| model | convert (s) | trace | fold BN | analyse | permute | initialise | forward (s) "
+        "| model | convert (s) | trace | fold BN | analyse | permute | (distances | order) "
+        "| initialise | forward (s) "
         "| convert / forward | model (MB) | RSS before (MB) | peak added (MB) | resizable groups |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         s = r["stages_s"]
         lines.append(
             f"| {r['model']} | {r['convert_s']:.2f} | {s['trace']:.2f} | {s['fold']:.2f} | "
-            f"{s['analyse']:.2f} | {s['permute']:.2f} | {s['initialise']:.2f} | {r['forward_s']:.3f} | "
+            f"{s['analyse']:.2f} | {s['permute']:.2f} | {s['distances']:.2f} | {s['order']:.2f} | "
+            f"{s['initialise']:.2f} | {r['forward_s']:.3f} | "
             f"{r['convert_over_forward']:.0f} | "
             f"{r['model_parameters_mb']:.0f} | {r['rss_before_convert_mb']:.0f} | "
             f"{r['convert_extra_peak_mb']:.0f} | {r['resizable_groups']}/{r['groups']} |"

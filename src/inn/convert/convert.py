@@ -165,7 +165,10 @@ def convert(
 
     clock = time.perf_counter()
     if permute:
-        report.total_variation = permute_groups(gm, analysis, solver=solver, seed=seed)
+        permutation = permute_groups(gm, analysis, solver=solver, seed=seed)
+        report.total_variation = permutation.total_variation
+        report.seconds["distances"] = permutation.distance_seconds
+        report.seconds["order"] = permutation.order_seconds
         before = sum(b for b, _ in report.total_variation.values())
         after = sum(a for _, a in report.total_variation.values())
         log.info(

@@ -33,7 +33,9 @@ class Group:
 
 @dataclass
 class ConversionReport:
-    """What :func:`inn.convert` did: seconds per stage, total variation before/after."""
+    """What :func:`inn.convert` did: seconds per stage (``trace``, ``fold``, ``analyse``,
+    ``permute`` = ``distances`` + ``order`` + applying it, ``initialise``), total variation of each
+    permuted group before/after."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     folded_batchnorms: list[str] = field(default_factory=list)
