@@ -206,7 +206,21 @@ def _csr_pair(
     ).to(dtype=dtype, device=device)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we only multiply
         warnings.simplefilter("ignore", UserWarning)
-        return matrix.to_sparse_csr(), matrix.t().coalesce().to_sparse_csr()
+        return _int32_indices(matrix.to_sparse_csr()), _int32_indices(
+            matrix.t().coalesce().to_sparse_csr()
+        )
+
+
+def _int32_indices(matrix: Tensor) -> Tensor:
+    """The CSR ``matrix`` with int32 indices: products skip converting int64 ones at every call
+    (measured: a quarter of the time of a small product)."""
+    return torch.sparse_csr_tensor(
+        matrix.crow_indices().to(torch.int32),
+        matrix.col_indices().to(torch.int32),
+        matrix.values(),
+        matrix.shape,
+        check_invariants=False,
+    )
 
 
 def _product_entries(
