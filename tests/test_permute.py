@@ -79,6 +79,19 @@ def test_channel_distances_chunked_equals_unchunked(monkeypatch: pytest.MonkeyPa
     assert not whole.requires_grad
 
 
+def test_channel_distances_row_blocks_match_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy.spatial.distance import cdist
+
+    gen = torch.Generator().manual_seed(2)
+    weight = torch.randn(7, 4, 3, generator=gen, dtype=torch.float64)
+    monkeypatch.setattr(permute, "_BLOCK_ROWS", 3)  # blocks of 3, 3 and 1 rows
+    monkeypatch.setattr(permute, "_CHUNK_ELEMENTS", 35)  # 5 columns per chunk
+    result = channel_distances([(weight, 0)])
+    reference = cdist(weight.reshape(7, -1).numpy(), weight.reshape(7, -1).numpy(), "cityblock")
+    torch.testing.assert_close(result, torch.from_numpy(reference), rtol=1e-12, atol=1e-12)
+    assert torch.equal(result, result.T)
+
+
 def test_channel_distances_edge_cases() -> None:
     assert channel_distances([(torch.zeros(0, 4), 0)]).shape == (0, 0)
     empty_slices = channel_distances([(torch.zeros(3, 0), 0)])
