@@ -183,6 +183,8 @@ def convert(
     groups = {
         g.name: (partitions[key], g.resizable, g.reason) for key, g in analysis.groups.items()
     }
-    imodel = IntegralModel(gm, groups, report, sum(p.numel() for p in model.parameters())).eval()
+    inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
+    original = sum(p.numel() for p in model.parameters())
+    imodel = IntegralModel(gm, groups, report, original, inputs).eval()
     report.seconds["initialise"] = time.perf_counter() - clock
     return imodel

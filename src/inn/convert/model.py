@@ -7,8 +7,9 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
@@ -16,6 +17,9 @@ from torch import nn
 from inn.continuous import Partition
 from inn.errors import InnError
 from inn.layers import IntegralLayer
+
+if TYPE_CHECKING:
+    from inn.budget import Budget, Plan
 
 __all__ = ["ConversionReport", "Group", "IntegralModel"]
 
@@ -69,9 +73,11 @@ class IntegralModel(nn.Module):
         groups: Mapping[str, tuple[Partition, bool, str]],
         report: ConversionReport | None = None,
         original_parameters: int | None = None,
+        example_inputs: tuple[torch.Tensor, ...] = (),
     ) -> None:
         super().__init__()
         self.graph_module = graph_module
+        self.example_inputs = tuple(x.detach().clone() for x in example_inputs)
         self._partitions = {name: part for name, (part, _, _) in groups.items()}
         self._pinned = {
             name: reason for name, (_, resizable, reason) in groups.items() if not resizable
@@ -118,24 +124,39 @@ class IntegralModel(nn.Module):
             raise InnError(f"group {name!r} cannot be resized: {self._pinned[name]}")
         return self._partitions[name]
 
-    def _set_fraction(self, fraction: float) -> None:
-        for g in self.resizable_groups:
-            self._partitions[g.name].resize(max(1, min(g.full_size, round(fraction * g.full_size))))
-
     def resize(
-        self, compression: float | None = None, *, widths: Mapping[str, int] | None = None
+        self,
+        compression: float | None = None,
+        *,
+        widths: Mapping[str, int] | None = None,
+        budget: Budget | Mapping[str, float] | None = None,
+        tolerance: float | None = None,
+        **plan_options: Any,
     ) -> IntegralModel:
-        """Set the widths of the resizable groups, in place (returns ``self``).
+        """Set the widths of the resizable groups, in place (returns ``self``). Give one of:
 
         Args:
-            compression: fraction of the parameters to remove, in ``[0, 1)``; every resizable
-                group keeps the same fraction of its channels, chosen so that the parameter
-                count is ``(1 - compression)`` of the original model's (BatchNorm included; within
-                1 % where the model's granularity allows).
+            compression: fraction of the parameters to remove, in ``[0, 1)``: the parameter
+                budget ``budget={"params": 1 - compression}`` (BatchNorm included; within 1 %
+                where the model's granularity allows).
             widths: explicit ``{group name: channels}``; other groups keep their widths.
+            budget: a parameter, MAC or latency target (see :meth:`plan`).
+            tolerance: per group, the fewest points whose estimated integration error (relative
+                error of rebuilding the group's weight functions from the samples) is at most
+                ``tolerance``: no budget, no data.
+            **plan_options: for ``compression`` and ``budget``: ``sensitivity`` (default:
+                measured on ``data`` if given, else data-free; ``"uniform"`` gives every group
+                the same fraction), ``data``, ``round_to``, ``min_width`` (see :meth:`plan`).
         """
-        if (compression is None) == (widths is None):
-            raise InnError("resize needs exactly one of compression=... or widths={...}")
+        given = [k for k, v in (("compression", compression), ("widths", widths), ("budget", budget),
+                                ("tolerance", tolerance)) if v is not None]  # fmt: skip
+        if len(given) != 1:
+            raise InnError(
+                "resize needs exactly one of compression=..., widths={...}, budget=... or "
+                f"tolerance=..., got {given or 'none'}"
+            )
+        if plan_options and given[0] in ("widths", "tolerance"):
+            raise InnError(f"{sorted(plan_options)} apply to compression= and budget= only")
         if widths is not None:
             checked = {name: (self._check_group(name), w) for name, w in widths.items()}
             for name, (part, w) in checked.items():
@@ -146,21 +167,57 @@ class IntegralModel(nn.Module):
             for part, w in checked.values():
                 part.resize(w)
             return self
-        if not isinstance(compression, (int, float)) or not 0 <= compression < 1:
-            raise InnError(f"compression must be in [0, 1), got {compression!r}")
-        if not self.resizable_groups:
-            raise InnError("this model has no resizable channel group (see IntegralModel.groups)")
-        target = (1 - compression) * self.original_parameters
-        lo, hi = 0.0, 1.0
-        best: tuple[float, float] = (float("inf"), 1.0)
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            self._set_fraction(mid)
-            count = self.num_parameters()
-            best = min(best, (abs(count - target), mid))
-            lo, hi = (mid, hi) if count < target else (lo, mid)
-        self._set_fraction(best[1])
-        return self
+        if tolerance is not None:
+            if (
+                isinstance(tolerance, bool)
+                or not isinstance(tolerance, (int, float))
+                or not tolerance > 0
+            ):
+                raise InnError(f"tolerance must be a positive number, got {tolerance!r}")
+            from inn.budget import smallest_widths
+
+            return self.resize(widths=smallest_widths(self, float(tolerance)))
+        if compression is not None:
+            if (
+                isinstance(compression, bool)
+                or not isinstance(compression, (int, float))
+                or not 0 <= compression < 1
+            ):
+                raise InnError(f"compression must be in [0, 1), got {compression!r}")
+            from inn.budget import Budget
+
+            budget = Budget("params", absolute=(1 - compression) * self.original_parameters)
+        return self.resize(widths=self.plan(budget, **plan_options).widths)
+
+    def plan(self, budget: Budget | Mapping[str, float], **options: Any) -> Plan:
+        """The widths that meet ``budget`` and their predicted cost; the model is not changed.
+
+        Args:
+            budget: ``inn.Budget(kind, fraction=... | absolute=..., device=, batch_size=)`` or
+                ``{kind: fraction}``, kind in ``"params"``, ``"macs"`` (at the example input's
+                shape), ``"latency"`` (measured on the device at the batch size: the first
+                call times the exported model at several widths, about 10-60 s).
+            sensitivity: how groups are ranked: ``"outputs"`` (the output change when each
+                group alone is narrowed, on ``data`` or on seeded synthetic inputs),
+                ``"weights"`` (data-free, no forward pass), ``"auto"`` (default: ``"outputs"``
+                with ``data``, else ``"weights"``), ``"uniform"`` (same fraction).
+            data: calibration batches for ``sensitivity="outputs"``.
+            round_to: every width a multiple of this (or full); min_width: the narrowest.
+
+        Returns:
+            An :class:`inn.budget.Plan`: ``widths``, ``predicted`` cost, ``full`` cost, ``target``.
+        """
+        from inn.budget import plan
+
+        return plan(self, budget, **options)
+
+    def cost(self, kind: str = "params", **options: Any) -> float:
+        """The current widths' cost: ``"params"``, ``"macs"`` or ``"latency"`` (seconds, from the
+        fitted latency model; ``device=``, ``batch_size=``)."""
+        from inn.budget import cost_model
+
+        widths = np.array([float(g.size) for g in self.groups])
+        return cost_model(self, kind, **options)(widths)
 
     # -- export -------------------------------------------------------------------------------
     def export(self) -> fx.GraphModule:

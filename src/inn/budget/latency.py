@@ -1,0 +1,126 @@
+"""A latency model fitted to measured timings of the exported model at several widths.
+
+Latency is not a count: on a CPU at small batch a layer costs a fixed overhead plus a part that
+grows with its MACs and with the size of its output (memory traffic). The model is
+``seconds = t0 + a * MACs(w) + b * activations(w)``, fitted by non-negative least squares to the
+median latency of the exported model at a few uniform widths and a few seeded random
+allocations, each timed with interleaved repeats. It has the form of the other cost models, so
+the same allocation meets it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from inn.budget.cost import CostModel
+
+if TYPE_CHECKING:
+    from inn.convert.model import IntegralModel
+
+__all__ = ["LatencyFit", "fit_latency", "measure_latency"]
+
+_FRACTIONS = (1.0, 0.75, 0.5, 0.3)
+_RANDOM_CONFIGS = 4
+
+
+@dataclass(frozen=True)
+class LatencyFit:
+    """The fitted model and the measurements behind it (seconds per batch)."""
+
+    model: CostModel
+    measured: list[float]
+    predicted: list[float]
+    seconds: float
+
+
+def measure_latency(
+    model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], repeats: int = 15
+) -> float:
+    """Median seconds of one forward pass (after warm-up; synchronised on CUDA)."""
+    cuda = inputs[0].is_cuda
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(*inputs)
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= 3:
+                times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _batch(imodel: IntegralModel, device: str, batch_size: int) -> tuple[torch.Tensor, ...]:
+    return tuple(
+        x[:1].expand(batch_size, *x.shape[1:]).contiguous().to(device)
+        for x in imodel.example_inputs
+    )
+
+
+def fit_latency(
+    imodel: IntegralModel,
+    *,
+    device: str = "cpu",
+    batch_size: int = 1,
+    repeats: int = 15,
+    seed: int = 0,
+) -> LatencyFit:
+    """Time the exported model at several widths on ``device`` and fit the latency model."""
+    from inn.budget.plan import cost_model  # the plan module memoises cost models
+
+    start = time.perf_counter()
+    groups = imodel.groups
+    saved = {g.name: g.size for g in imodel.resizable_groups}
+    full = np.array([g.full_size for g in groups], dtype=float)
+    resizable = np.array([g.resizable for g in groups])
+    rng = np.random.default_rng(seed)
+    configs = [np.where(resizable, np.maximum(1, np.round(f * full)), full) for f in _FRACTIONS]
+    for _ in range(_RANDOM_CONFIGS):
+        f = rng.uniform(0.25, 1.0, size=len(full))
+        configs.append(np.where(resizable, np.maximum(1, np.round(f * full)), full))
+    inputs = _batch(imodel, device, batch_size)
+    models = []
+    try:
+        for widths in configs:
+            imodel.resize(
+                widths={g.name: int(w) for g, w in zip(groups, widths, strict=True) if g.resizable}
+            )
+            models.append(imodel.export().to(device).eval())
+    finally:
+        imodel.resize(widths=saved)
+    rounds = [[] for _ in models]
+    for _ in range(3):  # interleaved, so a slow spell of the machine hits every config alike
+        for times, model in zip(rounds, models, strict=True):
+            times.append(measure_latency(model, inputs, repeats))
+    measured = [float(np.median(t)) for t in rounds]
+    macs, acts = cost_model(imodel, "macs"), cost_model(imodel, "activations")
+    features = np.array([[1.0, macs(w), acts(w)] for w in configs])
+    scale = features.max(0)
+    coef = _nonnegative_lstsq(features / scale, np.array(measured)) / scale
+    model = macs.scaled(coef[1], coef[0]).plus(acts.scaled(coef[2]))
+    predicted = [model(w) for w in configs]
+    return LatencyFit(model, measured, predicted, time.perf_counter() - start)
+
+
+def _nonnegative_lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least squares with non-negative coefficients (active set over 3 columns: all subsets)."""
+    best, best_residual = np.zeros(a.shape[1]), float(np.square(b).sum())
+    cols = a.shape[1]
+    for mask in range(1, 2**cols):
+        keep = [c for c in range(cols) if mask >> c & 1]
+        x, *_ = np.linalg.lstsq(a[:, keep], b, rcond=None)
+        if (x < 0).any():
+            continue
+        full = np.zeros(cols)
+        full[keep] = x
+        residual = float(np.square(a @ full - b).sum())
+        if residual < best_residual:
+            best, best_residual = full, residual
+    return best

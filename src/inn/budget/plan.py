@@ -1,0 +1,214 @@
+"""Budgets in parameters, MACs or measured latency, and the plan of widths that meets one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inn.budget.allocate import allocate
+from inn.budget.cost import CostModel, cost_models
+from inn.budget.sensitivity import Sensitivity, output_errors, weight_errors
+from inn.errors import InnError
+
+if TYPE_CHECKING:
+    from inn.convert.model import IntegralModel
+
+__all__ = ["KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "plan"]
+
+KINDS = ("params", "macs", "latency")
+SENSITIVITIES = ("auto", "outputs", "weights", "uniform")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A cost target: ``kind`` in ``("params", "macs", "latency")``, as a ``fraction`` of the
+    full model's cost or an ``absolute`` count (parameters, MACs at the example input, or
+    seconds per batch). Latency is measured on ``device`` at ``batch_size``.
+
+    ``Budget("macs", 0.5)`` keeps half the MACs; a mapping ``{"macs": 0.5}`` means the same."""
+
+    kind: str
+    fraction: float | None = None
+    absolute: float | None = None
+    device: str = "cpu"
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InnError(f"unknown budget kind {self.kind!r}; choose one of {KINDS}")
+        if (self.fraction is None) == (self.absolute is None):
+            raise InnError("a Budget needs exactly one of fraction=... or absolute=...")
+        if self.fraction is not None and not 0 < self.fraction <= 1:
+            raise InnError(f"a budget fraction must be in (0, 1], got {self.fraction!r}")
+        if self.absolute is not None and not self.absolute > 0:
+            raise InnError(f"an absolute budget must be positive, got {self.absolute!r}")
+        if self.batch_size < 1:
+            raise InnError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def as_budget(budget: Budget | Mapping[str, float]) -> Budget:
+    """A :class:`Budget` from itself or from ``{kind: fraction}``."""
+    if isinstance(budget, Budget):
+        return budget
+    if isinstance(budget, Mapping):
+        if len(budget) != 1:
+            raise InnError(
+                f"a budget has one target, got {sorted(budget)}: plan each separately, or keep "
+                "the one that binds"
+            )
+        ((kind, value),) = budget.items()
+        if kind not in KINDS:
+            raise InnError(f"unknown budget kind {kind!r}; choose one of {KINDS}")
+        if isinstance(value, (int, float)) and value > 1:
+            raise InnError(
+                f"{{{kind!r}: {value}}} reads as a fraction of the full model; for an absolute "
+                f"target use inn.Budget({kind!r}, absolute={value})"
+            )
+        return Budget(kind, fraction=value)
+    raise InnError(
+        f"budget must be an inn.Budget or {{kind: fraction}}, got {type(budget).__name__}"
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Widths per group that meet a budget, and what they cost (without changing the model)."""
+
+    widths: dict[str, int]
+    kind: str
+    target: float
+    predicted: float
+    full: float
+    sensitivity: str
+    costs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """Predicted cost as a fraction of the full-width model's."""
+        return self.predicted / self.full
+
+
+def cost_model(
+    imodel: IntegralModel, kind: str, *, device: str = "cpu", batch_size: int = 1
+) -> CostModel:
+    """The (memoised) cost model of ``imodel`` for ``kind``."""
+    cache: dict[Any, CostModel] = imodel.__dict__.setdefault("_cost_models", {})
+    if kind in ("params", "macs", "activations"):
+        if kind not in cache:
+            cache.update(cost_models(imodel))
+        return cache[kind]
+    if kind != "latency":
+        raise InnError(f"unknown budget kind {kind!r}; choose one of {KINDS}")
+    key = ("latency", str(device), batch_size)
+    if key not in cache:
+        from inn.budget.latency import fit_latency
+
+        cache[key] = fit_latency(imodel, device=device, batch_size=batch_size).model
+    return cache[key]
+
+
+def _uniform_tables(imodel: IntegralModel) -> Sensitivity:
+    """Every group loses the same fraction: error = fraction removed (same curve everywhere)."""
+    widths = {g.name: np.array([0.0, g.full_size]) for g in imodel.resizable_groups}
+    errors = {g.name: np.array([1.0, 0.0]) for g in imodel.resizable_groups}
+    return Sensitivity(widths, errors, "uniform")
+
+
+def _uniform_widths(
+    cost: CostModel, target: float, full: np.ndarray, resizable: np.ndarray, round_to: int
+) -> np.ndarray:
+    """The largest common fraction of every resizable group whose cost meets ``target``."""
+
+    def widths_at(f: float) -> np.ndarray:
+        w = np.maximum(round_to, np.round(f * full / round_to) * round_to)
+        return np.where(resizable, np.minimum(w, full), full)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if cost(widths_at(mid)) <= target else (lo, mid)
+    return widths_at(lo)
+
+
+def sensitivity_of(imodel: IntegralModel, method: str, data: Iterable | None) -> Sensitivity:
+    if method == "outputs":
+        return output_errors(imodel, data)
+    if method == "weights":
+        return weight_errors(imodel)
+    if method == "uniform":
+        return _uniform_tables(imodel)
+    raise InnError(f"unknown sensitivity {method!r}; choose one of {SENSITIVITIES}")
+
+
+def plan(
+    imodel: IntegralModel,
+    budget: Budget | Mapping[str, float],
+    *,
+    sensitivity: str | Sensitivity = "auto",
+    data: Iterable | None = None,
+    round_to: int = 1,
+    min_width: int = 1,
+) -> Plan:
+    """Widths per resizable group that meet ``budget`` with the least estimated damage.
+
+    Args:
+        budget: the target (see :class:`Budget`).
+        sensitivity: ``"outputs"`` (the output change when each group alone is narrowed, on
+            ``data`` or, without data, on seeded synthetic inputs), ``"weights"`` (data-free
+            and fastest: the error of rebuilding each group's weights from fewer samples),
+            ``"auto"`` (default: ``"outputs"`` with ``data``, else ``"weights"``),
+            ``"uniform"`` (every group keeps the same fraction), or a precomputed
+            :class:`~inn.budget.Sensitivity`.
+        data: calibration batches for ``sensitivity="outputs"``.
+        round_to: widths are multiples of this (or full).
+        min_width: no group narrower than this.
+    """
+    budget = as_budget(budget)
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise InnError(f"round_to must be a positive int, got {round_to!r}")
+    groups = imodel.groups
+    cost = cost_model(imodel, budget.kind, device=budget.device, batch_size=budget.batch_size)
+    full = np.array([g.full_size for g in groups], dtype=float)
+    resizable = np.array([g.resizable for g in groups])
+    full_cost = cost(full)
+    target = budget.absolute if budget.absolute is not None else budget.fraction * full_cost
+    if not resizable.any() and target < full_cost:
+        raise InnError("this model has no resizable channel group (see IntegralModel.groups)")
+    table = sensitivity if isinstance(sensitivity, Sensitivity) else None
+    method = table.method if table is not None else sensitivity
+    if method == "auto":
+        method = "weights" if data is None else "outputs"
+    _check_floor(target, _floor(cost, full, resizable, round_to, min_width), round_to, min_width)
+    if method == "uniform" and table is None:
+        widths = _uniform_widths(cost, target, full, resizable, round_to)
+    else:
+        table = table or sensitivity_of(imodel, method, data)
+        names = [g.name for g in groups]
+        tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
+        te = [table.errors.get(n, np.array([0.0])) for n in names]
+        widths = allocate(
+            cost, target, full, resizable, tw, te, round_to=round_to, min_width=min_width
+        )
+    chosen = {g.name: int(w) for g, w in zip(groups, widths, strict=True) if g.resizable}
+    costs = {k: cost_model(imodel, k)(widths.astype(float)) for k in ("params", "macs")}
+    return Plan(
+        chosen, budget.kind, float(target), cost(widths.astype(float)), full_cost, method, costs
+    )
+
+
+def _floor(
+    cost: CostModel, full: np.ndarray, resizable: np.ndarray, round_to: int, min_width: int
+) -> float:
+    return cost(np.where(resizable, np.minimum(full, max(min_width, round_to)), full))
+
+
+def _check_floor(target: float, floor: float, round_to: int, min_width: int) -> None:
+    if target < floor:
+        raise InnError(
+            f"the budget {target:.6g} is below the floor {floor:.6g}: the cost with every "
+            f"resizable group at {max(min_width, round_to)} channel(s) (pinned groups and layers "
+            "outside the groups cost the rest); raise the budget"
+        )

@@ -1,0 +1,194 @@
+"""How much each channel group suffers when it is sampled at fewer points.
+
+Two measures, both as a table ``errors[g]`` over a few widths per group (interpolated between):
+
+* :func:`weight_errors` (data-free, no forward pass): the relative L2 error of reconstructing
+  the group's weight functions from ``n`` samples, i.e. sampling at ``n`` uniform points and
+  interpolating back to the ``N`` lattice nodes. It is the integration error of the layers'
+  operators when their inputs are unknown: zero at full width, large where the weights vary
+  fast along the channel axis.
+* :func:`output_errors`: the network's output change (squared, relative to the output's
+  energy) when the group alone is narrowed, on calibration batches or, without data, on
+  seeded synthetic inputs of the example's shape.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from inn.layers import IntegralLayer
+from inn.numerics import interpolate, uniform
+
+if TYPE_CHECKING:
+    from inn.convert.model import IntegralModel
+
+__all__ = ["FRACTIONS", "Sensitivity", "output_errors", "weight_errors"]
+
+FRACTIONS = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125)
+_MAX_COLUMNS = 512  # columns of a wide tensor used to estimate its error (seeded subset)
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Per group name: widths (ascending, ending at full width) and the error at each."""
+
+    widths: dict[str, np.ndarray]
+    errors: dict[str, np.ndarray]
+    method: str
+
+    def error(self, name: str, width: float) -> float:
+        return float(np.interp(width, self.widths[name], self.errors[name]))
+
+
+def _levels(full: int, fractions: Sequence[float]) -> np.ndarray:
+    return np.unique([max(1, min(full, round(f * full))) for f in (*fractions, 1.0)])
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """The part of one continuous tensor that runs along one group's axis: ``(N, columns)``."""
+
+    values: Tensor
+    closed: bool
+
+
+def group_slices(imodel: IntegralModel, seed: int = 0) -> dict[str, list[_Slice]]:
+    """Every continuous tensor's slice along each resizable group, columns subsampled."""
+    names = {id(imodel._partitions[g.name]): g.name for g in imodel.resizable_groups}
+    generator = torch.Generator().manual_seed(seed)
+    out: dict[str, list[_Slice]] = defaultdict(list)
+    for module in imodel.graph_module.modules():
+        if not isinstance(module, IntegralLayer):
+            continue
+        for tensor, (roles, _, _) in module._layouts.items():
+            values = getattr(module, f"{tensor}_function").values.detach().double().cpu()
+            for dim, role in roles.items():
+                offset = 0
+                for part in module.segment_partitions(role):
+                    name = names.get(id(part))
+                    if name is not None and part.full_size > 1:
+                        flat = values.narrow(dim, offset, part.full_size).movedim(dim, 0)
+                        flat = flat.reshape(part.full_size, -1)
+                        if flat.shape[1] > _MAX_COLUMNS:
+                            pick = torch.randperm(flat.shape[1], generator=generator)
+                            flat = flat[:, pick[:_MAX_COLUMNS]]
+                        out[name].append(_Slice(flat, part.closed))
+                    offset += part.full_size
+    return out
+
+
+def reconstruction_error(slices: Sequence[_Slice], width: int) -> float:
+    """Relative L2 error of the slices rebuilt from ``width`` uniform samples."""
+    err = norm = 0.0
+    for s in slices:
+        full = s.values.shape[0]
+        if width >= full:
+            norm += float(s.values.square().sum())
+            continue
+        down = interpolate(
+            s.values, uniform(width, closed=s.closed, dtype=torch.float64), 0, closed=s.closed
+        )
+        up = interpolate(
+            down, uniform(full, closed=s.closed, dtype=torch.float64), 0, closed=s.closed
+        )
+        err += float((up - s.values).square().sum())
+        norm += float(s.values.square().sum())
+    return (err / norm) ** 0.5 if norm > 0 else 0.0
+
+
+def weight_errors(imodel: IntegralModel, fractions: Sequence[float] = FRACTIONS) -> Sensitivity:
+    """Data-free sensitivity: squared relative reconstruction error per group and width."""
+    slices = group_slices(imodel)
+    widths, errors = {}, {}
+    for g in imodel.resizable_groups:
+        levels = _levels(g.full_size, fractions)
+        widths[g.name] = levels
+        errors[g.name] = np.array(
+            [reconstruction_error(slices[g.name], int(n)) ** 2 for n in levels]
+        )
+    return Sensitivity(widths, errors, "weights")
+
+
+def _synthetic(imodel: IntegralModel, count: int = 16, seed: int = 0) -> list[tuple[Tensor, ...]]:
+    generator = torch.Generator().manual_seed(seed)
+    inputs = []
+    for x in imodel.example_inputs:
+        shape = (count, *x.shape[1:])
+        inputs.append(torch.randn(shape, generator=generator, dtype=x.dtype))
+    return [tuple(inputs)]
+
+
+def output_errors(
+    imodel: IntegralModel,
+    data: Iterable | None = None,
+    fractions: Sequence[float] = (1.0, 0.75, 0.5, 0.25, 0.125),
+    max_samples: int = 64,
+) -> Sensitivity:
+    """Output change when each group alone is narrowed: ``|y_n - y|^2 / |y|^2`` on ``data``
+    (the first ``max_samples`` inputs of ``(inputs, targets)`` or ``inputs`` batches) or on
+    16 seeded standard-normal inputs. The model's widths are restored afterwards."""
+    batches = _synthetic(imodel) if data is None else _first_inputs(data, max_samples)
+    device = next(imodel.parameters()).device
+    batches = [tuple(x.to(device) for x in b) for b in batches]
+    saved = {g.name: g.size for g in imodel.resizable_groups}
+    full = {g.name: g.full_size for g in imodel.resizable_groups}
+    widths, errors = {}, {}
+    try:
+        imodel.resize(widths=full)
+        with torch.no_grad():
+            reference = [imodel(*b) for b in batches]
+            energy = sum(float(r.double().square().sum()) for r in reference)
+            for g in imodel.resizable_groups:
+                levels = _levels(g.full_size, fractions)
+                values = []
+                for n in levels:
+                    imodel.resize(widths={g.name: int(n)})
+                    values.append(
+                        sum(
+                            float((imodel(*b).double() - r.double()).square().sum())
+                            for b, r in zip(batches, reference, strict=True)
+                        )
+                        / max(energy, 1e-30)
+                    )
+                imodel.resize(widths={g.name: g.full_size})
+                widths[g.name], errors[g.name] = levels, np.array(values)
+    finally:
+        imodel.resize(widths=saved)
+    return Sensitivity(widths, errors, "outputs")
+
+
+def _first_inputs(data: Iterable, limit: int) -> list[tuple[Tensor, ...]]:
+    out, seen = [], 0
+    for item in data:
+        x = item if isinstance(item, Tensor) else item[0]
+        take = min(len(x), limit - seen)
+        out.append((x[:take],))
+        seen += take
+        if seen >= limit:
+            break
+    return out
+
+
+def smallest_widths(imodel: IntegralModel, tolerance: float) -> dict[str, int]:
+    """Per resizable group, the fewest uniform points whose relative reconstruction error of the
+    group's weight functions (see :func:`weight_errors`) is at most ``tolerance`` (bisection:
+    the error is taken as non-increasing in the width)."""
+    slices = group_slices(imodel)
+    out = {}
+    for g in imodel.resizable_groups:
+        lo, hi = 1, g.full_size  # the error at full width is 0
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if reconstruction_error(slices[g.name], mid) <= tolerance:
+                hi = mid
+            else:
+                lo = mid + 1
+        out[g.name] = lo
+    return out
