@@ -149,7 +149,13 @@ def test_resize_export_matches(arch: archgen.Arch, compression: float) -> None:
     if imodel is None or not imodel.resizable_groups:
         return
     full_parameters = imodel.num_parameters()
-    imodel.resize(compression=compression)
+    try:
+        imodel.resize(compression=compression)
+    except inn.InnError as error:  # only where the target is truly below the floor
+        assert "floor" in str(error)
+        imodel.resize(widths={g.name: 1 for g in imodel.resizable_groups})
+        assert imodel.num_parameters() > (1 - compression) * imodel.original_parameters
+        return
     _check_groups(imodel)
     assert imodel.num_parameters() <= full_parameters
     small = imodel.export()

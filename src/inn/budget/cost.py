@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from inn.convert.fold import foldable
 from inn.layers import IntegralLayer
 from inn.layers.conv import IntegralConvTranspose2d, _IntegralConvNd
 from inn.layers.linear import IntegralLinear
@@ -30,6 +31,7 @@ __all__ = ["CostModel", "cost_models"]
 
 _MAC_LAYERS = (_IntegralConvNd, IntegralLinear, IntegralConvTranspose2d)
 _PLAIN_MAC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+_FOLD_INTO = (_IntegralConvNd, IntegralLinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,21 @@ def cost_models(imodel: IntegralModel) -> dict[str, CostModel]:
     index = {id(imodel._partitions[n]): i for i, n in enumerate(names)}
     params, macs, acts = (_Terms(index, len(names)) for _ in range(3))
     positions = _positions(imodel)
+    # BatchNorms that export() folds: their parameters vanish, the layer before gets a bias
+    pairs = foldable(imodel.graph_module, _FOLD_INTO)
+    folded = {str(norm.target) for _, norm in pairs}
+    for layer_node, _ in pairs:
+        layer = imodel.graph_module.get_submodule(str(layer_node.target))
+        if isinstance(layer, IntegralLayer) and layer.bias_function is None:
+            out = layer.segment_partitions("out")
+            params.add(_output_factor(layer, bool(out)), out, None)
+        elif not isinstance(layer, IntegralLayer) and layer.bias is None:
+            params.add(layer.weight.shape[0], None, None)
     seen: set[int] = set()
     for name, module in imodel.graph_module.named_modules():
+        if name in folded:
+            seen.update(id(p) for p in module.parameters())
+            continue
         if isinstance(module, IntegralLayer):
             seen.update(id(p) for p in module.parameters())
             for tensor in module._layouts:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from inn.layers import IntegralLayer
-from inn.numerics import interpolate, uniform
+from inn.numerics import resampling_matrix
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
@@ -52,23 +52,25 @@ def _levels(full: int, fractions: Sequence[float]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Slice:
-    """The part of one continuous tensor that runs along one group's axis: ``(N, columns)``."""
+class GroupValues:
+    """Every continuous tensor's values along one group's axis, side by side: ``(N, columns)``
+    (float32; columns of wide tensors subsampled, each tensor scaled to unit norm)."""
 
     values: Tensor
     closed: bool
 
 
-def group_slices(imodel: IntegralModel, seed: int = 0) -> dict[str, list[_Slice]]:
-    """Every continuous tensor's slice along each resizable group, columns subsampled."""
+def group_values(imodel: IntegralModel, seed: int = 0) -> dict[str, GroupValues]:
+    """Per resizable group of more than one channel, :class:`GroupValues`."""
     names = {id(imodel._partitions[g.name]): g.name for g in imodel.resizable_groups}
     generator = torch.Generator().manual_seed(seed)
-    out: dict[str, list[_Slice]] = defaultdict(list)
+    columns: dict[str, list[Tensor]] = defaultdict(list)
+    closed: dict[str, bool] = {}
     for module in imodel.graph_module.modules():
         if not isinstance(module, IntegralLayer):
             continue
         for tensor, (roles, _, _) in module._layouts.items():
-            values = getattr(module, f"{tensor}_function").values.detach().double().cpu()
+            values = getattr(module, f"{tensor}_function").values.detach().float().cpu()
             for dim, role in roles.items():
                 offset = 0
                 for part in module.segment_partitions(role):
@@ -79,40 +81,37 @@ def group_slices(imodel: IntegralModel, seed: int = 0) -> dict[str, list[_Slice]
                         if flat.shape[1] > _MAX_COLUMNS:
                             pick = torch.randperm(flat.shape[1], generator=generator)
                             flat = flat[:, pick[:_MAX_COLUMNS]]
-                        out[name].append(_Slice(flat, part.closed))
+                        norm = flat.norm()
+                        if norm > 0:
+                            columns[name].append(flat / norm)
+                            closed[name] = part.closed
                     offset += part.full_size
-    return out
+    return {n: GroupValues(torch.cat(c, 1), closed[n]) for n, c in columns.items()}
 
 
-def reconstruction_error(slices: Sequence[_Slice], width: int) -> float:
-    """Relative L2 error of the slices rebuilt from ``width`` uniform samples."""
-    err = norm = 0.0
-    for s in slices:
-        full = s.values.shape[0]
-        if width >= full:
-            norm += float(s.values.square().sum())
-            continue
-        down = interpolate(
-            s.values, uniform(width, closed=s.closed, dtype=torch.float64), 0, closed=s.closed
-        )
-        up = interpolate(
-            down, uniform(full, closed=s.closed, dtype=torch.float64), 0, closed=s.closed
-        )
-        err += float((up - s.values).square().sum())
-        norm += float(s.values.square().sum())
-    return (err / norm) ** 0.5 if norm > 0 else 0.0
+def reconstruction_error(group: GroupValues | None, width: int) -> float:
+    """Relative L2 error of the group's values rebuilt from ``width`` uniform samples: sampled
+    at ``width`` points, then interpolated back to the ``N`` lattice nodes."""
+    if group is None:
+        return 0.0
+    full = group.values.shape[0]
+    if width >= full:
+        return 0.0
+    down, _ = resampling_matrix([((full,), (width,))], closed=group.closed)
+    up, _ = resampling_matrix([((width,), (full,))], closed=group.closed)
+    rebuilt = up @ (down @ group.values)
+    return float((rebuilt - group.values).norm() / group.values.norm())
 
 
 def weight_errors(imodel: IntegralModel, fractions: Sequence[float] = FRACTIONS) -> Sensitivity:
     """Data-free sensitivity: squared relative reconstruction error per group and width."""
-    slices = group_slices(imodel)
+    values = group_values(imodel)
     widths, errors = {}, {}
     for g in imodel.resizable_groups:
         levels = _levels(g.full_size, fractions)
         widths[g.name] = levels
-        errors[g.name] = np.array(
-            [reconstruction_error(slices[g.name], int(n)) ** 2 for n in levels]
-        )
+        group = values.get(g.name)
+        errors[g.name] = np.array([reconstruction_error(group, int(n)) ** 2 for n in levels])
     return Sensitivity(widths, errors, "weights")
 
 
@@ -180,13 +179,13 @@ def smallest_widths(imodel: IntegralModel, tolerance: float) -> dict[str, int]:
     """Per resizable group, the fewest uniform points whose relative reconstruction error of the
     group's weight functions (see :func:`weight_errors`) is at most ``tolerance`` (bisection:
     the error is taken as non-increasing in the width)."""
-    slices = group_slices(imodel)
+    values = group_values(imodel)
     out = {}
     for g in imodel.resizable_groups:
         lo, hi = 1, g.full_size  # the error at full width is 0
         while lo < hi:
             mid = (lo + hi) // 2
-            if reconstruction_error(slices[g.name], mid) <= tolerance:
+            if reconstruction_error(values.get(g.name), mid) <= tolerance:
                 hi = mid
             else:
                 lo = mid + 1

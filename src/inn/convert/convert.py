@@ -93,9 +93,13 @@ def _replace_layers(
 
 
 def prepare(
-    model: nn.Module, example_inputs: Tensor | Sequence[Tensor], discrete: Sequence[str] = ()
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor],
+    discrete: Sequence[str] = (),
+    fold_batchnorm: bool = True,
 ) -> tuple[fx.GraphModule, GraphAnalysis, ConversionReport]:
-    """Trace a copy of ``model``, fold its BatchNorms and find its channel groups.
+    """Trace a copy of ``model``, fold its BatchNorms (if ``fold_batchnorm``) and find its
+    channel groups.
 
     Shared by :func:`convert` and the discrete baselines, so that both see the same groups.
     """
@@ -110,7 +114,7 @@ def prepare(
     report.seconds["trace"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    report.folded_batchnorms = fold_batchnorms(gm)
+    report.folded_batchnorms = fold_batchnorms(gm) if fold_batchnorm else []
     report.seconds["fold"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -138,6 +142,7 @@ def convert(
     solver: str = "greedy-2opt",
     seed: int = 0,
     discrete: Sequence[str] = (),
+    fold_batchnorm: bool = True,
 ) -> IntegralModel:
     """Convert a trained network into an :class:`IntegralModel` that reproduces it at full width.
 
@@ -156,12 +161,15 @@ def convert(
             ``"auto"``), see :func:`inn.permute.open_path_order`.
         seed: seed of the permutation solver.
         discrete: names of groups to keep at full width (see ``IntegralModel.groups``).
+        fold_batchnorm: fold BatchNorm into the layer before it (default). ``False`` keeps them
+            as integral BatchNorms, whose statistics :func:`inn.reestimate_batchnorm` can
+            measure again at a new width; :meth:`IntegralModel.export` folds them.
 
     Raises:
         ConversionError: the model cannot be traced or run on ``example_inputs``, is in training
             mode, has non-finite weights, or ``discrete`` names an unknown group.
     """
-    gm, analysis, report = prepare(model, example_inputs, discrete)
+    gm, analysis, report = prepare(model, example_inputs, discrete, fold_batchnorm)
 
     clock = time.perf_counter()
     if permute:

@@ -8,7 +8,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-__all__ = ["fold_batchnorms"]
+__all__ = ["fold_batchnorms", "foldable"]
 
 _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -33,6 +33,47 @@ def _fold(layer: nn.Module, norm: nn.modules.batchnorm._BatchNorm) -> None:
         layer.bias.copy_(new_bias.to(weight.dtype))
 
 
+def foldable(
+    gm: fx.GraphModule, layer_types: tuple[type, ...] = _FOLDABLE
+) -> list[tuple[fx.Node, fx.Node]]:
+    """``(layer node, BatchNorm node)`` pairs where the BatchNorm's only input is the output of a
+    conv/linear layer (of ``layer_types``) used by nothing else, each module called once."""
+    calls = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_module")
+    pairs = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        norm = gm.get_submodule(str(node.target))
+        if not _has_statistics(norm):
+            continue
+        prev = node.args[0] if node.args else None
+        if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+            continue
+        layer = gm.get_submodule(str(prev.target))
+        if (
+            not isinstance(layer, layer_types)
+            or calls[str(prev.target)] != 1
+            or calls[str(node.target)] != 1
+        ):
+            continue
+        meta = prev.meta.get("tensor_meta")
+        if _is_linear(layer) and (meta is None or len(meta.shape) != 2):
+            continue  # BatchNorm1d on (N, L, C) normalises another axis than the Linear's output
+        pairs.append((prev, node))
+    return pairs
+
+
+def _has_statistics(module: nn.Module) -> bool:
+    """A BatchNorm (plain or integral) with running statistics."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module.running_mean is not None
+    return getattr(module, "running_mean_function", None) is not None
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or hasattr(module, "in_features")
+
+
 def fold_batchnorms(gm: fx.GraphModule) -> list[str]:
     """Fold every BatchNorm whose only input is a conv/linear output used by nothing else.
 
@@ -40,28 +81,9 @@ def fold_batchnorms(gm: fx.GraphModule) -> list[str]:
         The names of the folded BatchNorm modules (removed from the graph). BatchNorms that
         cannot be folded (after a concatenation, an activation, a shared layer) are left in place.
     """
-    calls = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_module")
     folded = []
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module":
-            continue
-        norm = gm.get_submodule(str(node.target))
-        if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.running_mean is None:
-            continue
-        prev = node.args[0] if node.args else None
-        if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
-            continue
-        layer = gm.get_submodule(str(prev.target))
-        if (
-            not isinstance(layer, _FOLDABLE)
-            or calls[str(prev.target)] != 1
-            or calls[str(node.target)] != 1
-        ):
-            continue
-        meta = prev.meta.get("tensor_meta")
-        if isinstance(layer, nn.Linear) and (meta is None or len(meta.shape) != 2):
-            continue  # BatchNorm1d on (N, L, C) normalises another axis than the Linear's output
-        _fold(layer, norm)
+    for prev, node in foldable(gm):
+        _fold(gm.get_submodule(str(prev.target)), gm.get_submodule(str(node.target)))
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)
         folded.append(str(node.target))

@@ -15,6 +15,7 @@ import torch.fx as fx
 from torch import nn
 
 from inn.continuous import Partition
+from inn.convert.fold import fold_batchnorms
 from inn.errors import InnError
 from inn.layers import IntegralLayer
 
@@ -220,9 +221,14 @@ class IntegralModel(nn.Module):
         return cost_model(self, kind, **options)(widths)
 
     # -- export -------------------------------------------------------------------------------
-    def export(self) -> fx.GraphModule:
+    def export(self, *, fold_batchnorm: bool = True) -> fx.GraphModule:
         """A plain ``torch.nn.Module`` (an ``fx.GraphModule`` of standard layers) at the current
-        widths, with no reference to ``inn``: it runs, scripts, exports and pickles on its own."""
+        widths, with no reference to ``inn``: it runs, scripts, exports and pickles on its own.
+
+        Args:
+            fold_batchnorm: fold each BatchNorm that follows a conv/linear layer into it (eval
+                semantics), as conversion does by default.
+        """
         plain = copy.deepcopy(self.graph_module)
         for name, module in list(plain.named_modules()):
             if isinstance(module, IntegralLayer):
@@ -233,6 +239,8 @@ class IntegralModel(nn.Module):
                 setattr(plain.get_submodule(parent) if parent else plain, child, discrete)
         plain._tracer_cls = plain.graph._tracer_cls = None  # pickling would reference inn's tracer
         plain.recompile()
+        if fold_batchnorm:
+            fold_batchnorms(plain)
         return plain.train(self.training)
 
     def extra_repr(self) -> str:

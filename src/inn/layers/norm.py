@@ -43,24 +43,53 @@ class _IntegralBatchNorm(IntegralLayer):
         self._register("bias", norm.bias, {0: "out"})
         self._register("running_mean", norm.running_mean, {0: "out"}, trainable=False)
         self._register("running_var", norm.running_var, {0: "out"}, trainable=False)
+        self.register_buffer("measured_mean", None, persistent=False)
+        self.register_buffer("measured_var", None, persistent=False)
+        self._measured_sizes: tuple[int, ...] | None = None
+
+    def _sizes(self) -> tuple[int, ...]:
+        return tuple(p.size for p in self.segment_partitions("out"))
+
+    def set_statistics(self, mean: Tensor | None, var: Tensor | None) -> None:
+        """Use ``mean`` and ``var`` (shape ``(num_features,)``) instead of the sampled running
+        statistics until the partition's size changes; ``None`` goes back to the sampled ones."""
+        if mean is None or var is None:
+            self.measured_mean = self.measured_var = self._measured_sizes = None
+            return
+        if mean.shape != (self.num_features,) or var.shape != (self.num_features,):
+            raise ShapeError(
+                f"{type(self).__name__} has {self.num_features} channels, got statistics of "
+                f"shapes {tuple(mean.shape)} and {tuple(var.shape)}"
+            )
+        self.measured_mean, self.measured_var = mean.detach().clone(), var.detach().clone()
+        self._measured_sizes = self._sizes()
+
+    def statistics(self) -> dict[str, Tensor]:
+        """The sampled tensors, with the measured statistics where they are current."""
+        t = dict(self.sampled())
+        if self._measured_sizes is not None and self._measured_sizes == self._sizes():
+            like = t.get("running_mean", self.measured_mean)
+            t["running_mean"] = self.measured_mean.to(like)
+            t["running_var"] = self.measured_var.to(like)
+        if "running_var" in t:
+            t["running_var"] = t["running_var"].clamp_min(0)
+        return t
 
     @property
     def num_features(self) -> int:
         return self.size("out", self.full_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        t = self.sampled()
+        t = self.statistics()
         if self.training or "running_mean" not in t:
             return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
-        var = t["running_var"].clamp_min(0)
         return F.batch_norm(
-            x, t["running_mean"], var, t.get("weight"), t.get("bias"), False, 0.0, self.eps
-        )
+            x, t["running_mean"], t["running_var"], t.get("weight"), t.get("bias"), False, 0.0,
+            self.eps,
+        )  # fmt: skip
 
     def to_discrete(self) -> nn.Module:
-        t = dict(self.sampled())
-        if "running_var" in t:
-            t["running_var"] = t["running_var"].clamp_min(0)
+        t = self.statistics()
         ref = next(iter(t.values()))
         layer = self.discrete(
             self.num_features,

@@ -1,0 +1,267 @@
+"""Pruning to a budget without fine-tuning: ``inn`` against Torch-Pruning, side by side.
+
+For each budget (a fraction of the original's parameters or MACs) every method gets the same
+256 calibration images and the same step budget:
+
+* ``inn``: :func:`inn.prune` with its defaults (widths allocated by measured sensitivity,
+  partition tuning with biases);
+* ``inn-alloc``: the same widths, uniform points, no tuning (forward passes only);
+* ``inn-data-free``: widths by the data-free sensitivity, uniform points: no data at all;
+* ``inn-uniform+tune``: every group at the same fraction, partition tuning (the previous
+  default);
+* ``tp-{lamp,l1,taylor}+bn``: Torch-Pruning's global ranking with that importance, BatchNorm
+  statistics re-estimated on the calibration images; ``+calib``: then biases and BatchNorm
+  parameters trained with the same images and steps (:func:`inn.baselines.calibrate`).
+
+Each row records accuracy, parameters, MACs, measured latency (batch 1, this CPU) and the
+wall time of pruning. Only the public API of ``inn`` is used.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+import inn
+from inn import baselines
+from inn.budget import measure_latency
+from inn.cost import count_macs, count_parameters
+from inn.experiments import peers
+from inn.experiments.pruning import accuracy
+
+__all__ = ["METHODS", "Row", "markdown", "plot", "run", "save"]
+
+METHODS = (
+    "inn", "inn-alloc", "inn-data-free", "inn-uniform+tune",
+    "tp-lamp+bn", "tp-l1+bn", "tp-taylor+bn",
+    "tp-lamp+bn+calib", "tp-l1+bn+calib", "tp-taylor+bn+calib",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    kind: str
+    fraction: float
+    seed: int
+    accuracy: float
+    parameters: int
+    macs: int
+    latency_ms: float
+    seconds: float
+
+
+def _inn(
+    method: str,
+    model: nn.Module,
+    example: Tensor,
+    calib,
+    kind: str,
+    fraction: float,
+    steps: int,
+    seed: int,
+) -> nn.Module:
+    budget = {kind: fraction}
+    if method == "inn":
+        return inn.prune(model, example, budget=budget, calib=calib, convert_options={"seed": seed},
+                         tune_options={"steps": steps})  # fmt: skip
+    imodel = inn.convert(model, example, seed=seed)
+    if method == "inn-alloc":
+        imodel.resize(budget=budget, data=calib)
+    elif method == "inn-data-free":
+        imodel.resize(budget=budget)
+    else:  # inn-uniform+tune
+        imodel.resize(budget=budget, sensitivity="uniform")
+        inn.tune_partition(imodel, calib, steps=steps)
+    return imodel.export()
+
+
+def _peer(
+    method: str,
+    model: nn.Module,
+    example: Tensor,
+    calib,
+    cost: Callable[[nn.Module], float],
+    target: float,
+    steps: int,
+) -> nn.Module:
+    importance = method.split("+")[0].removeprefix("tp-")
+    small = peers.torch_pruning_prune(model, example, calib, cost, target, importance=importance)
+    peers.reestimate_batchnorm(small, calib)
+    if method.endswith("+calib"):
+        baselines.calibrate(small, model, calib, steps=steps)
+    return small
+
+
+def run(
+    model: nn.Module,
+    test: Sequence[tuple[Tensor, Tensor]],
+    calib: Sequence[tuple[Tensor, Tensor]],
+    *,
+    budgets: Sequence[tuple[str, float]] = (
+        ("params", 0.8),
+        ("params", 0.6),
+        ("params", 0.4),
+        ("params", 0.3),
+        ("macs", 0.7),
+        ("macs", 0.5),
+        ("macs", 0.3),
+    ),
+    methods: Sequence[str] = METHODS,
+    seeds: Sequence[int] = (0,),
+    steps: int = 150,
+    progress: bool = True,
+) -> list[Row]:
+    """Every method at every budget ``(kind, fraction of the original kept)``; INN methods at
+    every permutation seed."""
+    example = test[0][0][:1]
+    costs = {"params": count_parameters, "macs": lambda m: count_macs(m, example)}
+    full = {k: f(model) for k, f in costs.items()}
+    rows = [Row("unpruned", "params", 1.0, 0, accuracy(model, test), full["params"], full["macs"],
+                1e3 * measure_latency(model, (example,)), 0.0)]  # fmt: skip
+    jobs = [(m, k, f, s) for k, f in budgets for m in methods
+            for s in (seeds if m.startswith("inn") else seeds[:1])]  # fmt: skip
+    bar = tqdm(jobs, desc="budget experiment", disable=not progress)
+    for method, kind, fraction, seed in bar:
+        bar.set_postfix(method=method, budget=f"{kind} {fraction:.0%}")
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        if method.startswith("inn"):
+            small = _inn(method, model, example, calib, kind, fraction, steps, seed)
+        else:
+            small = _peer(method, model, example, calib, costs[kind], fraction * full[kind], steps)
+        seconds = time.perf_counter() - start
+        small.eval()
+        latency = 1e3 * measure_latency(small, (example,))
+        rows.append(Row(method, kind, fraction, seed, accuracy(small, test), count_parameters(small),
+                        count_macs(small, example), latency, seconds))  # fmt: skip
+    return rows
+
+
+def _select(rows: Sequence[Row], method: str, kind: str, fraction: float) -> list[Row]:
+    return [r for r in rows if r.method == method and r.kind == kind and r.fraction == fraction]
+
+
+def _mean(rows: Sequence[Row], field: str) -> float:
+    return sum(getattr(r, field) for r in rows) / len(rows)
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    """One table per budget kind: accuracy (%) per method and budget (mean [min, max] over seeds),
+    then parameters, MACs, latency and pruning time at each budget."""
+    out = []
+    base = next(r for r in rows if r.method == "unpruned")
+    for kind in ("params", "macs"):
+        fractions = sorted(
+            {r.fraction for r in rows if r.kind == kind and r.method != "unpruned"}, reverse=True
+        )
+        if not fractions:
+            continue
+        methods = list(
+            dict.fromkeys(r.method for r in rows if r.kind == kind and r.method != "unpruned")
+        )
+        out.append(
+            f"Accuracy (%) at a {kind} budget (fraction of the original kept; unpruned "
+            + f"{100 * base.accuracy:.1f}):\n"
+        )
+        out.append("| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |")
+        out.append("|---|" + "---:|" * len(fractions))
+        for method in methods:
+            cells = []
+            for f in fractions:
+                sel = _select(rows, method, kind, f)
+                if not sel:
+                    cells.append("")
+                    continue
+                accs = [100 * r.accuracy for r in sel]
+                cell = f"{sum(accs) / len(accs):.1f}"
+                if len(accs) > 1:
+                    cell += f" [{min(accs):.1f}, {max(accs):.1f}]"
+                cells.append(cell)
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("")
+        out.append(
+            f"Cost at the {kind} budget: parameters (k) / MACs (M) / latency at batch 1 (ms) / "
+            + "seconds to prune:\n"
+        )
+        out.append("| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |")
+        out.append("|---|" + "---:|" * len(fractions))
+        for method in methods:
+            cells = []
+            for f in fractions:
+                sel = _select(rows, method, kind, f)
+                cells.append(
+                    f"{_mean(sel, 'parameters') / 1e3:.0f} / {_mean(sel, 'macs') / 1e6:.1f} / "
+                    f"{_mean(sel, 'latency_ms'):.2f} / {_mean(sel, 'seconds'):.1f}"
+                    if sel
+                    else ""
+                )
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("")
+    out.append(
+        f"Unpruned: {base.parameters / 1e3:.0f} k parameters, {base.macs / 1e6:.1f} M MACs, "
+        + f"{base.latency_ms:.2f} ms."
+    )
+    return "\n".join(out)
+
+
+def plot(rows: Sequence[Row], path: Path, title: str) -> None:
+    """Accuracy against the budget, one panel per kind, INN solid and Torch-Pruning dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [
+        k for k in ("params", "macs") if any(r.kind == k and r.method != "unpruned" for r in rows)
+    ]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), squeeze=False)
+    base = next(r for r in rows if r.method == "unpruned")
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for method in dict.fromkeys(
+            r.method for r in rows if r.kind == kind and r.method != "unpruned"
+        ):
+            fs = sorted({r.fraction for r in rows if r.method == method and r.kind == kind})
+            accs = [
+                100
+                * _mean(
+                    [r for r in rows if r.method == method and r.kind == kind and r.fraction == f],
+                    "accuracy",
+                )
+                for f in fs
+            ]
+            ax.plot(
+                [100 * f for f in fs],
+                accs,
+                "-" if method.startswith("inn") else "--",
+                marker="o",
+                ms=3,
+                label=method,
+            )
+        ax.axhline(100 * base.accuracy, color="black", lw=1, ls=":", label="unpruned")
+        ax.set_xlabel(f"{kind} kept (% of the original)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+        ax.set_ylim(max(0, ax.get_ylim()[0]), 100)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save(rows: Sequence[Row], out_dir: Path, title: str, command: str) -> None:
+    """Write ``results.json``, ``results.md`` and ``accuracy.png`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"command": command, "title": title, "rows": [asdict(r) for r in rows]}
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=2))
+    (out_dir / "results.md").write_text(f"{title}\n\n`{command}`\n\n{markdown(rows)}\n")
+    plot(rows, out_dir / "accuracy.png", title)

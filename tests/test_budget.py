@@ -1,0 +1,229 @@
+"""Budgets: exact cost models (against the exported model and FlopCounterMode), plans that meet
+their target and change nothing, sensitivities, tolerance, and clear errors."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import inn
+from inn.budget import Budget, Sensitivity, cost_model
+from inn.budget.allocate import allocate
+from inn.budget.sensitivity import reconstruction_error
+from inn.cost import count_parameters
+from tests.conftest import randomise_batchnorm
+
+X32 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+class Upsampler(nn.Module):
+    """Transposed convolution between two convolutions: the fourth kind of MAC layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 12, 3, padding=1)
+        self.up = nn.ConvTranspose2d(12, 10, 2, stride=2)
+        self.b = nn.Conv2d(10, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.up(torch.relu(self.a(x)))))
+
+
+def _model(name: str) -> nn.Module:
+    if name == "upsampler":
+        return Upsampler().eval()
+    return randomise_batchnorm(getattr(torchvision.models, name)(num_classes=10))
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    return inn.convert(_model("resnet18"), X32, permute=False)
+
+
+@pytest.mark.parametrize(
+    "name", ["resnet18", "mobilenet_v2", "vgg11_bn", "densenet121", "efficientnet_b0", "upsampler"]
+)
+def test_costs_match_the_exported_model_and_flop_counter(name):
+    """Parameters against the exported model, MACs against torch's FlopCounterMode, at full
+    width and at random widths."""
+    imodel = inn.convert(_model(name), X32, permute=False)
+    rng = np.random.default_rng(0)
+    for trial in range(2):
+        if trial:
+            imodel.resize(
+                widths={
+                    g.name: int(rng.integers(1, g.full_size + 1)) for g in imodel.resizable_groups
+                }
+            )
+        small = imodel.export()
+        assert imodel.cost("params") == count_parameters(small)
+        assert imodel.cost("macs") == flop_counter_macs(small, X32)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_b0"])
+@pytest.mark.parametrize("kind", ["params", "macs"])
+def test_budget_met_within_one_percent(name, kind):
+    imodel = inn.convert(_model(name), X32, permute=False)
+    full = imodel.cost(kind)
+    for fraction in (0.3, 0.5, 0.7):
+        imodel.resize(budget={kind: fraction}, sensitivity="weights")
+        small = imodel.export()
+        measured = count_parameters(small) if kind == "params" else flop_counter_macs(small, X32)
+        assert 0.99 * fraction * full <= measured <= fraction * full
+        small(X32)
+
+
+def test_compression_is_a_parameter_budget(resnet18):
+    original = resnet18.original_parameters
+    for c in (0.2, 0.6):
+        resnet18.resize(compression=c)
+        assert abs(count_parameters(resnet18.export()) - (1 - c) * original) <= 0.01 * original
+
+
+def test_round_to_and_depthwise_ties():
+    imodel = inn.convert(_model("mobilenet_v2"), X32, permute=False)
+    imodel.resize(budget={"macs": 0.5}, round_to=8, sensitivity="weights")
+    for g in imodel.resizable_groups:
+        assert g.size % 8 == 0 or g.size == g.full_size, g
+    small = imodel.export()
+    for m in small.modules():  # depthwise convolutions keep one group per channel
+        if isinstance(m, nn.Conv2d) and m.groups > 1:
+            assert m.groups == m.in_channels == m.out_channels
+    small(X32)
+
+
+def test_plan_changes_nothing(resnet18):
+    resnet18.resize(widths={"layer1.0.conv1:out": 40})
+    before = {g.name: g.size for g in resnet18.groups}
+    with torch.no_grad():
+        y = resnet18(X32)
+    for sensitivity in ("weights", "outputs", "uniform"):
+        plan = resnet18.plan(Budget("params", 0.5), sensitivity=sensitivity)
+        assert plan.predicted <= plan.target
+        assert {g.name: g.size for g in resnet18.groups} == before
+        with torch.no_grad():
+            assert torch.equal(resnet18(X32), y)
+    # the plan's widths give the predicted cost once applied
+    resnet18.resize(widths=plan.widths)
+    assert count_parameters(resnet18.export()) == plan.predicted
+
+
+def test_output_sensitivity_beats_uniform_allocation(trained_digits_cnn, digits):
+    """On a trained network, widths chosen by measured sensitivity keep the outputs closer to the
+    full-width ones than the same fraction everywhere, at the same parameter count."""
+    x, _, xt, _ = digits
+    imodel = inn.convert(trained_digits_cnn, x[:1])
+    reference = trained_digits_cnn(xt)
+    errors = {}
+    for sensitivity in ("uniform", "outputs"):
+        imodel.resize(budget={"params": 0.5}, sensitivity=sensitivity, data=[x[:256]])
+        with torch.no_grad():
+            errors[sensitivity] = float((imodel(xt) - reference).square().mean())
+    assert errors["outputs"] < errors["uniform"]
+
+
+def test_allocation_against_brute_force():
+    """Three groups, bilinear costs: the greedy allocation's error is within one step's error of
+    the best allocation found by enumerating every width triple under the budget."""
+    names = ("a", "b", "c")
+    imodel = inn.convert(
+        nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 5),
+                      nn.ReLU(), nn.Linear(5, 3)).eval(),
+        torch.randn(1, 4),
+        permute=False,
+    )  # fmt: skip
+    groups = imodel.groups
+    cost = cost_model(imodel, "params")
+    full = np.array([g.full_size for g in groups], dtype=float)
+    resizable = np.array([g.resizable for g in groups])
+    rng = np.random.default_rng(1)
+    tables_w, tables_e = [], []
+    for g in groups:
+        w = np.arange(1, g.full_size + 1, dtype=float)
+        e = np.cumsum(rng.uniform(0.1, 1.0, g.full_size)[::-1])[::-1] - rng.uniform(0, 0.1)
+        tables_w.append(w)
+        tables_e.append(np.where(w == g.full_size, 0.0, e * (w < g.full_size)))
+    target = 0.5 * cost(full)
+    widths = allocate(cost, target, full, resizable, tables_w, tables_e)
+    assert cost(widths.astype(float)) <= target
+
+    def error(ws):
+        return sum(np.interp(w, tw, te) for w, tw, te in zip(ws, tables_w, tables_e, strict=True))
+
+    free = [i for i, g in enumerate(groups) if g.resizable]
+    assert len(free) == len(names)
+    best = np.inf
+    for a in range(1, 9):
+        for b in range(1, 7):
+            for c in range(1, 6):
+                ws = full.copy()
+                ws[free] = (a, b, c)
+                if cost(ws) <= target:
+                    best = min(best, error(ws))
+    worst_step = max(np.max(np.abs(np.diff(te))) for te in tables_e)
+    assert error(widths) <= best + worst_step
+
+
+def test_reconstruction_error_is_zero_on_linear_weights_and_tolerance_uses_it():
+    """A Linear whose weights are linear along its output channels is rebuilt exactly from any
+    two samples (cubic convolution reproduces linear functions), so ``tolerance`` keeps 2
+    points there, and more on a rough group."""
+    first, second = nn.Linear(3, 16), nn.Linear(16, 2)
+    with torch.no_grad():
+        s = torch.linspace(0, 1, 16)
+        first.weight.copy_(s[:, None] * torch.tensor([1.0, -2.0, 0.5]) + 0.3)
+        first.bias.copy_(2 * s - 1)
+        second.weight.copy_(torch.stack([s, 1 - s]))
+    model = nn.Sequential(first, nn.ReLU(), second, nn.ReLU(), nn.Linear(2, 24), nn.ReLU(),
+                          nn.Linear(24, 2)).eval()  # fmt: skip
+    with torch.no_grad():
+        model[4].weight.copy_(torch.randn(24, 2, generator=torch.Generator().manual_seed(0)))
+    imodel = inn.convert(model, torch.randn(1, 3), permute=False)
+    from inn.budget.sensitivity import group_values
+
+    slices = group_values(imodel)
+    assert reconstruction_error(slices["0:out"], 2) < 1e-6
+    assert reconstruction_error(slices["4:out"], 12) > 0.1
+    imodel.resize(tolerance=1e-6)
+    sizes = {g.name: g.size for g in imodel.resizable_groups}
+    assert sizes["0:out"] == 2
+    assert sizes["4:out"] > 12
+    assert reconstruction_error(slices["4:out"], sizes["4:out"]) <= 1e-6
+    assert reconstruction_error(slices["4:out"], sizes["4:out"] - 1) > 1e-6
+
+
+def test_weight_sensitivity_is_zero_at_full_width_and_grows(resnet18):
+    table = inn.budget.weight_errors(resnet18)
+    assert isinstance(table, Sensitivity)
+    for name, errors in table.errors.items():
+        assert table.widths[name][-1] == resnet18._partitions[name].full_size
+        assert errors[-1] == 0 and errors[0] > 0
+
+
+def test_bad_budgets_are_refused_with_the_fix(resnet18):
+    with pytest.raises(inn.InnError, match="floor"):
+        resnet18.resize(budget=Budget("params", absolute=10))
+    with pytest.raises(inn.InnError, match="one target"):
+        resnet18.plan({"params": 0.5, "macs": 0.5})
+    with pytest.raises(inn.InnError, match="unknown budget kind"):
+        resnet18.plan({"flops": 0.5})
+    with pytest.raises(inn.InnError, match="unknown budget kind"):
+        Budget("energy", 0.5)
+    with pytest.raises(inn.InnError, match="absolute"):
+        resnet18.plan({"macs": 2e6})
+    with pytest.raises(inn.InnError, match="tolerance must be a positive"):
+        resnet18.resize(tolerance=0)
+    with pytest.raises(inn.InnError, match="exactly one"):
+        resnet18.resize(compression=0.5, budget={"params": 0.5})
+    with pytest.raises(inn.InnError, match="unknown sensitivity"):
+        resnet18.plan({"params": 0.5}, sensitivity="magic")
+    with pytest.raises(inn.InnError, match="round_to"):
+        resnet18.plan({"params": 0.5}, round_to=0)
