@@ -40,6 +40,7 @@ EVAL_BATCH_SIZE = 500
 RECIPES: dict[str, dict[str, Any]] = {
     "cifar_resnet18": {"epochs": 10, "lr": 0.05, "batch_size": 64, "weight_decay": 5e-4},
     "nin": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 5e-4},
+    "mobilenet_v2": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 4e-5},
 }
 
 

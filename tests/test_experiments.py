@@ -35,3 +35,35 @@ def test_pruning_experiment_runs_every_method(trained_digits_cnn, digits, tmp_pa
     )
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
     assert "| inn-tuned |" in (tmp_path / "results.md").read_text()
+
+
+def test_budget_experiment_meets_every_budget_for_every_method(
+    trained_digits_cnn, digits, tmp_path
+):
+    """inn and Torch-Pruning side by side: every row at or under its budget, files written."""
+    from inn.experiments import budget
+
+    x, y, xt, yt = digits
+    test = [(xt[:200], yt[:200])]
+    calib = [(x[:64], y[:64]), (x[64:128], y[64:128])]
+    rows = budget.run(
+        trained_digits_cnn,
+        test,
+        calib,
+        budgets=(("params", 0.5), ("macs", 0.6)),
+        seeds=(0,),
+        steps=2,
+        progress=False,
+    )
+    base = rows[0]
+    assert base.method == "unpruned"
+    assert {r.method for r in rows[1:]} == set(budget.METHODS)
+    for r in rows[1:]:
+        full = base.parameters if r.kind == "params" else base.macs
+        cost = r.parameters if r.kind == "params" else r.macs
+        assert cost <= r.fraction * full * 1.0001, r
+        assert 0 <= r.accuracy <= 1 and r.latency_ms > 0
+    budget.save(rows, tmp_path, "title", "inn experiment budget")
+    assert len(json.loads((tmp_path / "results.json").read_text())["rows"]) == len(rows)
+    assert (tmp_path / "accuracy.png").stat().st_size > 10_000
+    assert "| tp-lamp+bn |" in (tmp_path / "results.md").read_text()

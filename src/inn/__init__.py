@@ -4,7 +4,9 @@ Weights are continuous functions along channel axes, so one network can be sampl
 width: structured pruning at inference time without fine-tuning.
 """
 
-from inn import numerics, permute
+from inn import budget, numerics, permute
+from inn.budget import Budget, Plan
+from inn.budget.points import place_points
 from inn.continuous import ContinuousTensor, Partition
 from inn.convert import ConversionReport, Group, IntegralModel, convert
 from inn.errors import (
@@ -30,11 +32,13 @@ from inn.layers import (
 from inn.numerics import integrate
 from inn.prune import prune
 from inn.smooth import smooth_weights
+from inn.statistics import reestimate_batchnorm
 from inn.tune import TuneReport, tune_partition
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
     "ContinuousTensor",
     "ConversionError",
     "ConversionReport",
@@ -53,14 +57,18 @@ __all__ = [
     "InterpolationError",
     "Partition",
     "PartitionError",
+    "Plan",
     "QuadratureError",
     "ShapeError",
     "TuneReport",
+    "budget",
     "convert",
     "integrate",
     "numerics",
     "permute",
+    "place_points",
     "prune",
+    "reestimate_batchnorm",
     "register_leaf_module",
     "smooth_weights",
     "tune_partition",

@@ -55,8 +55,47 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_budgets(text: str) -> list[tuple[str, float]]:
+    """``"params:0.6,macs:0.5"`` -> ``[("params", 0.6), ("macs", 0.5)]``."""
+    out = []
+    for item in text.split(","):
+        kind, _, value = item.strip().partition(":")
+        try:
+            out.append((kind, float(value)))
+        except ValueError:
+            raise SystemExit(
+                f"inn: a budget reads KIND:FRACTION (e.g. macs:0.5), got {item!r}"
+            ) from None
+    return out
+
+
+def _budget_experiment(args: argparse.Namespace) -> int:
+    from inn.experiments import budget, workloads
+
+    model_name = args.model or DEMO_MODEL
+    work = workloads.mnist_workload(model_name)
+    rows = budget.run(
+        work.model,
+        work.test,
+        work.calib,
+        budgets=_parse_budgets(args.budgets),
+        methods=tuple(args.methods.split(",")) if args.methods else budget.METHODS,
+        seeds=tuple(range(args.seeds)),
+        steps=args.steps,
+    )
+    out = Path(args.out or f"out/budget-{model_name}")
+    title = f"Pruning to a budget without fine-tuning, inn vs Torch-Pruning: {work.name}"
+    budget.save(rows, out, title, _command_line(args.argv))
+    print(f"\n{title}\n\n{budget.markdown(rows)}\n")
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
+    return 0
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from inn.experiments import pruning, workloads
+
+    if args.name == "budget":
+        return _budget_experiment(args)
 
     methods = {
         "pipeline-b": pruning.INN_METHODS,
@@ -158,12 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     exp = sub.add_parser(
-        "experiment", help="the paper's pipelines: pipeline-b, pipeline-c, pruning (both)"
+        "experiment",
+        help="the paper's pipelines: pipeline-b, pipeline-c, pruning (both); budget: inn vs "
+        "Torch-Pruning at parameter and MAC budgets",
     )
-    exp.add_argument("name", choices=["pipeline-b", "pipeline-c", "pruning"])
+    exp.add_argument("name", choices=["pipeline-b", "pipeline-c", "pruning", "budget"])
     exp.add_argument(
-        "--model", help="zoo model (cifar_resnet18, nin) or, with cifar10, an architecture"
+        "--model",
+        help="zoo model (cifar_resnet18, nin, mobilenet_v2) or, with cifar10, an architecture",
     )
+    exp.add_argument(
+        "--budgets",
+        default="params:0.8,params:0.6,params:0.4,params:0.3,macs:0.7,macs:0.5,macs:0.3",
+        help="budget experiment: KIND:FRACTION kept, comma-separated",
+    )
+    exp.add_argument("--methods", help="budget experiment: comma-separated subset of its methods")
     exp.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
     exp.add_argument(
         "--data-dir", help="folder with CIFAR-10 (torchvision layout), for --dataset cifar10"

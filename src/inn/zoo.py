@@ -33,6 +33,7 @@ __all__ = [
     "checkpoint_dir",
     "cifar_resnet18",
     "load_pretrained",
+    "mobilenet_v2",
     "nin",
     "pretrained_info",
 ]
@@ -181,9 +182,25 @@ def nin(num_classes: int = 10, in_channels: int = 1, width: int = 96) -> Network
     return NetworkInNetwork(num_classes=num_classes, in_channels=in_channels, width=width)
 
 
+def mobilenet_v2(num_classes: int = 10, in_channels: int = 1, width_mult: float = 0.5) -> nn.Module:
+    """torchvision's MobileNetV2 (depthwise separable inverted residuals) at ``width_mult``,
+    with a stem for ``in_channels``: the zoo's torchvision architecture. Needs torchvision."""
+    try:
+        import torchvision
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise InnError(
+            'the mobilenet_v2 zoo model needs torchvision: pip install "inn[experiments]"'
+        ) from error
+    model = torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
+    stem = model.features[0][0]
+    model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, 2, 1, bias=False)
+    return model
+
+
 ZOO: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet18": cifar_resnet18,
     "nin": nin,
+    "mobilenet_v2": mobilenet_v2,
 }
 """Name -> constructor; the default arguments build the architecture of each checkpoint."""
 

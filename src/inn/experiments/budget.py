@@ -3,12 +3,13 @@
 For each budget (a fraction of the original's parameters or MACs) every method gets the same
 256 calibration images and the same step budget:
 
-* ``inn``: :func:`inn.prune` with its defaults (widths allocated by measured sensitivity,
-  partition tuning with biases);
-* ``inn-alloc``: the same widths, uniform points, no tuning (forward passes only);
-* ``inn-data-free``: widths by the data-free sensitivity, uniform points: no data at all;
-* ``inn-uniform+tune``: every group at the same fraction, partition tuning (the previous
-  default);
+* ``inn``: :func:`inn.prune` with its defaults (BatchNorm kept, widths allocated by the
+  measured output change of each group, BatchNorm statistics re-estimated; forward passes only);
+* ``inn+tune``: the same, then partition tuning and the statistics measured again;
+* ``inn-data-free``: BatchNorm folded, widths by the data-free sensitivity, uniform points: no
+  data at all;
+* ``inn-uniform+tune``: every group at the same fraction, partition tuning (the default before
+  budgets);
 * ``tp-{lamp,l1,taylor}+bn``: Torch-Pruning's global ranking with that importance, BatchNorm
   statistics re-estimated on the calibration images; ``+calib``: then biases and BatchNorm
   parameters trained with the same images and steps (:func:`inn.baselines.calibrate`).
@@ -39,7 +40,7 @@ from inn.experiments.pruning import accuracy
 __all__ = ["METHODS", "Row", "markdown", "plot", "run", "save"]
 
 METHODS = (
-    "inn", "inn-alloc", "inn-data-free", "inn-uniform+tune",
+    "inn", "inn+tune", "inn-data-free", "inn-uniform+tune",
     "tp-lamp+bn", "tp-l1+bn", "tp-taylor+bn",
     "tp-lamp+bn+calib", "tp-l1+bn+calib", "tp-taylor+bn+calib",
 )  # fmt: skip
@@ -69,13 +70,11 @@ def _inn(
     seed: int,
 ) -> nn.Module:
     budget = {kind: fraction}
-    if method == "inn":
-        return inn.prune(model, example, budget=budget, calib=calib, convert_options={"seed": seed},
-                         tune_options={"steps": steps})  # fmt: skip
+    if method in ("inn", "inn+tune"):
+        return inn.prune(model, example, budget=budget, calib=calib, tune=method == "inn+tune",
+                         convert_options={"seed": seed}, tune_options={"steps": steps})  # fmt: skip
     imodel = inn.convert(model, example, seed=seed)
-    if method == "inn-alloc":
-        imodel.resize(budget=budget, data=calib)
-    elif method == "inn-data-free":
+    if method == "inn-data-free":
         imodel.resize(budget=budget)
     else:  # inn-uniform+tune
         imodel.resize(budget=budget, sensitivity="uniform")

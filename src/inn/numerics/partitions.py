@@ -26,6 +26,7 @@ __all__ = [
     "TrainablePartition",
     "check_partition",
     "composite",
+    "equidistributed",
     "gauss_legendre",
     "random_uniform",
     "uniform",
@@ -244,3 +245,39 @@ class TrainablePartition(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n={self.n}, closed={self.closed}, min_gap={self.min_gap}"
+
+
+def equidistributed(
+    density: Tensor, n: int, *, closed: bool = False, floor: float = 0.25
+) -> Tensor:
+    """``n`` points on [0, 1] with equal mass of ``density`` between neighbours.
+
+    ``density`` (shape ``(N,)``, non-negative) is given at the ``N`` points ``uniform(N,
+    closed=closed)`` and taken as piecewise linear between them (constant beyond the outer
+    ones). It is mixed with the uniform density, ``floor`` of the mass spread evenly, so the
+    points stay apart where the density vanishes. Open layouts put the points at the mass
+    quantiles ``(k + 0.5) / n``, closed ones at ``k / (n - 1)`` (0 and 1 included).
+
+    Returns:
+        Strictly increasing points, shape ``(n,)``, float64; inside (0, 1) for open layouts.
+    """
+    if n < 1:
+        raise PartitionError(f"need at least one point, got n={n}")
+    if not 0 < floor <= 1:
+        raise PartitionError(f"floor must be in (0, 1], got {floor}")
+    d = density.detach().to(torch.float64).cpu().reshape(-1)
+    if d.numel() == 0 or not torch.isfinite(d).all() or (d < 0).any():
+        raise PartitionError("density must be finite, non-negative and non-empty")
+    nodes = uniform(d.numel(), closed=closed, dtype=torch.float64).numpy()
+    grid = np.linspace(0.0, 1.0, 16 * d.numel() + 1)
+    values = np.interp(grid, nodes, d.numpy())
+    cells = 0.5 * (values[1:] + values[:-1]) * np.diff(grid)  # trapezoid mass of each cell
+    total = cells.sum()
+    cells = (1 - floor) * (cells / total if total > 0 else np.diff(grid)) + floor * np.diff(grid)
+    mass = np.concatenate([[0.0], np.cumsum(cells)])
+    mass /= mass[-1]
+    quantiles = uniform(n, closed=closed, dtype=torch.float64).numpy()
+    if closed and n == 1:
+        quantiles = np.array([0.5])
+    points = torch.from_numpy(np.interp(quantiles, mass, grid))
+    return check_partition(points, name="equidistributed partition")
