@@ -64,3 +64,21 @@ def test_prune_cli_reports_library_errors_cleanly(tmp_path, capsys):
     )
     assert code == 2
     assert "no channel group named 'nope:out'" in capsys.readouterr().err
+
+
+def test_prune_cli_meets_a_mac_budget_with_round_to(tmp_path, capsys):
+    out = tmp_path / "small.pt"
+    x = torch.randn(1, 3, 32, 32)
+    model = torchvision.models.mobilenet_v2(num_classes=10).eval()
+    args = ["prune", "mobilenet_v2", "--num-classes", "10", "--budget", "macs:0.5"]
+    code = main([*args, "--round-to", "8", "--input-shape", "1,3,32,32", "-o", str(out)])
+    assert code == 0
+    small = torch.load(out, weights_only=False)
+    full = count_macs(model, x)
+    assert 0.49 * full <= count_macs(small, x) <= 0.5 * full
+    for m in small.modules():
+        if isinstance(m, nn.Conv2d) and m.groups == 1 and m.out_channels != 10:
+            assert m.out_channels % 8 == 0 or m.out_channels in (1280,), m
+    assert main(["prune", "mobilenet_v2", "--budget", "macs:0.001", "-o", str(out),
+                 "--input-shape", "1,3,32,32"]) == 2  # fmt: skip
+    assert "floor" in capsys.readouterr().err

@@ -82,13 +82,15 @@ def test_label_free_batches_and_bad_options(tuned, digits):
         inn.tune_partition(imodel, [])
 
 
-def test_prune_one_call(trained_digits_cnn, digits):
+@pytest.mark.parametrize("tune", [False, True])
+def test_prune_one_call(trained_digits_cnn, digits, tune):
     x, y = digits[0], digits[1]
     small = inn.prune(
         trained_digits_cnn,
         x[:2],
         compression=0.4,
         calib=[(x[:64], y[:64])],
+        tune=tune,
         tune_options={"steps": 5},
     )
     kept = sum(p.numel() for p in small.parameters()) / sum(
@@ -96,6 +98,7 @@ def test_prune_one_call(trained_digits_cnn, digits):
     )
     assert abs(kept - 0.6) < 0.01
     assert all(not type(m).__module__.startswith("inn") for m in small.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in small.modules())  # folded
 
 
 class _Constant(torch.nn.Module):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -42,11 +43,15 @@ _PRODUCER_KINDS = ("conv", "linear", "conv_transpose")
 
 
 def plan_widths(
-    model: nn.Module, example_inputs: Tensor | Sequence[Tensor], compression: float
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor],
+    compression: float,
+    **plan_options: Any,
 ) -> dict[str, int]:
-    """The widths per group that ``IntegralModel.resize(compression=...)`` chooses."""
+    """The widths per group that ``IntegralModel.resize(compression=..., **plan_options)``
+    chooses (e.g. ``sensitivity="uniform"``: every group keeps the same fraction)."""
     imodel = convert(model, example_inputs, permute=False)
-    imodel.resize(compression=compression)
+    imodel.resize(compression=compression, **plan_options)
     return {g.name: g.size for g in imodel.groups}
 
 
@@ -114,12 +119,13 @@ def _prune(
     compression: float | None,
     widths: Mapping[str, int] | None,
     scorer: Callable[[fx.GraphModule, GraphAnalysis], Scores],
+    keep_batchnorm: bool = False,
 ) -> fx.GraphModule:
     if (compression is None) == (widths is None):
         raise InnError("give exactly one of compression=... or widths={...}")
     if widths is None:
         widths = plan_widths(model, example_inputs, compression)
-    gm, analysis, _ = prepare(model, example_inputs)
+    gm, analysis, _ = prepare(model, example_inputs, fold_batchnorm=not keep_batchnorm)
     names = {g.name: key for key, g in analysis.groups.items()}
     unknown = set(widths) - set(names)
     if unknown:
@@ -159,9 +165,12 @@ def prune_l1(
     compression: float | None = None,
     *,
     widths: Mapping[str, int] | None = None,
+    keep_batchnorm: bool = False,
 ) -> nn.Module:
-    """Keep the channels whose producing kernels have the largest L1 norm (BN folded first)."""
-    return _prune(model, example_inputs, compression, widths, _l1_scores)
+    """Keep the channels whose producing kernels have the largest L1 norm (BN folded first,
+    unless ``keep_batchnorm``: then the BatchNorms are pruned alongside and their statistics
+    can be re-estimated with :func:`inn.reestimate_batchnorm`)."""
+    return _prune(model, example_inputs, compression, widths, _l1_scores, keep_batchnorm)
 
 
 def prune_random(
@@ -171,6 +180,7 @@ def prune_random(
     *,
     widths: Mapping[str, int] | None = None,
     seed: int = 0,
+    keep_batchnorm: bool = False,
 ) -> nn.Module:
     """Keep a seeded random choice of channels in every group."""
     generator = torch.Generator().manual_seed(seed)
@@ -180,7 +190,7 @@ def prune_random(
             key: torch.rand(g.full_size, generator=generator) for key, g in analysis.groups.items()
         }
 
-    return _prune(model, example_inputs, compression, widths, scorer)
+    return _prune(model, example_inputs, compression, widths, scorer, keep_batchnorm)
 
 
 def prune_activation(
@@ -191,6 +201,7 @@ def prune_activation(
     *,
     widths: Mapping[str, int] | None = None,
     statistic: str = "mean_abs",
+    keep_batchnorm: bool = False,
 ) -> nn.Module:
     """Keep the channels with the largest feature-map statistic on ``data``.
 
@@ -232,7 +243,7 @@ def prune_activation(
             for key, members in producers.items()
         }
 
-    return _prune(model, example_inputs, compression, widths, scorer)
+    return _prune(model, example_inputs, compression, widths, scorer, keep_batchnorm)
 
 
 def calibrate(

@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 DEMO_MODEL = "cifar_resnet18"
 DEMO_COMPRESSIONS = (0.2, 0.4, 0.6)
+DEMO_METHODS = ("inn", "inn-data-free", "inn-uniform+tune", "tp-lamp+bn", "tp-lamp+bn+calib")
 
 
 def _command_line(argv: list[str] | None) -> str:
@@ -30,27 +31,40 @@ def _report(results, out: Path, title: str, command: str) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from inn.experiments import pruning, workloads
+    import importlib.util
+
+    from inn.experiments import budget, workloads
 
     start = time.perf_counter()
     print(
         f"inn demo: pruning a trained CIFAR-style ResNet-18 ({DEMO_MODEL}, width 16) on real MNIST"
     )
     print(
-        "digits without fine-tuning: INN with partition tuning vs uniform INN vs L1 filter pruning.\n"
+        "digits without fine-tuning, to 20/40/60 % fewer parameters: inn's defaults, inn without\n"
+        "any data, the uniform INN with partition tuning, and Torch-Pruning (global LAMP + BatchNorm\n"
+        "re-estimation, then + bias calibration), all with the same 256 calibration images.\n"
     )
+    methods = list(DEMO_METHODS)
+    if importlib.util.find_spec("torch_pruning") is None:
+        methods = [m for m in methods if not m.startswith("tp-")]
+        print(
+            'torch-pruning is not installed: its rows are left out (pip install "inn[experiments]")'
+        )
     work = workloads.mnist_workload(DEMO_MODEL)
-    results = pruning.run(
+    rows = budget.run(
         work.model,
         work.test,
         work.calib,
-        compressions=(0.0, *DEMO_COMPRESSIONS),
-        methods=("inn-tuned", "inn-uniform", "l1", "l1+calib"),
+        budgets=[("params", 1 - c) for c in DEMO_COMPRESSIONS],
+        methods=methods,
         seeds=(0,),
         steps=args.steps,
     )
-    title = f"Test accuracy (%) after pruning without fine-tuning: {work.name}"
-    _report(results, Path(args.out), title, _command_line(args.argv))
+    title = f"Pruning without fine-tuning: {work.name}"
+    out = Path(args.out)
+    budget.save(rows, out, title, _command_line(args.argv))
+    print(f"\n{title}\n\n{budget.markdown(rows)}\n")
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -150,8 +164,8 @@ def _prune(args: argparse.Namespace) -> int:
     import inn
     from inn.cost import count_macs, count_parameters
 
-    if (args.compression is None) == (args.widths is None):
-        raise SystemExit("inn prune: give exactly one of --compression or --widths")
+    if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
+        raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")
     model = _load_architecture(args.arch, args.num_classes)
     if args.weights:
         model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
@@ -161,8 +175,11 @@ def _prune(args: argparse.Namespace) -> int:
     imodel = inn.convert(model, x, seed=args.seed)
     if args.widths is not None:
         imodel.resize(widths={k: int(v) for k, v in json.loads(args.widths).items()})
+    elif args.budget is not None:
+        ((kind, fraction),) = _parse_budgets(args.budget)
+        imodel.resize(budget={kind: fraction}, round_to=args.round_to)
     else:
-        imodel.resize(compression=args.compression)
+        imodel.resize(compression=args.compression, round_to=args.round_to)
     small = imodel.export()
     before = (count_parameters(model), count_macs(model, x))
     after = (count_parameters(small), count_macs(small, x))
@@ -237,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     prune.add_argument(
         "--widths", help="explicit widths as JSON, e.g. '{\"layer1.0.conv1:out\": 32}'"
+    )
+    prune.add_argument(
+        "--budget", help="KIND:FRACTION of the original kept: params:0.5, macs:0.4, latency:0.5"
+    )
+    prune.add_argument(
+        "--round-to", type=int, default=1, help="widths a multiple of this (with a budget)"
     )
     prune.add_argument(
         "--input-shape", default="1,3,224,224", help="example input shape (default 1,3,224,224)"

@@ -49,46 +49,89 @@ def allocate(
         InnError: the target cannot be met (check the floor first: see ``plan``).
     """
     full = full.astype(float)
+    table = _Table(table_widths, table_errors)
     lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
     coarse = np.maximum(round_to, np.round(full / _COARSE_STEPS / round_to) * round_to)
-    widths = full.copy()
-    errors = _interp(widths, table_widths, table_errors)
-    current = cost(widths)
-    for step in (coarse, np.full_like(full, round_to)):
-        while current > target:
-            smaller = np.maximum(lowest, _snap(widths - step, round_to, full))
-            smaller = np.where(resizable, smaller, widths)
-            delta = widths - smaller
-            saved = cost.savings(widths, delta)
-            gain = _interp(smaller, table_widths, table_errors) - errors
-            ok = (delta > 0) & (saved > 0)
-            if not ok.any():
-                break
-            ratio = np.where(ok, np.maximum(gain, 0) / np.where(ok, saved, 1), np.inf)
-            g = int(np.argmin(ratio))
-            widths[g], errors[g] = (
-                smaller[g],
-                np.interp(smaller[g], table_widths[g], table_errors[g]),
+    widths = _shrink(cost, target, full.copy(), coarse, lowest, resizable, round_to, full, table)
+    widths = _shrink(cost, target, widths, np.full_like(full, round_to), lowest, resizable,
+                     round_to, full, table)  # fmt: skip
+    widths = _fill(cost, target, widths, resizable, round_to, full, table)
+    # Still short of the budget by more than 1 %: trade one step of a group for steps of others
+    # (the greedy only adds; a coarse group can leave a gap the others fill better).
+    for _ in range(len(full)):
+        if cost(widths) >= 0.99 * target:
+            break
+        best = widths
+        for g in np.flatnonzero(resizable & (widths > lowest)):
+            trial = widths.copy()
+            trial[g] = max(
+                lowest[g], _snap(trial[g : g + 1] - round_to, round_to, full[g : g + 1])[0]
             )
-            current = cost(widths)
-        # Give single steps back while the budget holds, most error removed per cost first.
-        while True:
-            larger = np.where(
-                resizable, np.minimum(full, _snap(widths + round_to, round_to, full)), widths
-            )
-            delta = larger - widths
-            added = -cost.savings(widths, -delta)
-            fits = (delta > 0) & (current + added <= target)
-            if not fits.any():
-                break
-            gain = errors - _interp(larger, table_widths, table_errors)
-            ratio = np.where(fits, gain / np.maximum(added, 1e-12), -np.inf)
-            g = int(np.argmax(ratio))
-            widths[g], errors[g] = larger[g], np.interp(larger[g], table_widths[g], table_errors[g])
-            current = cost(widths)
-    if current > target * (1 + 1e-9):
-        raise InnError(f"could not meet the budget {target:.6g} (reached {current:.6g})")
+            others = resizable.copy()
+            others[g] = False  # else the fill would give the step straight back
+            trial = _fill(cost, target, trial, others, round_to, full, table)
+            if cost(best) < cost(trial) <= target:
+                best = trial
+        if best is widths:
+            break
+        widths = best
+    if cost(widths) > target * (1 + 1e-9):
+        raise InnError(f"could not meet the budget {target:.6g} (reached {cost(widths):.6g})")
     return widths.astype(int)
+
+
+class _Table:
+    """Per-group error tables, interpolated."""
+
+    def __init__(self, widths: list[np.ndarray], errors: list[np.ndarray]) -> None:
+        self.widths, self.errors = widths, errors
+
+    def __call__(self, widths: np.ndarray) -> np.ndarray:
+        return _interp(widths, self.widths, self.errors)
+
+
+def _shrink(
+    cost: CostModel, target: float, widths: np.ndarray, step: np.ndarray, lowest: np.ndarray,
+    resizable: np.ndarray, round_to: int, full: np.ndarray, table: _Table,
+) -> np.ndarray:  # fmt: skip
+    """Narrow the group with the least error added per cost saved until ``target`` is met."""
+    widths = widths.copy()
+    while cost(widths) > target:
+        smaller = np.maximum(lowest, _snap(widths - step, round_to, full))
+        smaller = np.where(resizable, smaller, widths)
+        delta = widths - smaller
+        saved = cost.savings(widths, delta)
+        ok = (delta > 0) & (saved > 0)
+        if not ok.any():
+            break
+        gain = np.maximum(table(smaller) - table(widths), 0)
+        ratio = np.where(ok, gain / np.where(ok, saved, 1), np.inf)
+        g = int(np.argmin(ratio))
+        widths[g] = smaller[g]
+    return widths
+
+
+def _fill(
+    cost: CostModel, target: float, widths: np.ndarray, resizable: np.ndarray, round_to: int,
+    full: np.ndarray, table: _Table,
+) -> np.ndarray:  # fmt: skip
+    """Give single steps back to the ``resizable`` groups while the budget holds, most error
+    removed per cost first."""
+    widths = widths.copy()
+    current = cost(widths)
+    while True:
+        larger = np.where(
+            resizable, np.minimum(full, _snap(widths + round_to, round_to, full)), widths
+        )
+        delta = larger - widths
+        added = -cost.savings(widths, -delta)
+        fits = (delta > 0) & (current + added <= target)
+        if not fits.any():
+            return widths
+        ratio = np.where(fits, (table(widths) - table(larger)) / np.maximum(added, 1e-12), -np.inf)
+        g = int(np.argmax(ratio))
+        widths[g] = larger[g]
+        current = cost(widths)
 
 
 def _snap(widths: np.ndarray, round_to: int, full: np.ndarray) -> np.ndarray:

@@ -7,7 +7,12 @@ channel group:
 * ``inn-uniform``: convert and resize, uniform partition (no data used);
 * ``inn-no-permutation``: as ``inn-tuned`` without the channel permutation (Table 2 ablation);
 * ``l1``, ``activation``, ``random``: discrete structured pruning (Pipeline C), and each
-  ``+calib``: the same calibration images and step budget spent on the biases.
+  ``+calib``: the same calibration images and step budget spent on the biases;
+* ``l1+bn``: L1 with BatchNorm kept and its statistics re-estimated on the calibration images
+  (EagleEye's adaptive BatchNorm), ``l1+bn+calib``: then the bias budget too.
+
+Every group keeps the same fraction of its channels (the paper's protocol; the budget
+experiment, :mod:`inn.experiments.budget`, allocates widths per group).
 
 Only the public API is used.
 """
@@ -31,7 +36,10 @@ from inn import baselines
 __all__ = ["BASELINE_METHODS", "INN_METHODS", "Result", "markdown", "plot", "run", "summarise"]
 
 INN_METHODS = ("inn-tuned", "inn-uniform", "inn-no-permutation")
-BASELINE_METHODS = ("l1", "l1+calib", "activation", "activation+calib", "random", "random+calib")
+BASELINE_METHODS = (
+    "l1", "l1+calib", "l1+bn", "l1+bn+calib",
+    "activation", "activation+calib", "random", "random+calib",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,23 +93,27 @@ def run(
         if method.startswith("inn"):
             imodel = inn.convert(model, example, seed=seed, permute=method != "inn-no-permutation")
             for c in compressions:
-                imodel.resize(compression=c)
+                imodel.resize(compression=c, sensitivity="uniform")
                 if method != "inn-uniform" and c > 0:
                     inn.tune_partition(imodel, calib, steps=steps)
                 add(method, seed, c, imodel.export())
             return
-        criterion, _, calibrated = method.partition("+")
+        criterion, *extras = method.split("+")
+        keep_bn = "bn" in extras
         for c in compressions:
             if c == 0:
                 add(method, seed, c, model)
                 continue
+            widths = baselines.plan_widths(model, example, c, sensitivity="uniform")
             if criterion == "l1":
-                small = baselines.prune_l1(model, example, c)
+                small = baselines.prune_l1(model, example, widths=widths, keep_batchnorm=keep_bn)
             elif criterion == "activation":
-                small = baselines.prune_activation(model, example, calib, c)
+                small = baselines.prune_activation(model, example, calib, widths=widths)
             else:
-                small = baselines.prune_random(model, example, c, seed=seed)
-            if calibrated:
+                small = baselines.prune_random(model, example, widths=widths, seed=seed)
+            if keep_bn:
+                inn.reestimate_batchnorm(small, calib)
+            if "calib" in extras:
                 baselines.calibrate(small, model, calib, steps=steps)
             add(method, seed, c, small)
 
