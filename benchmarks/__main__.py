@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import conversion, inference, permutation, training, tuning
+from benchmarks import budget, conversion, inference, permutation, training, tuning
 from benchmarks.common import describe, machine
 
 SECTIONS = {
@@ -22,6 +22,7 @@ SECTIONS = {
     "inference": inference,
     "training": training,
     "tuning": tuning,
+    "budget": budget,
 }
 
 

@@ -10,7 +10,9 @@ def test_benchmarks_smoke(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["benchmarks"])
     assert main(["--smoke", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "results-smoke.json").read_text())
-    assert {"permutation", "conversion", "inference", "training", "tuning"} <= set(report)
+    assert {"permutation", "conversion", "inference", "training", "tuning", "budget"} <= set(report)
+    assert report["budget"]["planning"][0]["predicted_fraction"] <= 0.5
+    assert report["budget"]["tuning_step"]["ratio_median"] > 0
     assert report["training"][0]["ratio_median"] > 0 and report["tuning"][0]["steps"] == 5
     assert report["conversion"][0]["resizable_groups"] > 0
     assert all(

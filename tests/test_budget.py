@@ -227,3 +227,23 @@ def test_bad_budgets_are_refused_with_the_fix(resnet18):
         resnet18.plan({"params": 0.5}, sensitivity="magic")
     with pytest.raises(inn.InnError, match="round_to"):
         resnet18.plan({"params": 0.5}, round_to=0)
+
+
+def test_latency_plan_predicts_the_measured_latency():
+    """A latency budget: the plan's predicted speed-up of the exported model over the full one
+    is within 10 % of the measured speed-up (medians of interleaved timings on this CPU; a ratio,
+    because the absolute speed of a shared machine drifts between the fit and the check)."""
+    from inn.budget import latency_fit, measure_latency
+
+    x = torch.randn(1, 3, 64, 64)
+    imodel = inn.convert(_model("resnet18"), x, permute=False)
+    full = imodel.export()
+    latency_fit(imodel, repeats=7)  # memoised: the plan below uses this fit
+    plan = imodel.plan(Budget("latency", 0.6), sensitivity="weights")
+    imodel.resize(widths=plan.widths)
+    small = imodel.export()
+    rounds = [(measure_latency(small, (x,), 10), measure_latency(full, (x,), 10)) for _ in range(7)]
+    measured = float(np.median([s / f for s, f in rounds]))
+    predicted = plan.predicted / plan.full
+    assert abs(predicted / measured - 1) < 0.10
+    assert measured < 0.8  # and it is really faster

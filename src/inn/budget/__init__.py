@@ -8,7 +8,16 @@ allocation (:mod:`inn.budget.allocate`).
 
 from inn.budget.cost import CostModel, cost_models
 from inn.budget.latency import LatencyFit, fit_latency, measure_latency
-from inn.budget.plan import KINDS, SENSITIVITIES, Budget, Plan, as_budget, cost_model, plan
+from inn.budget.plan import (
+    KINDS,
+    SENSITIVITIES,
+    Budget,
+    Plan,
+    as_budget,
+    cost_model,
+    latency_fit,
+    plan,
+)
 from inn.budget.sensitivity import Sensitivity, output_errors, smallest_widths, weight_errors
 
 __all__ = [
@@ -23,6 +32,7 @@ __all__ = [
     "cost_model",
     "cost_models",
     "fit_latency",
+    "latency_fit",
     "measure_latency",
     "output_errors",
     "plan",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from inn.budget.cost import CostModel
+from inn.budget.cost import CostModel, cost_models
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
@@ -73,8 +73,6 @@ def fit_latency(
     seed: int = 0,
 ) -> LatencyFit:
     """Time the exported model at several widths on ``device`` and fit the latency model."""
-    from inn.budget.plan import cost_model  # the plan module memoises cost models
-
     start = time.perf_counter()
     groups = imodel.groups
     saved = {g.name: g.size for g in imodel.resizable_groups}
@@ -100,7 +98,8 @@ def fit_latency(
         for times, model in zip(rounds, models, strict=True):
             times.append(measure_latency(model, inputs, repeats))
     measured = [float(np.median(t)) for t in rounds]
-    macs, acts = cost_model(imodel, "macs"), cost_model(imodel, "activations")
+    counts = cost_models(imodel)
+    macs, acts = counts["macs"], counts["activations"]
     features = np.array([[1.0, macs(w), acts(w)] for w in configs])
     scale = features.max(0)
     coef = _nonnegative_lstsq(features / scale, np.array(measured)) / scale

@@ -10,13 +10,16 @@ import numpy as np
 
 from inn.budget.allocate import allocate
 from inn.budget.cost import CostModel, cost_models
+from inn.budget.latency import LatencyFit, fit_latency
 from inn.budget.sensitivity import Sensitivity, output_errors, weight_errors
 from inn.errors import InnError
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = ["KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "plan"]
+__all__ = [
+    "KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "latency_fit", "plan",
+]  # fmt: skip
 
 KINDS = ("params", "macs", "latency")
 SENSITIVITIES = ("auto", "outputs", "weights", "uniform")
@@ -102,11 +105,18 @@ def cost_model(
         return cache[kind]
     if kind != "latency":
         raise InnError(f"unknown budget kind {kind!r}; choose one of {KINDS}")
+    return latency_fit(imodel, device=device, batch_size=batch_size).model
+
+
+def latency_fit(
+    imodel: IntegralModel, *, device: str = "cpu", batch_size: int = 1, repeats: int = 15
+) -> LatencyFit:
+    """The (memoised) latency model of ``imodel`` on ``device`` at ``batch_size``, fitted to
+    timings of its export at several widths on first use."""
+    cache: dict[Any, Any] = imodel.__dict__.setdefault("_cost_models", {})
     key = ("latency", str(device), batch_size)
     if key not in cache:
-        from inn.budget.latency import fit_latency
-
-        cache[key] = fit_latency(imodel, device=device, batch_size=batch_size).model
+        cache[key] = fit_latency(imodel, device=device, batch_size=batch_size, repeats=repeats)
     return cache[key]
 
 

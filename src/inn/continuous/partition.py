@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -11,7 +14,36 @@ from torch import Tensor, nn
 from inn.errors import PartitionError
 from inn.numerics import TrainablePartition, quadrature_weights, rule_needs_endpoints, uniform
 
-__all__ = ["Partition"]
+__all__ = ["Partition", "memoised", "sampling_memo"]
+
+_MEMO: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar(
+    "inn_sampling_memo", default=None
+)
+
+
+@contextmanager
+def sampling_memo() -> Iterator[None]:
+    """Within one forward pass, compute each trainable partition's points, quadrature weights
+    and interpolation taps once, however many layers and tensors share them (with autograd on,
+    sampled weights are not cached, and a group is read by several layers)."""
+    if _MEMO.get() is not None:  # nested: the outer pass owns the memo
+        yield
+        return
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def memoised(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()``, once per ``key`` inside :func:`sampling_memo`, every time outside it."""
+    memo = _MEMO.get()
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 class Partition(nn.Module):
@@ -44,11 +76,15 @@ class Partition(nn.Module):
     def points(self, like: Tensor | None = None) -> Tensor:
         """Current points, shape ``(size,)``, in the dtype/device of ``like`` if given."""
         if self.trainable is not None:
-            pts = self.trainable()
-            return pts if like is None else pts.to(like.dtype)
+            dtype = None if like is None else like.dtype
+            return memoised(("points", id(self), dtype), lambda: self._trained_points(dtype))
         dtype = like.dtype if like is not None else None
         device = like.device if like is not None else None
         return uniform(self.size, closed=self.closed, dtype=dtype, device=device)
+
+    def _trained_points(self, dtype: torch.dtype | None) -> Tensor:
+        pts = self.trainable()
+        return pts if dtype is None else pts.to(dtype)
 
     def rule_for(self, size: int) -> str:
         """The rule used with ``size`` points (see the class docstring)."""
@@ -65,7 +101,10 @@ class Partition(nn.Module):
             return _uniform_weights(
                 self.size, self.rule_for(self.size), self.closed, *_placement(like)
             )
-        return quadrature_weights(self.points(like), self.rule_for(self.size))
+        key = ("weights", id(self), None if like is None else (like.dtype, like.device))
+        return memoised(
+            key, lambda: quadrature_weights(self.points(like), self.rule_for(self.size))
+        )
 
     def full_weights(self, like: Tensor | None = None) -> Tensor:
         """Quadrature weights of the full-size uniform partition (the lattice nodes)."""

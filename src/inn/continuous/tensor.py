@@ -7,9 +7,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from inn.continuous.partition import memoised
 from inn.continuous.resample import plan_uniform, resample_uniform, sampling_dtype
 from inn.errors import ShapeError
-from inn.numerics import interpolate, interpolation_matrix, uniform
+from inn.numerics import apply_taps, interpolate, interpolation_matrix, uniform
+from inn.numerics.interpolation import interpolation_taps
 
 __all__ = ["ContinuousTensor", "axis_matrix"]
 
@@ -98,11 +100,7 @@ class ContinuousTensor(nn.Module):
                 continue
             chunks = out.split(list(segs), dim)
             out = torch.cat(
-                [
-                    interpolate(c, self._as_points(e, c), dim, closed=self.closed)
-                    for c, e in zip(chunks, entries, strict=True)
-                ],
-                dim,
+                [self._interpolate(c, e, dim) for c, e in zip(chunks, entries, strict=True)], dim
             )
         if uniform_sizes:
             out = self._resample_uniform(out, uniform_sizes)
@@ -118,6 +116,19 @@ class ContinuousTensor(nn.Module):
             device=values.device,
         )
         return resample_uniform([plan], [values])[0]
+
+    def _interpolate(self, chunk: Tensor, entry: Tensor | int, dim: int) -> Tensor:
+        """``chunk``'s nodes along ``dim`` evaluated at ``entry`` (taps memoised per pass)."""
+        points = self._as_points(entry, chunk)
+        n = chunk.shape[dim]
+        if n < 2 or not isinstance(entry, Tensor):
+            return interpolate(chunk, points, dim, closed=self.closed)
+        # The memo keeps ``entry`` alive, so no other tensor can take its id during the pass.
+        key = ("taps", id(entry), n, self.closed, chunk.dtype)
+        _, index, taps = memoised(
+            key, lambda: (entry, *interpolation_taps(n, points, closed=self.closed))
+        )
+        return apply_taps(chunk, index, taps, dim)
 
     def _as_points(self, entry: Tensor | int, like: Tensor) -> Tensor:
         if isinstance(entry, Tensor):

@@ -15,6 +15,7 @@ import torch.fx as fx
 from torch import nn
 
 from inn.continuous import Partition
+from inn.continuous.partition import sampling_memo
 from inn.convert.fold import fold_batchnorms
 from inn.errors import InnError
 from inn.layers import IntegralLayer
@@ -87,7 +88,8 @@ class IntegralModel(nn.Module):
         self.original_parameters = original_parameters or self.num_parameters()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.graph_module(*args, **kwargs)
+        with sampling_memo():
+            return self.graph_module(*args, **kwargs)
 
     @property
     def groups(self) -> list[Group]:

@@ -118,15 +118,16 @@ def run(
     steps: int = 150,
     progress: bool = True,
 ) -> list[Row]:
-    """Every method at every budget ``(kind, fraction of the original kept)``; INN methods at
-    every permutation seed."""
+    """Every method at every budget ``(kind, fraction of the original kept)``; ``inn`` and
+    ``inn-data-free`` at every permutation seed, the tuned INN rows (ablations that cost 10x
+    more) and Torch-Pruning (deterministic) at the first."""
     example = test[0][0][:1]
     costs = {"params": count_parameters, "macs": lambda m: count_macs(m, example)}
     full = {k: f(model) for k, f in costs.items()}
     rows = [Row("unpruned", "params", 1.0, 0, accuracy(model, test), full["params"], full["macs"],
                 1e3 * measure_latency(model, (example,)), 0.0)]  # fmt: skip
     jobs = [(m, k, f, s) for k, f in budgets for m in methods
-            for s in (seeds if m.startswith("inn") else seeds[:1])]  # fmt: skip
+            for s in (seeds if m in ("inn", "inn-data-free") else seeds[:1])]  # fmt: skip
     bar = tqdm(jobs, desc="budget experiment", disable=not progress)
     for method, kind, fraction, seed in bar:
         bar.set_postfix(method=method, budget=f"{kind} {fraction:.0%}")
