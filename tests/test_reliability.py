@@ -92,3 +92,29 @@ def test_unsupported_layers_are_kept_at_full_width_with_the_reason():
     assert groups["2:out"].resizable
     with pytest.raises(inn.InnError, match="GroupNorm"):
         imodel.resize(widths={"0:out": 3})
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)"
+)
+def test_cuda_budgets_statistics_points_and_prune():
+    """The budget path on a GPU gives the same widths and outputs as on the CPU."""
+    model, x = _small_net(), torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for device in ("cpu", "cuda"):
+        imodel = inn.convert(model.to(device), x.to(device), fold_batchnorm=False)
+        imodel.resize(budget={"macs": 0.5}, data=[x.to(device)])
+        inn.reestimate_batchnorm(imodel, [x.to(device)])
+        with torch.no_grad():
+            out = imodel(x.to(device)).cpu()
+        inn.place_points(imodel)
+        inn.tune_partition(imodel, [x.to(device)], steps=3)
+        assert all(p.device.type == device for p in imodel.parameters())
+        small = inn.prune(
+            model.to(device), x.to(device), budget={"params": 0.5}, calib=[x.to(device)]
+        )
+        with torch.no_grad():
+            small(x.to(device))
+        results[device] = ({g.name: g.size for g in imodel.groups}, out)
+    assert results["cpu"][0] == results["cuda"][0]
+    torch.testing.assert_close(results["cpu"][1], results["cuda"][1], atol=1e-3, rtol=1e-3)

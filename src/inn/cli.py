@@ -114,7 +114,7 @@ def _experiment(args: argparse.Namespace) -> int:
     methods = {
         "pipeline-b": pruning.INN_METHODS,
         "pipeline-c": pruning.BASELINE_METHODS,
-        "pruning": pruning.INN_METHODS + pruning.BASELINE_METHODS,
+        "pruning": pruning.INN_METHODS + pruning.BASELINE_METHODS + pruning.PEER_METHODS,
     }[args.name]
     if args.dataset == "cifar10":
         if not (args.data_dir and args.weights and args.model):

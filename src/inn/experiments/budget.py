@@ -93,7 +93,7 @@ def _peer(
 ) -> nn.Module:
     importance = method.split("+")[0].removeprefix("tp-")
     small = peers.torch_pruning_prune(model, example, calib, cost, target, importance=importance)
-    peers.reestimate_batchnorm(small, calib)
+    inn.reestimate_batchnorm(small, calib)
     if method.endswith("+calib"):
         baselines.calibrate(small, model, calib, steps=steps)
     return small

@@ -13,12 +13,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from inn.errors import InnError
 
-__all__ = ["IMPORTANCES", "reestimate_batchnorm", "torch_pruning_prune"]
+__all__ = ["IMPORTANCES", "torch_pruning_prune"]
 
 IMPORTANCES = ("lamp", "l1", "taylor")
 _STEPS = 200  # Torch-Pruning's own recipe reaches MAC targets in 200 small steps
@@ -43,20 +42,6 @@ def _importance(name: str):
     if name == "taylor":
         return tp.importance.GroupTaylorImportance()
     raise InnError(f"unknown importance {name!r}; choose one of {IMPORTANCES}")
-
-
-def reestimate_batchnorm(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]]) -> nn.Module:
-    """Recompute every BatchNorm's running statistics on ``batches`` (a cumulative average, no
-    gradient), in place; returns ``model`` in eval mode."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for x, _ in batches:
-            model(x)
-    return model.eval()
 
 
 def torch_pruning_prune(

@@ -9,7 +9,9 @@ channel group:
 * ``l1``, ``activation``, ``random``: discrete structured pruning (Pipeline C), and each
   ``+calib``: the same calibration images and step budget spent on the biases;
 * ``l1+bn``: L1 with BatchNorm kept and its statistics re-estimated on the calibration images
-  (EagleEye's adaptive BatchNorm), ``l1+bn+calib``: then the bias budget too.
+  (EagleEye's adaptive BatchNorm), ``l1+bn+calib``: then the bias budget too;
+* ``tp-lamp+bn`` (``+calib``): Torch-Pruning's global LAMP ranking at the same parameter count
+  (its own widths per layer), BatchNorm re-estimated (then the bias budget), the strongest peer.
 
 Every group keeps the same fraction of its channels (the paper's protocol; the budget
 experiment, :mod:`inn.experiments.budget`, allocates widths per group).
@@ -32,10 +34,15 @@ from tqdm.auto import tqdm
 
 import inn
 from inn import baselines
+from inn.experiments import peers
 
-__all__ = ["BASELINE_METHODS", "INN_METHODS", "Result", "markdown", "plot", "run", "summarise"]
+__all__ = [
+    "BASELINE_METHODS", "INN_METHODS", "PEER_METHODS", "Result", "markdown", "plot", "run",
+    "summarise",
+]  # fmt: skip
 
 INN_METHODS = ("inn-tuned", "inn-uniform", "inn-no-permutation")
+PEER_METHODS = ("tp-lamp+bn", "tp-lamp+bn+calib")
 BASELINE_METHODS = (
     "l1", "l1+calib", "l1+bn", "l1+bn+calib",
     "activation", "activation+calib", "random", "random+calib",
@@ -103,6 +110,13 @@ def run(
         for c in compressions:
             if c == 0:
                 add(method, seed, c, model)
+                continue
+            if criterion == "tp-lamp":
+                small = peers.torch_pruning_prune(model, example, calib, _count, (1 - c) * total)
+                inn.reestimate_batchnorm(small, calib)
+                if "calib" in extras:
+                    baselines.calibrate(small, model, calib, steps=steps)
+                add(method, seed, c, small)
                 continue
             widths = baselines.plan_widths(model, example, c, sensitivity="uniform")
             if criterion == "l1":
