@@ -11,7 +11,13 @@ import numpy as np
 from inn.budget.allocate import allocate
 from inn.budget.cost import CostModel, cost_models
 from inn.budget.latency import LatencyFit, fit_latency
-from inn.budget.sensitivity import Sensitivity, output_errors, weight_errors
+from inn.budget.sensitivity import (
+    OUTPUT_FRACTIONS,
+    SYNTHETIC_SAMPLES,
+    Sensitivity,
+    output_errors,
+    weight_errors,
+)
 from inn.errors import InnError
 
 if TYPE_CHECKING:
@@ -23,6 +29,7 @@ __all__ = [
 
 KINDS = ("params", "macs", "latency")
 SENSITIVITIES = ("auto", "outputs", "weights", "uniform")
+AUTO_MAX_MACS = 5e10  # synthetic forward passes "auto" may spend without data (a few CPU seconds)
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,9 @@ def plan(
         sensitivity: ``"outputs"`` (the output change when each group alone is narrowed, on
             ``data`` or, without data, on seeded synthetic inputs), ``"weights"`` (data-free
             and fastest: the error of rebuilding each group's weights from fewer samples),
-            ``"auto"`` (default: ``"outputs"`` with ``data``, else ``"weights"``),
+            ``"auto"`` (default: ``"outputs"`` with ``data``; without data ``"outputs"`` on
+            synthetic inputs where those forward passes cost at most ``AUTO_MAX_MACS``
+            multiply-accumulates, else ``"weights"``),
             ``"uniform"`` (every group keeps the same fraction), or a precomputed
             :class:`~inn.budget.Sensitivity`.
         data: calibration batches for ``sensitivity="outputs"``.
@@ -190,7 +199,7 @@ def plan(
     table = sensitivity if isinstance(sensitivity, Sensitivity) else None
     method = table.method if table is not None else sensitivity
     if method == "auto":
-        method = "weights" if data is None else "outputs"
+        method = _auto_sensitivity(imodel, data, int(resizable.sum()))
     _check_floor(target, _floor(cost, full, resizable, round_to, min_width), round_to, min_width)
     if method == "uniform" and table is None:
         widths = _uniform_widths(cost, target, full, resizable, round_to)
@@ -207,6 +216,19 @@ def plan(
     return Plan(
         chosen, budget.kind, float(target), cost(widths.astype(float)), full_cost, method, costs
     )
+
+
+def _auto_sensitivity(imodel: IntegralModel, data: Iterable | None, groups: int) -> str:
+    """``"outputs"`` with data; without, ``"outputs"`` on synthetic inputs where those forward
+    passes cost at most ``AUTO_MAX_MACS`` (seconds on a CPU), else ``"weights"``."""
+    if data is not None:
+        return "outputs"
+    example = imodel.example_inputs[0] if imodel.example_inputs else None
+    batch = example.shape[0] if example is not None and example.dim() > 0 else 1
+    macs = cost_model(imodel, "macs")(np.array([float(g.full_size) for g in imodel.groups]))
+    passes = groups * (len(OUTPUT_FRACTIONS) - 1)
+    work = macs / max(batch, 1) * SYNTHETIC_SAMPLES * passes
+    return "outputs" if work <= AUTO_MAX_MACS else "weights"
 
 
 def _floor(

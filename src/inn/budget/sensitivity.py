@@ -29,9 +29,14 @@ from inn.numerics import resampling_matrix
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = ["FRACTIONS", "Sensitivity", "output_errors", "weight_errors"]
+__all__ = [
+    "FRACTIONS", "OUTPUT_FRACTIONS", "SYNTHETIC_SAMPLES", "Sensitivity", "output_errors",
+    "weight_errors",
+]  # fmt: skip
 
 FRACTIONS = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125)
+OUTPUT_FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.125)  # each a forward pass per group
+SYNTHETIC_SAMPLES = 16
 _MAX_COLUMNS = 512  # columns of a wide tensor used to estimate its error (seeded subset)
 
 
@@ -115,7 +120,9 @@ def weight_errors(imodel: IntegralModel, fractions: Sequence[float] = FRACTIONS)
     return Sensitivity(widths, errors, "weights")
 
 
-def _synthetic(imodel: IntegralModel, count: int = 16, seed: int = 0) -> list[tuple[Tensor, ...]]:
+def _synthetic(
+    imodel: IntegralModel, count: int = SYNTHETIC_SAMPLES, seed: int = 0
+) -> list[tuple[Tensor, ...]]:
     generator = torch.Generator().manual_seed(seed)
     inputs = []
     for x in imodel.example_inputs:
@@ -127,12 +134,12 @@ def _synthetic(imodel: IntegralModel, count: int = 16, seed: int = 0) -> list[tu
 def output_errors(
     imodel: IntegralModel,
     data: Iterable | None = None,
-    fractions: Sequence[float] = (1.0, 0.75, 0.5, 0.25, 0.125),
+    fractions: Sequence[float] = OUTPUT_FRACTIONS,
     max_samples: int = 64,
 ) -> Sensitivity:
     """Output change when each group alone is narrowed: ``|y_n - y|^2 / |y|^2`` on ``data``
     (the first ``max_samples`` inputs of ``(inputs, targets)`` or ``inputs`` batches) or on
-    16 seeded standard-normal inputs. The model's widths are restored afterwards."""
+    ``SYNTHETIC_SAMPLES`` seeded standard-normal inputs. The model's widths are restored afterwards."""
     batches = _synthetic(imodel) if data is None else _first_inputs(data, max_samples)
     device = next(imodel.parameters()).device
     batches = [tuple(x.to(device) for x in b) for b in batches]

@@ -37,7 +37,7 @@ from inn.cost import count_macs, count_parameters
 from inn.experiments import peers
 from inn.experiments.pruning import accuracy
 
-__all__ = ["METHODS", "Row", "markdown", "plot", "run", "save"]
+__all__ = ["METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 
 METHODS = (
     "inn", "inn+tune", "inn-data-free", "inn-uniform+tune",
@@ -213,7 +213,8 @@ def markdown(rows: Sequence[Row]) -> str:
 
 
 def plot(rows: Sequence[Row], path: Path, title: str) -> None:
-    """Accuracy against the budget, one panel per kind, INN solid and Torch-Pruning dashed."""
+    """Accuracy against the budget, one column per kind, INN solid and Torch-Pruning dashed; the
+    second row zooms into the 5 points below the unpruned accuracy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,40 +223,35 @@ def plot(rows: Sequence[Row], path: Path, title: str) -> None:
     kinds = [
         k for k in ("params", "macs") if any(r.kind == k and r.method != "unpruned" for r in rows)
     ]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), squeeze=False)
-    base = next(r for r in rows if r.method == "unpruned")
-    for ax, kind in zip(axes[0], kinds, strict=True):
-        for method in dict.fromkeys(
-            r.method for r in rows if r.kind == kind and r.method != "unpruned"
-        ):
-            fs = sorted({r.fraction for r in rows if r.method == method and r.kind == kind})
-            accs = [
-                100
-                * _mean(
-                    [r for r in rows if r.method == method and r.kind == kind and r.fraction == f],
-                    "accuracy",
-                )
-                for f in fs
-            ]
-            ax.plot(
-                [100 * f for f in fs],
-                accs,
-                "-" if method.startswith("inn") else "--",
-                marker="o",
-                ms=3,
-                label=method,
-            )
-        ax.axhline(100 * base.accuracy, color="black", lw=1, ls=":", label="unpruned")
-        ax.set_xlabel(f"{kind} kept (% of the original)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.invert_xaxis()
-        ax.grid(alpha=0.3)
-        ax.set_ylim(max(0, ax.get_ylim()[0]), 100)
-        ax.legend(fontsize=7, loc="lower left")
+    fig, axes = plt.subplots(2, len(kinds), figsize=(6 * len(kinds), 8), squeeze=False)
+    base = 100 * next(r for r in rows if r.method == "unpruned").accuracy
+    for column, kind in enumerate(kinds):
+        for zoom, ax in enumerate(axes[:, column]):
+            for method in dict.fromkeys(
+                r.method for r in rows if r.kind == kind and r.method != "unpruned"
+            ):
+                fs = sorted({r.fraction for r in rows if r.method == method and r.kind == kind})
+                accs = [100 * _mean(_select(rows, method, kind, f), "accuracy") for f in fs]
+                style = "-" if method.startswith("inn") else "--"
+                ax.plot([100 * f for f in fs], accs, style, marker="o", ms=3, label=method)
+            ax.axhline(base, color="black", lw=1, ls=":", label="unpruned")
+            ax.set_xlabel(f"{kind} kept (% of the original)")
+            ax.set_ylabel("test accuracy (%)" + (", zoomed" if zoom else ""))
+            ax.invert_xaxis()
+            ax.grid(alpha=0.3)
+            ax.set_ylim((base - 5, base + 0.5) if zoom else (0, 100))
+            if not zoom:
+                ax.legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def load(path: Path) -> tuple[list[Row], str, str]:
+    """Rows, title and command of a ``results.json`` written by :func:`save`."""
+    payload = json.loads(Path(path).read_text())
+    return [Row(**r) for r in payload["rows"]], payload["title"], payload["command"]
 
 
 def save(rows: Sequence[Row], out_dir: Path, title: str, command: str) -> None:
