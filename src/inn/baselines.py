@@ -24,6 +24,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from inn.convert import convert, prepare
+from inn.convert.fold import fold_batchnorms
 from inn.convert.permutation import Member, group_members
 from inn.errors import InnError
 from inn.graph import GraphAnalysis
@@ -31,6 +32,7 @@ from inn.tune import TuneReport, as_batches, fit
 
 __all__ = [
     "calibrate",
+    "fold_batchnorms",
     "plan_widths",
     "prune_activation",
     "prune_l1",

@@ -10,6 +10,9 @@ For each budget (a fraction of the original's parameters or MACs) every method g
   data at all;
 * ``inn-uniform+tune``: every group at the same fraction, partition tuning (the default before
   budgets);
+* ``l1-alloc+bn``: the ablation that asks what the integral part adds: ``inn``'s widths per
+  group, but the channels chosen by L1 norm (discrete, no resampling), BatchNorm re-estimated and
+  folded;
 * ``tp-{lamp,l1,taylor}+bn``: Torch-Pruning's global ranking with that importance, BatchNorm
   statistics re-estimated on the calibration images; ``+calib``: then biases and BatchNorm
   parameters trained with the same images and steps (:func:`inn.baselines.calibrate`).
@@ -40,7 +43,7 @@ from inn.experiments.pruning import accuracy
 __all__ = ["METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 
 METHODS = (
-    "inn", "inn+tune", "inn-data-free", "inn-uniform+tune",
+    "inn", "inn+tune", "inn-data-free", "inn-uniform+tune", "l1-alloc+bn",
     "tp-lamp+bn", "tp-l1+bn", "tp-taylor+bn",
     "tp-lamp+bn+calib", "tp-l1+bn+calib", "tp-taylor+bn+calib",
 )  # fmt: skip
@@ -73,6 +76,12 @@ def _inn(
     if method in ("inn", "inn+tune"):
         return inn.prune(model, example, budget=budget, calib=calib, tune=method == "inn+tune",
                          convert_options={"seed": seed}, tune_options={"steps": steps})  # fmt: skip
+    if method == "l1-alloc+bn":
+        widths = inn.convert(model, example, fold_batchnorm=False).plan(budget, data=calib).widths
+        small = baselines.prune_l1(model, example, widths=widths, keep_batchnorm=True)
+        inn.reestimate_batchnorm(small, calib)
+        baselines.fold_batchnorms(small)  # counted as deployed, like the INN exports
+        return small
     imodel = inn.convert(model, example, seed=seed)
     if method == "inn-data-free":
         imodel.resize(budget=budget)
@@ -133,7 +142,7 @@ def run(
         bar.set_postfix(method=method, budget=f"{kind} {fraction:.0%}")
         torch.manual_seed(seed)
         start = time.perf_counter()
-        if method.startswith("inn"):
+        if not method.startswith("tp-"):
             small = _inn(method, model, example, calib, kind, fraction, steps, seed)
         else:
             small = _peer(method, model, example, calib, costs[kind], fraction * full[kind], steps)
