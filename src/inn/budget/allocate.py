@@ -14,7 +14,7 @@ import numpy as np
 from inn.budget.cost import CostModel
 from inn.errors import InnError
 
-__all__ = ["allocate"]
+__all__ = ["Table", "allocate", "refine"]
 
 _COARSE_STEPS = 32  # a group is narrowed in steps of about 1/32 of its width, then refined
 
@@ -49,15 +49,27 @@ def allocate(
         InnError: the target cannot be met (check the floor first: see ``plan``).
     """
     full = full.astype(float)
-    table = _Table(table_widths, table_errors)
+    table = Table(table_widths, table_errors)
     lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
     coarse = np.maximum(round_to, np.round(full / _COARSE_STEPS / round_to) * round_to)
     widths = _shrink(cost, target, full.copy(), coarse, lowest, resizable, round_to, full, table)
     widths = _shrink(cost, target, widths, np.full_like(full, round_to), lowest, resizable,
                      round_to, full, table)  # fmt: skip
+    widths = refine(cost, target, widths, lowest, resizable, round_to, full, table)
+    if cost(widths) > target * (1 + 1e-9):
+        raise InnError(f"could not meet the budget {target:.6g} (reached {cost(widths):.6g})")
+    return widths.astype(int)
+
+
+def refine(
+    cost: CostModel, target: float, widths: np.ndarray, lowest: np.ndarray, resizable: np.ndarray,
+    round_to: int, full: np.ndarray, table: Table,
+) -> np.ndarray:  # fmt: skip
+    """Widths under ``target`` brought within 1 % of it where the granularity allows: single
+    steps given back while the budget holds, then, while still more than 1 % under, one step of
+    a group traded for steps of the others (the greedy only adds; a coarse group can leave a gap
+    the others fill better)."""
     widths = _fill(cost, target, widths, resizable, round_to, full, table)
-    # Still short of the budget by more than 1 %: trade one step of a group for steps of others
-    # (the greedy only adds; a coarse group can leave a gap the others fill better).
     for _ in range(len(full)):
         if cost(widths) >= 0.99 * target:
             break
@@ -75,12 +87,10 @@ def allocate(
         if best is widths:
             break
         widths = best
-    if cost(widths) > target * (1 + 1e-9):
-        raise InnError(f"could not meet the budget {target:.6g} (reached {cost(widths):.6g})")
-    return widths.astype(int)
+    return widths
 
 
-class _Table:
+class Table:
     """Per-group error tables, interpolated."""
 
     def __init__(self, widths: list[np.ndarray], errors: list[np.ndarray]) -> None:
@@ -92,7 +102,7 @@ class _Table:
 
 def _shrink(
     cost: CostModel, target: float, widths: np.ndarray, step: np.ndarray, lowest: np.ndarray,
-    resizable: np.ndarray, round_to: int, full: np.ndarray, table: _Table,
+    resizable: np.ndarray, round_to: int, full: np.ndarray, table: Table,
 ) -> np.ndarray:  # fmt: skip
     """Narrow the group with the least error added per cost saved until ``target`` is met."""
     widths = widths.copy()
@@ -113,7 +123,7 @@ def _shrink(
 
 def _fill(
     cost: CostModel, target: float, widths: np.ndarray, resizable: np.ndarray, round_to: int,
-    full: np.ndarray, table: _Table,
+    full: np.ndarray, table: Table,
 ) -> np.ndarray:  # fmt: skip
     """Give single steps back to the ``resizable`` groups while the budget holds, most error
     removed per cost first."""

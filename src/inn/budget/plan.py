@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inn.budget.allocate import allocate
+from inn.budget.allocate import Table, allocate, refine
 from inn.budget.cost import CostModel, cost_models
 from inn.budget.latency import LatencyFit, fit_latency
 from inn.budget.sensitivity import (
@@ -137,7 +137,8 @@ def _uniform_tables(imodel: IntegralModel) -> Sensitivity:
 def _uniform_widths(
     cost: CostModel, target: float, full: np.ndarray, resizable: np.ndarray, round_to: int
 ) -> np.ndarray:
-    """The largest common fraction of every resizable group whose cost meets ``target``."""
+    """The largest common fraction of every resizable group whose cost meets ``target`` (then
+    :func:`refine` closes the gap that rounding leaves)."""
 
     def widths_at(f: float) -> np.ndarray:
         w = np.maximum(round_to, np.round(f * full / round_to) * round_to)
@@ -200,14 +201,16 @@ def plan(
     method = table.method if table is not None else sensitivity
     if method == "auto":
         method = _auto_sensitivity(imodel, data, int(resizable.sum()))
-    _check_floor(target, _floor(cost, full, resizable, round_to, min_width), round_to, min_width)
-    if method == "uniform" and table is None:
+    lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
+    _check_floor(target, cost(lowest), round_to, min_width)
+    table = table or sensitivity_of(imodel, method, data)
+    names = [g.name for g in groups]
+    tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
+    te = [table.errors.get(n, np.array([0.0])) for n in names]
+    if method == "uniform":
         widths = _uniform_widths(cost, target, full, resizable, round_to)
+        widths = refine(cost, target, widths, lowest, resizable, round_to, full, Table(tw, te))
     else:
-        table = table or sensitivity_of(imodel, method, data)
-        names = [g.name for g in groups]
-        tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
-        te = [table.errors.get(n, np.array([0.0])) for n in names]
         widths = allocate(
             cost, target, full, resizable, tw, te, round_to=round_to, min_width=min_width
         )
@@ -229,12 +232,6 @@ def _auto_sensitivity(imodel: IntegralModel, data: Iterable | None, groups: int)
     passes = groups * (len(OUTPUT_FRACTIONS) - 1)
     work = macs / max(batch, 1) * SYNTHETIC_SAMPLES * passes
     return "outputs" if work <= AUTO_MAX_MACS else "weights"
-
-
-def _floor(
-    cost: CostModel, full: np.ndarray, resizable: np.ndarray, round_to: int, min_width: int
-) -> float:
-    return cost(np.where(resizable, np.minimum(full, max(min_width, round_to)), full))
 
 
 def _check_floor(target: float, floor: float, round_to: int, min_width: int) -> None:

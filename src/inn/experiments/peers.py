@@ -56,12 +56,13 @@ def torch_pruning_prune(
     """A pruned copy of ``model`` whose ``cost`` is at most ``target`` (global ranking).
 
     Channels are removed in ``_STEPS`` steps of Torch-Pruning's linear schedule up to 95 % of
-    the channels, stopping at the first step that meets the target. The classifier's output
-    layer is never pruned. BatchNorm is kept (not folded), as Torch-Pruning users do.
+    the channels, stopping at the first step that meets the target. The last convolution or
+    linear layer (the one that produces the classes) is never pruned. BatchNorm is kept (not folded), as Torch-Pruning users do.
     """
     tp = _tp()
     pruned = copy.deepcopy(model).eval()
-    heads = [m for m in pruned.modules() if isinstance(m, nn.Linear)][-1:]
+    # the layer that produces the classes (a Linear, or NIN's last 1x1 convolution) keeps them
+    heads = [m for m in pruned.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1:]
     pruner = tp.pruner.MetaPruner(
         pruned,
         example,
