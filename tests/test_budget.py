@@ -102,6 +102,9 @@ def test_round_to_and_depthwise_ties():
 
 def test_plan_changes_nothing(resnet18):
     resnet18.resize(widths={"layer1.0.conv1:out": 40})
+    part = resnet18._partitions["layer1.0.conv1:out"]
+    part.make_trainable().reset(torch.linspace(0.05, 0.9, 40, dtype=torch.float64))
+    points = part.points().detach().clone()
     before = {g.name: g.size for g in resnet18.groups}
     with torch.no_grad():
         y = resnet18(X32)
@@ -109,6 +112,7 @@ def test_plan_changes_nothing(resnet18):
         plan = resnet18.plan(Budget("params", 0.5), sensitivity=sensitivity)
         assert plan.predicted <= plan.target
         assert {g.name: g.size for g in resnet18.groups} == before
+        assert torch.equal(part.points().detach(), points)  # trained points kept
         with torch.no_grad():
             assert torch.equal(resnet18(X32), y)
     # the plan's widths give the predicted cost once applied

@@ -152,13 +152,19 @@ def _uniform_widths(
 
 
 def sensitivity_of(imodel: IntegralModel, method: str, data: Iterable | None) -> Sensitivity:
-    if method == "outputs":
-        return output_errors(imodel, data)
-    if method == "weights":
-        return weight_errors(imodel)
+    """The sensitivity table; data-free ones are memoised until a node value changes."""
     if method == "uniform":
         return _uniform_tables(imodel)
-    raise InnError(f"unknown sensitivity {method!r}; choose one of {SENSITIVITIES}")
+    if method not in ("outputs", "weights"):
+        raise InnError(f"unknown sensitivity {method!r}; choose one of {SENSITIVITIES}")
+    if data is not None:
+        return output_errors(imodel, data)
+    values = tuple((id(p), p._version) for p in imodel.parameters())
+    cache: dict[Any, Any] = imodel.__dict__.setdefault("_sensitivities", {})
+    if cache.get(method, (None,))[0] != values:
+        table = output_errors(imodel) if method == "outputs" else weight_errors(imodel)
+        cache[method] = (values, table)
+    return cache[method][1]
 
 
 def plan(

@@ -139,11 +139,12 @@ def output_errors(
 ) -> Sensitivity:
     """Output change when each group alone is narrowed: ``|y_n - y|^2 / |y|^2`` on ``data``
     (the first ``max_samples`` inputs of ``(inputs, targets)`` or ``inputs`` batches) or on
-    ``SYNTHETIC_SAMPLES`` seeded standard-normal inputs. The model's widths are restored afterwards."""
+    ``SYNTHETIC_SAMPLES`` seeded standard-normal inputs. The model's widths and trained points
+    are restored afterwards."""
     batches = _synthetic(imodel) if data is None else _first_inputs(data, max_samples)
     device = next(imodel.parameters()).device
     batches = [tuple(x.to(device) for x in b) for b in batches]
-    saved = {g.name: g.size for g in imodel.resizable_groups}
+    saved = {n: (p.size, p.trainable) for n, p in imodel._partitions.items()}
     full = {g.name: g.full_size for g in imodel.resizable_groups}
     widths, errors = {}, {}
     try:
@@ -165,8 +166,11 @@ def output_errors(
                     )
                 imodel.resize(widths={g.name: g.full_size})
                 widths[g.name], errors[g.name] = levels, np.array(values)
-    finally:
-        imodel.resize(widths=saved)
+    finally:  # the widths and any trained points, as they were
+        for name, (size, trainable) in saved.items():
+            part = imodel._partitions[name]
+            part.size, part.trainable = size, trainable
+            part.version += 1
     return Sensitivity(widths, errors, "outputs")
 
 

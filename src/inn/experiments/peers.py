@@ -57,7 +57,8 @@ def torch_pruning_prune(
 
     Channels are removed in ``_STEPS`` steps of Torch-Pruning's linear schedule up to 95 % of
     the channels, stopping at the first step that meets the target. The last convolution or
-    linear layer (the one that produces the classes) is never pruned. BatchNorm is kept (not folded), as Torch-Pruning users do.
+    linear layer (the one that produces the classes) is never pruned. BatchNorm is kept (not
+    folded), as Torch-Pruning users do.
     """
     tp = _tp()
     pruned = copy.deepcopy(model).eval()
