@@ -252,3 +252,27 @@ def test_latency_budget_plans_a_faster_model():
     small = imodel.export()
     rounds = [(measure_latency(small, (x,), 10), measure_latency(full, (x,), 10)) for _ in range(7)]
     assert float(np.median([s / f for s, f in rounds])) < 0.9
+
+
+class SharedConv(nn.Module):
+    """One convolution applied twice: its MACs count twice, its parameters once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.shared, self.head = (
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.Conv2d(8, 2, 1),
+        )
+
+    def forward(self, x):
+        return self.head(self.shared(torch.relu(self.shared(self.a(x)))))
+
+
+def test_module_called_twice_counts_its_macs_twice():
+    x = torch.randn(1, 3, 8, 8)
+    imodel = inn.convert(SharedConv().eval(), x, permute=False)
+    imodel.resize(widths={g.name: max(1, g.full_size // 2) for g in imodel.resizable_groups})
+    small = imodel.export()
+    assert imodel.cost("macs") == flop_counter_macs(small, x)
+    assert imodel.cost("params") == count_parameters(small)

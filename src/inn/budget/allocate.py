@@ -2,9 +2,9 @@
 
 Starting from full width, the group whose next narrowing step costs the least error per unit
 of cost saved is narrowed, until the budget is met; then single steps are given back, best
-ratio first, while the budget still holds (so the result lands just under it). Errors add
-across groups (the usual first-order model of per-layer sensitivity analyses); the cost model
-is exact.
+ratio first, while the budget still holds, and steps are traded between groups while the result
+is more than 1 % under the budget (:func:`refine`). Errors add across groups (the usual
+first-order model of per-layer sensitivity analyses); the cost model is exact.
 """
 
 from __future__ import annotations
@@ -17,12 +17,6 @@ from inn.errors import InnError
 __all__ = ["Table", "allocate", "refine"]
 
 _COARSE_STEPS = 32  # a group is narrowed in steps of about 1/32 of its width, then refined
-
-
-def _interp(widths: np.ndarray, table_w: list[np.ndarray], table_e: list[np.ndarray]) -> np.ndarray:
-    return np.array(
-        [np.interp(w, tw, te) for w, tw, te in zip(widths, table_w, table_e, strict=True)]
-    )
 
 
 def allocate(
@@ -97,7 +91,13 @@ class Table:
         self.widths, self.errors = widths, errors
 
     def __call__(self, widths: np.ndarray) -> np.ndarray:
-        return _interp(widths, self.widths, self.errors)
+        """The error of each group at ``widths`` ``(G,)``."""
+        return np.array(
+            [
+                np.interp(w, tw, te)
+                for w, tw, te in zip(widths, self.widths, self.errors, strict=True)
+            ]
+        )
 
 
 def _shrink(

@@ -140,8 +140,9 @@ def _tensor_axes(layer: IntegralLayer, name: str) -> tuple[float, list[list]]:
 
 
 def _positions(imodel: IntegralModel) -> dict[str, float]:
-    """Output positions (batch x spatial) of every conv / linear module at the example input:
-    its MACs are its weight's size times this."""
+    """Output positions (batch x spatial) of every conv / linear module at the example input,
+    summed over its calls (a module called twice works twice): its MACs are its weight's size
+    times this."""
     positions: dict[str, float] = {}
     handles = []
 
@@ -149,14 +150,14 @@ def _positions(imodel: IntegralModel) -> dict[str, float]:
         def record(module: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> None:
             if transposed:
                 x = inputs[0]
-                positions[name] = x.numel() / x.shape[1]
+                positions[name] = positions.get(name, 0.0) + x.numel() / x.shape[1]
             else:
                 channels = (
                     out.shape[-1]
                     if isinstance(module, (IntegralLinear, nn.Linear))
                     else out.shape[1]
                 )
-                positions[name] = out.numel() / channels
+                positions[name] = positions.get(name, 0.0) + out.numel() / channels
 
         return record
 
