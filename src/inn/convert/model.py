@@ -203,7 +203,8 @@ class IntegralModel(nn.Module):
             sensitivity: how groups are ranked: ``"outputs"`` (the output change when each
                 group alone is narrowed, on ``data`` or on seeded synthetic inputs),
                 ``"weights"`` (data-free, no forward pass), ``"auto"`` (default: ``"outputs"``
-                with ``data``, else ``"weights"``), ``"uniform"`` (same fraction).
+                on ``data``; without data on synthetic inputs where that costs a few CPU
+                seconds, else ``"weights"``), ``"uniform"`` (same fraction).
             data: calibration batches for ``sensitivity="outputs"``.
             round_to: every width a multiple of this (or full); min_width: the narrowest.
 
