@@ -162,6 +162,33 @@ def _mean(rows: Sequence[Row], field: str) -> float:
     return sum(getattr(r, field) for r in rows) / len(rows)
 
 
+def _accuracy_cell(sel: Sequence[Row]) -> str:
+    """Mean accuracy (%), with [min, max] over seeds."""
+    accs = [100 * r.accuracy for r in sel]
+    cell = f"{sum(accs) / len(accs):.1f}"
+    return cell + (f" [{min(accs):.1f}, {max(accs):.1f}]" if len(accs) > 1 else "")
+
+
+def _cost_cell(sel: Sequence[Row]) -> str:
+    return (
+        f"{_mean(sel, 'parameters') / 1e3:.0f} / {_mean(sel, 'macs') / 1e6:.1f} / "
+        f"{_mean(sel, 'latency_ms'):.2f} / {_mean(sel, 'seconds'):.1f}"
+    )
+
+
+def _table(
+    rows: Sequence[Row], kind: str, methods: Sequence[str], fractions: Sequence[float],
+    cell: Callable[[Sequence[Row]], str],
+) -> list[str]:  # fmt: skip
+    """Markdown lines: one row per method, one column per budget fraction."""
+    lines = ["| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |",
+             "|---|" + "---:|" * len(fractions)]  # fmt: skip
+    for method in methods:
+        cells = [cell(sel) if (sel := _select(rows, method, kind, f)) else "" for f in fractions]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(rows: Sequence[Row]) -> str:
     """One table per budget kind: accuracy (%) per method and budget (mean [min, max] over seeds),
     then parameters, MACs, latency and pruning time at each budget."""
@@ -180,39 +207,13 @@ def markdown(rows: Sequence[Row]) -> str:
             f"Accuracy (%) at a {kind} budget (fraction of the original kept; unpruned "
             + f"{100 * base.accuracy:.1f}):\n"
         )
-        out.append("| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |")
-        out.append("|---|" + "---:|" * len(fractions))
-        for method in methods:
-            cells = []
-            for f in fractions:
-                sel = _select(rows, method, kind, f)
-                if not sel:
-                    cells.append("")
-                    continue
-                accs = [100 * r.accuracy for r in sel]
-                cell = f"{sum(accs) / len(accs):.1f}"
-                if len(accs) > 1:
-                    cell += f" [{min(accs):.1f}, {max(accs):.1f}]"
-                cells.append(cell)
-            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out += _table(rows, kind, methods, fractions, _accuracy_cell)
         out.append("")
         out.append(
             f"Cost at the {kind} budget: parameters (k) / MACs (M) / latency at batch 1 (ms) / "
             + "seconds to prune:\n"
         )
-        out.append("| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |")
-        out.append("|---|" + "---:|" * len(fractions))
-        for method in methods:
-            cells = []
-            for f in fractions:
-                sel = _select(rows, method, kind, f)
-                cells.append(
-                    f"{_mean(sel, 'parameters') / 1e3:.0f} / {_mean(sel, 'macs') / 1e6:.1f} / "
-                    f"{_mean(sel, 'latency_ms'):.2f} / {_mean(sel, 'seconds'):.1f}"
-                    if sel
-                    else ""
-                )
-            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out += _table(rows, kind, methods, fractions, _cost_cell)
         out.append("")
     out.append(
         f"Unpruned: {base.parameters / 1e3:.0f} k parameters, {base.macs / 1e6:.1f} M MACs, "
