@@ -91,3 +91,14 @@ def test_place_points_on_a_model_moves_points_towards_the_rough_channels():
         torch.testing.assert_close(imodel.export()(x), imodel(x), atol=1e-5, rtol=1e-5)
     with pytest.raises(inn.InnError, match="unknown density"):
         place_points(imodel, density="magic")
+
+
+def test_tuning_starts_from_the_placed_points(trained_digits_cnn, digits):
+    x = digits[0]
+    imodel = inn.convert(trained_digits_cnn, x[:1]).resize(widths={"conv1:out": 12})
+    assert place_points(imodel) == 1
+    part = imodel._partitions["conv1:out"]
+    placed = part.points().detach().clone()
+    assert not torch.allclose(placed, uniform(12), atol=1e-3)
+    inn.tune_partition(imodel, [x[:32]], steps=1, lr=1e-9)
+    torch.testing.assert_close(part.points().detach(), placed, atol=1e-6, rtol=0)

@@ -90,12 +90,9 @@ def distillation_loss(
 
 
 def _full_width_outputs(imodel: IntegralModel, batches: list[Batch]) -> list[Tensor]:
-    sizes = {g.name: g.size for g in imodel.resizable_groups}
-    imodel.resize(widths={g.name: g.full_size for g in imodel.resizable_groups})
-    with torch.no_grad():
-        outputs = [imodel(x) for x, _ in batches]
-    imodel.resize(widths=sizes)
-    return outputs
+    with imodel.widths_kept(), torch.no_grad():  # keeps points placed before tuning
+        imodel.resize(widths={g.name: g.full_size for g in imodel.resizable_groups})
+        return [imodel(x) for x, _ in batches]
 
 
 def _evaluate(

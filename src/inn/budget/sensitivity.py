@@ -144,10 +144,9 @@ def output_errors(
     batches = _synthetic(imodel) if data is None else _first_inputs(data, max_samples)
     device = next(imodel.parameters()).device
     batches = [tuple(x.to(device) for x in b) for b in batches]
-    saved = {n: (p.size, p.trainable) for n, p in imodel._partitions.items()}
     full = {g.name: g.full_size for g in imodel.resizable_groups}
     widths, errors = {}, {}
-    try:
+    with imodel.widths_kept():
         imodel.resize(widths=full)
         with torch.no_grad():
             reference = [imodel(*b) for b in batches]
@@ -166,11 +165,6 @@ def output_errors(
                     )
                 imodel.resize(widths={g.name: g.full_size})
                 widths[g.name], errors[g.name] = levels, np.array(values)
-    finally:  # the widths and any trained points, as they were
-        for name, (size, trainable) in saved.items():
-            part = imodel._partitions[name]
-            part.size, part.trainable = size, trainable
-            part.version += 1
     return Sensitivity(widths, errors, "outputs")
 
 

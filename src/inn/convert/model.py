@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING, Any
@@ -191,6 +192,19 @@ class IntegralModel(nn.Module):
 
             budget = Budget("params", absolute=(1 - compression) * self.original_parameters)
         return self.resize(widths=self.plan(budget, **plan_options).widths)
+
+    @contextmanager
+    def widths_kept(self) -> Iterator[IntegralModel]:
+        """A context in which the model may be resized freely: on exit every group gets back
+        its width and its points (trained ones included, not just uniform ones)."""
+        saved = {name: (p.size, p.trainable) for name, p in self._partitions.items()}
+        try:
+            yield self
+        finally:
+            for name, (size, trainable) in saved.items():
+                part = self._partitions[name]
+                part.size, part.trainable = size, trainable
+                part.version += 1
 
     def plan(self, budget: Budget | Mapping[str, float], **options: Any) -> Plan:
         """The widths that meet ``budget`` and their predicted cost; the model is not changed.
