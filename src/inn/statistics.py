@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from inn.convert import IntegralModel
-from inn.errors import InnError
 from inn.layers.norm import _IntegralBatchNorm
+from inn.tune import as_batches
 
 __all__ = ["reestimate_batchnorm"]
 
@@ -40,16 +40,6 @@ class _Moments:
         mean = self.total / self.count
         var = (self.squares - self.count * mean.square()) / max(self.count - 1, 1)
         return mean, var.clamp_min(0)
-
-
-def _inputs(item: object) -> tuple[Tensor, ...]:
-    if isinstance(item, Tensor):
-        return (item,)
-    if isinstance(item, (list, tuple)) and item and isinstance(item[0], Tensor):
-        return (item[0],)
-    raise InnError(
-        f"a calibration batch must be a tensor or (inputs, targets), got {type(item).__name__}"
-    )
 
 
 def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
@@ -81,6 +71,7 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
         ]  # fmt: skip
     if not norms:
         return 0
+    batches = as_batches(data)
     moments = {m: _Moments() for m in norms}
     handles = [m.register_forward_pre_hook(moments[m]) for m in norms]
     modes = {m: m.training for m in model.modules()}
@@ -89,13 +80,9 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
         model.eval()
         for m in norms:
             m.train()
-        seen = 0
         with torch.no_grad():
-            for item in data:
-                model(*[x.to(device) for x in _inputs(item)])
-                seen += 1
-        if not seen:
-            raise InnError("reestimate_batchnorm: the calibration data is empty")
+            for x, _ in batches:
+                model(x.to(device))
     finally:
         for h in handles:
             h.remove()
@@ -108,5 +95,5 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
         else:
             m.running_mean.copy_(mean)
             m.running_var.copy_(var)
-            m.num_batches_tracked.fill_(seen)
+            m.num_batches_tracked.fill_(len(batches))
     return len(norms)

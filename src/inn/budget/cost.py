@@ -190,7 +190,14 @@ def cost_models(imodel: IntegralModel) -> dict[str, CostModel]:
     """``{"params": ..., "macs": ..., "activations": ...}`` of ``imodel``: parameters of the
     exported model, multiply-accumulates of its convolutions and linear layers at the example
     input, and the elements of their outputs (a memory-traffic proxy used by the latency model),
-    as functions of the widths of ``imodel.groups``."""
+    as functions of the widths of ``imodel.groups``. Memoised on ``imodel`` (they depend on its
+    structure and example input only; counting runs one forward pass)."""
+    if "_cost_counts" not in imodel.__dict__:
+        imodel.__dict__["_cost_counts"] = _count(imodel)
+    return imodel.__dict__["_cost_counts"]
+
+
+def _count(imodel: IntegralModel) -> dict[str, CostModel]:
     names = tuple(g.name for g in imodel.groups)
     index = {id(imodel._partitions[n]): i for i, n in enumerate(names)}
     params, macs, acts = (_Terms(index, len(names)) for _ in range(3))

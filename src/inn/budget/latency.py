@@ -75,7 +75,6 @@ def fit_latency(
     """Time the exported model at several widths on ``device`` and fit the latency model."""
     start = time.perf_counter()
     groups = imodel.groups
-    saved = {g.name: g.size for g in imodel.resizable_groups}
     full = np.array([g.full_size for g in groups], dtype=float)
     resizable = np.array([g.resizable for g in groups])
     rng = np.random.default_rng(seed)
@@ -85,14 +84,12 @@ def fit_latency(
         configs.append(np.where(resizable, np.maximum(1, np.round(f * full)), full))
     inputs = _batch(imodel, device, batch_size)
     models = []
-    try:
+    with imodel.widths_kept():
         for widths in configs:
             imodel.resize(
                 widths={g.name: int(w) for g, w in zip(groups, widths, strict=True) if g.resizable}
             )
             models.append(imodel.export().to(device).eval())
-    finally:
-        imodel.resize(widths=saved)
     rounds = [[] for _ in models]
     for _ in range(3):  # interleaved, so a slow spell of the machine hits every config alike
         for times, model in zip(rounds, models, strict=True):

@@ -105,11 +105,8 @@ def cost_model(
     imodel: IntegralModel, kind: str, *, device: str = "cpu", batch_size: int = 1
 ) -> CostModel:
     """The (memoised) cost model of ``imodel`` for ``kind``."""
-    cache: dict[Any, CostModel] = imodel.__dict__.setdefault("_cost_models", {})
     if kind in ("params", "macs", "activations"):
-        if kind not in cache:
-            cache.update(cost_models(imodel))
-        return cache[kind]
+        return cost_models(imodel)[kind]
     if kind != "latency":
         raise InnError(f"unknown budget kind {kind!r}; choose one of {KINDS}")
     return latency_fit(imodel, device=device, batch_size=batch_size).model
@@ -120,8 +117,8 @@ def latency_fit(
 ) -> LatencyFit:
     """The (memoised) latency model of ``imodel`` on ``device`` at ``batch_size``, fitted to
     timings of its export at several widths on first use."""
-    cache: dict[Any, Any] = imodel.__dict__.setdefault("_cost_models", {})
-    key = ("latency", str(device), batch_size)
+    cache: dict[Any, LatencyFit] = imodel.__dict__.setdefault("_latency_fits", {})
+    key = (str(device), batch_size)
     if key not in cache:
         cache[key] = fit_latency(imodel, device=device, batch_size=batch_size, repeats=repeats)
     return cache[key]
