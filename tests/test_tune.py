@@ -122,9 +122,9 @@ def test_a_learning_rate_that_overshoots_is_halved_not_the_end_of_tuning(monkeyp
 
     def tune():
         model = _Constant()
-        return inn.tune.fit(model, [model.p], batches, references, desc="", **options)
+        return inn.loop.fit_calibration(model, [model.p], batches, references, desc="", **options)
 
-    monkeypatch.setattr(inn.tune, "MAX_LR_CUTS", 0)
+    monkeypatch.setattr(inn.loop, "MAX_LR_CUTS", 0)
     stopped = tune()
     assert stopped.steps == 1 and stopped.loss_after == pytest.approx(0.01)
     monkeypatch.undo()

@@ -4,7 +4,7 @@ Weights are continuous functions along channel axes, so one network can be sampl
 width: structured pruning at inference time without fine-tuning.
 """
 
-from inn import budget, numerics, permute
+from inn import budget, loop, numerics, permute
 from inn.budget import Budget, Plan
 from inn.budget.points import place_points
 from inn.continuous import ContinuousTensor, Partition
@@ -64,6 +64,7 @@ __all__ = [
     "budget",
     "convert",
     "integrate",
+    "loop",
     "numerics",
     "permute",
     "place_points",

@@ -28,7 +28,8 @@ from inn.convert.fold import fold_batchnorms
 from inn.convert.permutation import Member, group_members
 from inn.errors import InnError
 from inn.graph import GraphAnalysis
-from inn.tune import TuneReport, as_batches, fit
+from inn.loop import FitReport as TuneReport
+from inn.loop import as_batches, fit_calibration
 
 __all__ = [
     "calibrate",
@@ -274,7 +275,7 @@ def calibrate(
         for name, p in module.named_parameters(recurse=False)
         if name == "bias" or isinstance(module, norms)
     ]
-    return fit(
+    return fit_calibration(
         pruned, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
         eval_every=eval_every, progress=progress, desc="calibrating biases",
     )  # fmt: skip

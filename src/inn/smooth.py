@@ -16,7 +16,8 @@ from torch import Tensor
 from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.layers import IntegralLayer
-from inn.tune import TuneReport, as_batches, fit
+from inn.loop import FitReport as TuneReport
+from inn.loop import as_batches, fit_calibration
 
 __all__ = ["roughness", "smooth_weights"]
 
@@ -72,7 +73,7 @@ def smooth_weights(
         )
 
     try:
-        return fit(
+        return fit_calibration(
             imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
             eval_every=eval_every, progress=progress, desc="smoothing weights", regulariser=regulariser,
         )  # fmt: skip

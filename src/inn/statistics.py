@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from inn.convert import IntegralModel
 from inn.layers.norm import _IntegralBatchNorm
-from inn.tune import as_batches
+from inn.loop import as_batches
 
 __all__ = ["reestimate_batchnorm"]
 
