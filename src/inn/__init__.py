@@ -4,7 +4,7 @@ Weights are continuous functions along channel axes, so one network can be sampl
 width: structured pruning at inference time without fine-tuning.
 """
 
-from inn import budget, loop, numerics, permute
+from inn import budget, loop, numerics, permute, train
 from inn.budget import Budget, Plan
 from inn.budget.points import place_points
 from inn.continuous import ContinuousTensor, Partition
@@ -72,5 +72,6 @@ __all__ = [
     "reestimate_batchnorm",
     "register_leaf_module",
     "smooth_weights",
+    "train",
     "tune_partition",
 ]

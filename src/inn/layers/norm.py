@@ -15,9 +15,12 @@ class _IntegralBatchNorm(IntegralLayer):
     """BatchNorm whose weight, bias, running mean and variance are functions of the channel.
 
     The channel axis is one role (``"out"`` and ``"in"`` share one partition). In training mode
-    the batch statistics are used and the running statistics are left as they are (they are
-    sampled, not stored per channel); in eval mode the sampled running statistics are used,
-    with the variance clamped at 0 where interpolation undershoots.
+    the batch statistics are used; the running statistics are left as they are (they are
+    sampled, not stored per channel) unless ``track_statistics`` is set (random-width
+    training sets it): then a pass at the full, uniform partition updates their node values with
+    the BatchNorm's momentum, so that the statistics of every narrower width are sampled from
+    them. In eval mode the sampled running statistics are used, with the variance clamped at 0
+    where interpolation undershoots.
     """
 
     discrete: type[nn.modules.batchnorm._BatchNorm]
@@ -46,6 +49,7 @@ class _IntegralBatchNorm(IntegralLayer):
         self.register_buffer("measured_mean", None, persistent=False)
         self.register_buffer("measured_var", None, persistent=False)
         self._measured_sizes: tuple[int, ...] | None = None
+        self.track_statistics = False
 
     def _sizes(self) -> tuple[int, ...]:
         return tuple(p.size for p in self.segment_partitions("out"))
@@ -79,8 +83,24 @@ class _IntegralBatchNorm(IntegralLayer):
     def num_features(self) -> int:
         return self.size("out", self.full_features)
 
+    def _at_full_width(self) -> bool:
+        parts = self.segment_partitions("out")
+        return all(p.size == p.full_size and p.trainable is None for p in parts)
+
     def forward(self, x: Tensor) -> Tensor:
         t = self.statistics()
+        if (
+            self.training
+            and self.track_statistics
+            and "running_mean" in t
+            and self._at_full_width()
+        ):
+            # The node values are the running statistics at the full uniform partition.
+            mean, var = self.running_mean_function.values, self.running_var_function.values
+            momentum = 0.1 if self.momentum is None else self.momentum
+            return F.batch_norm(
+                x, mean, var, t.get("weight"), t.get("bias"), True, momentum, self.eps
+            )
         if self.training or "running_mean" not in t:
             return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
         return F.batch_norm(

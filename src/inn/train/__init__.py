@@ -1,0 +1,23 @@
+"""Random-width training of integral networks (the paper's Algorithm 1, Pipeline A).
+
+* :func:`train`: the training loop (one process or DDP under ``torchrun``, checkpoints with
+  resume, AMP, JSON logs), on the one fit loop of :mod:`inn.loop`;
+* :class:`WidthSampler`: the widths of each step (sandwich rule or one random width);
+* :func:`save_checkpoint` / :func:`load_checkpoint`.
+"""
+
+from inn.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from inn.train.trainer import TrainReport, refresh_statistics, train
+from inn.train.widths import RULES, WidthRange, WidthSampler
+
+__all__ = [
+    "RULES",
+    "TrainReport",
+    "WidthRange",
+    "WidthSampler",
+    "fingerprint",
+    "load_checkpoint",
+    "refresh_statistics",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,161 @@
+"""Which widths a random-width training step visits: ranges per group and a sampling rule.
+
+The draws of step ``i`` come from a generator seeded with ``(seed, i)`` only, never from a
+global random state, so every process of a distributed run draws the same widths at the same
+step, and a resumed run draws what the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inn.convert import Group, IntegralModel
+from inn.errors import InnError
+
+__all__ = ["RULES", "WidthRange", "WidthSampler"]
+
+RULES = ("sandwich", "random")
+WidthRange = tuple[float, float] | tuple[int, int]
+"""Fractions of the full width in (0, 1] (floats) or channel counts (ints), inclusive."""
+
+
+def _channels(name: str, full: int, given: Any) -> tuple[int, int]:
+    """``given`` (a :data:`WidthRange`) of group ``name`` as channel counts ``(low, high)``."""
+    if not (isinstance(given, (tuple, list)) and len(given) == 2):
+        raise InnError(f"the width range of group {name!r} must be (low, high), got {given!r}")
+    low, high = given
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in given):
+        raise InnError(f"the width range of group {name!r} must hold numbers, got {given!r}")
+    if isinstance(low, int) and isinstance(high, int):
+        counts = (low, high)
+        if not 1 <= low <= high <= full:
+            raise InnError(
+                f"group {name!r} has {full} channels: a range in channels needs "
+                f"1 <= low <= high <= {full}, got {given!r} (or give fractions in (0, 1])"
+            )
+        return counts
+    if not 0 < float(low) <= float(high) <= 1:
+        raise InnError(
+            f"the width range of group {name!r} must be fractions 0 < low <= high <= 1 (or "
+            f"channel counts as ints), got {given!r}"
+        )
+    return max(1, math.ceil(float(low) * full - 1e-9)), max(1, round(float(high) * full))
+
+
+@dataclass(frozen=True)
+class WidthSampler:
+    """The widths of each step of random-width training.
+
+    Attributes:
+        ranges: group name -> ``(low, high)`` channels, inclusive.
+        rule: ``"sandwich"`` (the largest widths, the smallest, then ``num_random`` random draws,
+            every step; universally slimmable networks, Yu & Huang 2019) or ``"random"`` (one
+            random draw per step: the paper's Algorithm 1).
+        num_random: random draws per step of the sandwich rule.
+        seed: with the step number, the only source of the draws.
+        same_fraction: one fraction of each range for every group per draw (as slimmable
+            networks do) instead of one independent draw per group (as the paper does).
+        round_to: drawn widths are multiples of this (or a range's ends).
+    """
+
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+    rule: str = "sandwich"
+    num_random: int = 2
+    seed: int = 0
+    same_fraction: bool = False
+    round_to: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise InnError(f"unknown width rule {self.rule!r}; choose one of {RULES}")
+        if self.num_random < 0 or self.round_to < 1:
+            raise InnError(
+                f"need num_random >= 0 and round_to >= 1, got {self.num_random}, {self.round_to}"
+            )
+        if not self.ranges:
+            raise InnError("the width sampler has no groups to resize")
+
+    @classmethod
+    def for_model(
+        cls,
+        model: IntegralModel,
+        widths: WidthRange | Mapping[str, WidthRange] = (0.25, 1.0),
+        **options: Any,
+    ) -> WidthSampler:
+        """A sampler over ``model``'s resizable groups.
+
+        Args:
+            widths: one range for every resizable group, or ``{group name: range}`` for some
+                (the others stay at their full width).
+            **options: ``rule``, ``num_random``, ``seed``, ``same_fraction``, ``round_to``.
+        """
+        if not isinstance(model, IntegralModel):
+            raise InnError(
+                f"random-width training needs an inn.IntegralModel, got {type(model).__name__}: "
+                "convert it first with inn.convert(model, example_inputs)"
+            )
+        if isinstance(widths, Mapping):
+            for name in widths:
+                model._check_group(name)  # names the group, suggests close names, explains pins
+        return cls.for_groups(model.groups, widths, **options)
+
+    @classmethod
+    def for_groups(
+        cls,
+        groups: Sequence[Group],
+        widths: WidthRange | Mapping[str, WidthRange] = (0.25, 1.0),
+        **options: Any,
+    ) -> WidthSampler:
+        """A sampler over ``groups`` (``model.groups`` of any resizable model): one range for
+        the resizable ones, or ``{group name: range}``."""
+        full = {g.name: g.full_size for g in groups}
+        if isinstance(widths, Mapping):
+            given = dict(widths)
+            unknown = sorted(set(given) - set(full))
+            if unknown:
+                raise InnError(
+                    f"no channel group named {unknown}; groups are e.g. {list(full)[:5]}"
+                )
+        else:
+            given = {g.name: widths for g in groups if g.resizable}
+        ranges = {name: _channels(name, full[name], r) for name, r in given.items()}
+        return cls(ranges=ranges, **options)
+
+    def _round(self, width: float, low: int, high: int) -> int:
+        if self.round_to > 1:
+            width = round(width / self.round_to) * self.round_to
+        return int(min(high, max(low, round(width))))
+
+    def draw(self, step: int) -> list[dict[str, int]]:
+        """The widths of each forward pass of step ``step`` (the largest first, then the
+        smallest, under the sandwich rule)."""
+        rng = np.random.default_rng([self.seed, step])
+        draws: list[dict[str, int]] = []
+        if self.rule == "sandwich":
+            draws.append({n: high for n, (_, high) in self.ranges.items()})
+            draws.append({n: low for n, (low, _) in self.ranges.items()})
+        for _ in range(self.num_random if self.rule == "sandwich" else 1):
+            if self.same_fraction:
+                u = rng.random()
+                fractions = dict.fromkeys(self.ranges, u)
+            else:
+                fractions = dict(zip(self.ranges, rng.random(len(self.ranges)), strict=True))
+            draws.append({
+                n: self._round(low + fractions[n] * (high - low + 1) - 0.5, low, high)
+                for n, (low, high) in self.ranges.items()
+            })  # fmt: skip
+        return draws
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> WidthSampler:
+        state = dict(state)
+        state["ranges"] = {k: tuple(v) for k, v in state["ranges"].items()}
+        return cls(**state)

@@ -1,0 +1,343 @@
+"""Random-width training: width draws, the training loop, checkpoints and resume, DDP."""
+
+import json
+import os
+import socket
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import inn
+from inn.train import WidthSampler, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
+    ).eval()
+
+
+def _task(n: int = 256) -> TensorDataset:
+    """Labels of a fixed random teacher on Gaussian inputs."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 16, generator=g)
+    teacher = torch.randn(16, 4, generator=g)
+    return TensorDataset(x, (x @ teacher).argmax(1))
+
+
+def _converted(model: nn.Module | None = None, **options) -> inn.IntegralModel:
+    return inn.convert(model or _mlp(), torch.zeros(1, 16), permute=False, **options)
+
+
+def _fraction(imodel: inn.IntegralModel, f: float) -> dict[str, int]:
+    return {g.name: max(1, round(f * g.full_size)) for g in imodel.resizable_groups}
+
+
+# -- width draws -------------------------------------------------------------------------------
+def test_the_sandwich_rule_visits_the_smallest_and_largest_widths_every_step():
+    imodel = _converted()
+    sampler = WidthSampler.for_model(imodel, (0.25, 1.0), num_random=2, seed=3)
+    full = {g.name: g.full_size for g in imodel.resizable_groups}
+    seen = set()
+    for step in range(50):
+        draws = sampler.draw(step)
+        assert len(draws) == 4
+        assert draws[0] == full
+        assert draws[1] == {n: max(1, -(-n_full // 4)) for n, n_full in full.items()}
+        for draw in draws:
+            for name, width in draw.items():
+                assert full[name] // 4 <= width <= full[name]
+        seen.update(d[next(iter(d))] for d in draws[2:])
+    assert len(seen) > 10  # the random draws cover the range
+    # the draws depend on (seed, step) only: another sampler agrees, another seed does not
+    assert WidthSampler.for_model(imodel, (0.25, 1.0), seed=3).draw(7) == sampler.draw(7)
+    assert WidthSampler.for_model(imodel, (0.25, 1.0), seed=4).draw(7) != sampler.draw(7)
+    paper = WidthSampler.for_model(imodel, (0.5, 1.0), rule="random")
+    assert all(len(paper.draw(s)) == 1 for s in range(5))
+
+
+def test_width_draws_respect_depthwise_and_concatenation_groups():
+    """A depthwise conv ties its input and output channels, a concatenation makes segments:
+    every draw resizes the model consistently, runs, and exports at the drawn widths."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 6, 1)
+            self.dw = nn.Conv2d(14, 14, 3, padding=1, groups=14)
+            self.pw = nn.Conv2d(14, 12, 1)
+            self.fc = nn.Linear(12, 5)
+
+        def forward(self, x):
+            h = self.dw(torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1))
+            return self.fc(torch.relu(self.pw(h)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    imodel = inn.convert(Net().eval(), x[:1], permute=False)
+    sampler = WidthSampler.for_model(imodel, (0.25, 1.0))
+    for step in range(10):
+        for draw in sampler.draw(step):
+            imodel.resize(widths=draw)
+            small = imodel.export()
+            assert torch.allclose(small(x), imodel(x), atol=1e-5)
+            dw = small.get_submodule("dw")
+            assert dw.groups == dw.in_channels == dw.out_channels  # still depthwise
+            assert (
+                dw.in_channels
+                == small.get_submodule("a").out_channels + small.get_submodule("b").out_channels
+            )
+
+
+@pytest.mark.parametrize(
+    ("widths", "message"),
+    [
+        ((0.0, 1.0), "0 < low <= high <= 1"),
+        ((0.5, 1.5), "0 < low <= high <= 1"),
+        ((0.8, 0.5), "0 < low <= high <= 1"),
+        ((4, 40), "has 32 channels"),
+        ({"nonsense:out": (0.5, 1.0)}, "no channel group named"),
+        ("half", "must be (low, high)"),
+    ],
+)
+def test_bad_width_ranges_name_the_group_and_the_fix(widths, message):
+    with pytest.raises(inn.InnError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        WidthSampler.for_model(_converted(), widths)
+
+
+def test_training_needs_a_converted_model_and_a_consistent_setup():
+    with pytest.raises(inn.InnError, match="convert it first"):
+        train(_mlp(), _task(), steps=1)
+    imodel = _converted()
+    with pytest.raises(inn.InnError, match="needs rule='sandwich'"):
+        train(imodel, _task(), steps=1, rule="random", distill=True)
+    with pytest.raises(inn.InnError, match="init_process_group"):
+        train(imodel, _task(), steps=1, ddp=True)
+    with pytest.raises(inn.InnError, match=r"steps=\.\.\. or epochs="):
+        train(imodel, _task(), progress=False)
+    with pytest.raises(inn.InnError, match="unknown optimiser"):
+        train(imodel, _task(), steps=1, optimiser="lbfgs")
+
+
+# -- the training loop -------------------------------------------------------------------------
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def test_random_width_training_makes_narrow_widths_work_and_keeps_full_width(
+    digits, trained_digits_cnn
+):
+    """A CNN trained at full width on real digits, converted: at 25 % width it is poor (about
+    59 %; at 50 % it already keeps about 96.5 %). A short random-width fine-tuning over
+    [25 %, 100 %] makes 25 % clearly better, does not cost 50 %, and costs full width < 1 point."""
+    x, y, x_test, y_test = digits
+    imodel = inn.convert(trained_digits_cnn, x[:1])
+
+    def at(f: float) -> float:
+        with imodel.widths_kept():
+            imodel.resize(widths=_fraction(imodel, f))
+            return _accuracy(imodel, x_test, y_test)
+
+    before = {f: at(f) for f in (1.0, 0.5, 0.25)}
+    report = train(
+        imodel, TensorDataset(x, y), epochs=4, batch_size=64, widths=(0.25, 1.0),
+        optimiser="adamw", lr=2e-3, weight_decay=0.0, distill=True, progress=False,
+    )  # fmt: skip
+    after = {f: at(f) for f in (1.0, 0.5, 0.25)}
+    assert report.steps == 4 * (len(y) // 64)
+    assert after[0.25] > before[0.25] + 0.2, (before, after)
+    assert after[0.5] >= before[0.5] - 0.005, (before, after)
+    assert after[1.0] > before[1.0] - 0.01, (before, after)
+
+
+def test_integral_batchnorm_tracks_full_width_statistics_during_training():
+    """With BatchNorm kept, training updates the node values of its running statistics (from
+    batches at full width), so eval mode works at every width without data."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 4))
+    imodel = _converted(model.eval(), fold_batchnorm=False)
+    norm = next(m for m in imodel.modules() if isinstance(m, inn.IntegralBatchNorm1d))
+    before = norm.running_mean_function.values.clone()
+    data = _task()
+    train(imodel, data, steps=8, batch_size=32, lr=0.05, progress=False, statistics_batches=8)
+    after = norm.running_mean_function.values
+    assert not torch.allclose(before, after)
+    # the refreshed statistics are the batch statistics of the trained model at full width
+    with torch.no_grad():
+        hidden = imodel.graph_module.get_submodule("0")(data.tensors[0])
+    assert torch.allclose(after, hidden.mean(0), atol=0.05 * hidden.std(0).mean())
+
+
+# -- checkpoints and resume --------------------------------------------------------------------
+def _run(tmp: Path, steps: int, **options) -> inn.IntegralModel:
+    imodel = _converted()
+    train(imodel, _task(), steps=steps, batch_size=32, lr=0.1, progress=False, **options)
+    return imodel
+
+
+class Crash(Exception):
+    """Stands for a run killed mid-training."""
+
+
+def crash_at(stop: int):
+    def callback(step: int, info: dict) -> None:
+        if step == stop:
+            raise Crash
+
+    return callback
+
+
+def test_a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(tmp_path):
+    reference = _run(tmp_path, 8)
+    path = tmp_path / "run.pt"
+    with pytest.raises(Crash):  # killed during step 5 of 8, after the checkpoint of step 4
+        train(_converted(), _task(), steps=8, batch_size=32, lr=0.1, progress=False,
+              checkpoint=path, checkpoint_every=2, callback=crash_at(4))  # fmt: skip
+    assert torch.load(path, weights_only=False)["step"] == 4
+    resumed = _converted()
+    report = train(resumed, _task(), steps=8, batch_size=32, lr=0.1, progress=False,
+                   checkpoint=path)  # fmt: skip
+    assert report.start == 4
+    for (name, a), b in zip(
+        reference.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, name
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    path = tmp_path / "run.pt"
+    _run(tmp_path, 2, checkpoint=path)
+    other = _converted(
+        nn.Sequential(
+            nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 32), nn.ReLU(), nn.Linear(32, 4)
+        ).eval()
+    )
+    with pytest.raises(inn.InnError, match="written for another model"):
+        train(other, _task(), steps=4, batch_size=32, progress=False, checkpoint=path)
+    path.write_text("not a checkpoint")
+    with pytest.raises(inn.InnError, match="cannot read the checkpoint"):
+        train(_converted(), _task(), steps=4, batch_size=32, progress=False, checkpoint=path)
+
+
+def test_json_log_and_report(tmp_path):
+    log = tmp_path / "log.jsonl"
+    imodel = _converted()
+    report = train(imodel, _task(), steps=6, batch_size=32, progress=False, log=log, log_every=2)
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["step"] for e in entries] == [2, 4, 6]
+    assert all(e["samples_per_s"] > 0 and e["lr"] >= 0 for e in entries)
+    assert report.history == entries and not imodel.training
+
+
+# -- DDP ---------------------------------------------------------------------------------------
+_DDP_WORKER = textwrap.dedent(
+    """
+    import json, sys, torch, torch.distributed as dist
+    sys.path.insert(0, sys.argv[4])
+    from tests.test_train import _converted, _task
+    import inn
+
+    rank, world, port, _, out, steps, checkpoint, stop = sys.argv[1:9]
+    rank, world, steps, stop = int(rank), int(world), int(steps), int(stop)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    torch.set_num_threads(1)
+    imodel = _converted()
+    records = []
+
+    class Stop(Exception):
+        pass
+
+    def check(step, info):
+        if step == stop:  # every rank stops here, as if the job were killed
+            raise Stop
+        flat = torch.cat([p.detach().flatten() for p in imodel.parameters()])
+        gathered = [torch.zeros_like(flat) for _ in range(world)]
+        dist.all_gather(gathered, flat)
+        widths = [None] * world
+        dist.all_gather_object(widths, info["widths"])
+        records.append({
+            "step": step, "loss": info["loss"],
+            "params_equal": all(torch.equal(g, gathered[0]) for g in gathered),
+            "widths_equal": all(w == widths[0] for w in widths),
+        })
+
+    try:
+        inn.train.train(imodel, _task(), steps=steps, batch_size=32, lr=0.1, progress=False,
+                        callback=check, checkpoint=checkpoint, checkpoint_every=2)
+    except Stop:
+        pass
+    if rank == 0:
+        json.dump(records, open(out, "w"))
+    dist.destroy_process_group()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(tmp: Path, world: int, steps: int, stop: int, checkpoint: Path) -> list[dict]:
+    import subprocess
+
+    script, out = tmp / "worker.py", tmp / f"records-{world}.json"
+    script.write_text(_DDP_WORKER)
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(r),
+                str(world),
+                str(port),
+                str(REPO),
+                str(out),
+                str(steps),
+                str(checkpoint),
+                str(stop),
+            ],
+            env=env,
+        )
+        for r in range(world)
+    ]
+    try:
+        for p in procs:
+            assert p.wait(timeout=120) == 0
+    finally:
+        for p in procs:
+            p.kill()
+    return json.loads(out.read_text())
+
+
+def test_two_process_ddp_stays_in_sync_and_resumes_on_one_process(tmp_path):
+    """2 gloo ranks: equal widths and parameters after every step, the loss falls; the
+    checkpoint they write resumes on 1 process to the parameters of a 1-process run."""
+    checkpoint = tmp_path / "ddp.pt"
+    records = _launch(tmp_path, 2, 10, 6, checkpoint)  # 10 steps planned, killed at step 7
+    assert [r["step"] for r in records] == list(range(6))
+    assert all(r["params_equal"] and r["widths_equal"] for r in records)
+    assert records[-1]["loss"] < records[0]["loss"]
+    # the global batch of every step is the same on 1 and 2 processes (no BatchNorm here), so
+    # 4 more steps on 1 process end where 10 steps on 1 process end, up to round-off
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["step"] == 6
+    reference = _run(tmp_path, 10)
+    resumed = _converted()
+    train(resumed, _task(), steps=10, batch_size=32, lr=0.1, progress=False, checkpoint=checkpoint)
+    for a, b in zip(reference.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
