@@ -1,4 +1,4 @@
-"""The ``inn`` command: ``inn demo``, ``inn prune``, ``inn experiment NAME``."""
+"""The ``inn`` command: ``inn demo``, ``inn prune``, ``inn train``, ``inn experiment NAME``."""
 
 from __future__ import annotations
 
@@ -110,6 +110,10 @@ def _experiment(args: argparse.Namespace) -> int:
 
     if args.name == "budget":
         return _budget_experiment(args)
+    if args.name == "pipeline-a":
+        from inn.cli_train import pipeline_a
+
+        return pipeline_a(args, _command_line(args.argv))
 
     methods = {
         "pipeline-b": pruning.INN_METHODS,
@@ -215,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
 
     exp = sub.add_parser(
         "experiment",
-        help="the paper's pipelines: pipeline-b, pipeline-c, pruning (both); budget: inn vs "
-        "Torch-Pruning at parameter and MAC budgets",
+        help="the paper's pipelines: pipeline-a (training), pipeline-b, pipeline-c, pruning "
+        "(both); budget: inn vs Torch-Pruning at parameter and MAC budgets",
     )
-    exp.add_argument("name", choices=["pipeline-b", "pipeline-c", "pruning", "budget"])
+    exp.add_argument(
+        "name", choices=["pipeline-a", "pipeline-b", "pipeline-c", "pruning", "budget"]
+    )
     exp.add_argument(
         "--model",
         help="zoo model (cifar_resnet18, nin, mobilenet_v2) or, with cifar10, an architecture",
@@ -240,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     exp.add_argument(
         "--steps", type=int, default=150, help="tuning/calibration steps per compression"
+    )
+    exp.add_argument("--epochs", type=float, default=2.0, help="pipeline-a: epochs per row")
+    exp.add_argument(
+        "--model-width", type=int, help="pipeline-a: the zoo constructor's width (default 8)"
     )
     exp.add_argument("--out", help="output folder (default out/NAME-MODEL)")
     exp.set_defaults(func=_experiment)
@@ -272,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         "-o", "--output", default="pruned.pt", help="output file (default pruned.pt)"
     )
     prune.set_defaults(func=_prune)
+
+    from inn.cli_train import add_train_parser
+
+    add_train_parser(sub)
 
     args = parser.parse_args(argv)
     args.argv = argv

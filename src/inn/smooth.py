@@ -8,7 +8,7 @@ the continuous axes makes them smoother, so that sampling at fewer points loses 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -19,7 +19,7 @@ from inn.layers import IntegralLayer
 from inn.loop import FitReport as TuneReport
 from inn.loop import as_batches, fit_calibration
 
-__all__ = ["roughness", "smooth_weights"]
+__all__ = ["roughness", "roughness_penalty", "smooth_weights"]
 
 
 def roughness(values: Tensor, dims: Iterable[int], order: int = 2) -> Tensor:
@@ -30,6 +30,28 @@ def roughness(values: Tensor, dims: Iterable[int], order: int = 2) -> Tensor:
         if values.shape[d] > order:
             total = total + torch.diff(values, n=order, dim=d).pow(2).mean()
     return total / scale
+
+
+def _weight_values(imodel: IntegralModel) -> list[tuple[list[int], Tensor]]:
+    """The node values of every integral layer's weight, with its continuous axes."""
+    out = []
+    for module in imodel.modules():
+        if isinstance(module, IntegralLayer) and not module.is_norm and "weight" in module._layouts:
+            out.append((list(module._layouts["weight"][0]), module.weight_function.values))
+    return out
+
+
+def roughness_penalty(
+    imodel: IntegralModel, strength: float, order: int = 2
+) -> Callable[[], Tensor]:
+    """``penalty()``: ``strength`` x the mean :func:`roughness` of the weights' node values."""
+    functions = _weight_values(imodel)
+
+    def penalty() -> Tensor:
+        total = sum(roughness(values, dims, order) for dims, values in functions)
+        return strength * total / max(len(functions), 1)
+
+    return penalty
 
 
 def smooth_weights(
@@ -58,20 +80,8 @@ def smooth_weights(
     imodel.resize(widths={g.name: g.full_size for g in imodel.resizable_groups})
     with torch.no_grad():
         references = [imodel(x) for x, _ in batches]
-    functions = []
-    for module in imodel.modules():
-        if isinstance(module, IntegralLayer) and not module.is_norm and "weight" in module._layouts:
-            roles = module._layouts["weight"][0]
-            functions.append((module.weight_function.values, list(roles)))
-    params = [values for values, _ in functions]
-
-    def regulariser() -> Tensor:
-        return (
-            strength
-            * sum(roughness(v, dims, order) for v, dims in functions)
-            / max(len(functions), 1)
-        )
-
+    regulariser = roughness_penalty(imodel, strength, order)
+    params = [p for _, p in _weight_values(imodel)]
     try:
         return fit_calibration(
             imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,

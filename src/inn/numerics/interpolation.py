@@ -223,10 +223,17 @@ def _int32_indices(matrix: Tensor) -> Tensor:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _product_entries(
     axes: tuple[Axis, ...], closed: bool
 ) -> tuple[Tensor, Tensor, tuple[int, int]]:
-    """Coalesced COO indices, float64 values and shape of the Kronecker product of the axes."""
+    """Coalesced COO indices, float64 values and shape of the Kronecker product of the axes
+    (memoised: random-width training revisits the same sizes)."""
+    with torch.inference_mode(False):  # memoised tensors must also serve autograd later
+        return _product(axes, closed)
+
+
+def _product(axes: tuple[Axis, ...], closed: bool) -> tuple[Tensor, Tensor, tuple[int, int]]:
     shape = (1, 1)
     rows = cols = torch.zeros(1, dtype=torch.long)
     vals = torch.ones(1, dtype=torch.float64)

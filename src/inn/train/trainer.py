@@ -32,6 +32,7 @@ from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.layers.norm import _IntegralBatchNorm
 from inn.loop import fit
+from inn.smooth import roughness_penalty
 from inn.train.checkpoint import load_checkpoint, save_checkpoint
 from inn.train.widths import WidthRange, WidthSampler
 
@@ -175,6 +176,7 @@ def train(
     rule: str = "sandwich",
     num_random: int = 2,
     distill: bool = False,
+    smoothness: float = 0.0,
     loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
     optimiser: str = "sgd",
     lr: float = 0.05,
@@ -213,6 +215,9 @@ def train(
             one random width per step).
         distill: in-place distillation: the outputs of the largest width (detached) are the
             target (KL divergence) of the others; needs the sandwich rule.
+        smoothness: adds ``smoothness`` x the mean roughness (squared second differences along
+            the channel axes, :func:`inn.smooth.roughness`) of the weights' node values to the
+            loss once per step: smoother weight functions lose less when sampled at few points.
         loss: ``loss(outputs, targets)`` (default cross-entropy).
         optimiser: ``"sgd"`` (Nesterov momentum) or ``"adamw"``; weight decay applies to the
             weights' node values only. Linear warm-up over ``warmup`` of the steps, then cosine.
@@ -277,6 +282,7 @@ def train(
     history: list[dict[str, Any]] = []
     batches = shards.batches(start)
     current: dict[str, Any] = {}
+    penalty = roughness_penalty(model, smoothness) if smoothness > 0 else None
 
     def one_step(i: int, backward: Callable[[Tensor], None]) -> float:
         step, (x, y) = next(batches)
@@ -305,6 +311,8 @@ def train(
                     teacher = out.detach().float()
                 backward(value / len(draws))
             losses.append(float(value.detach()))
+        if penalty is not None:
+            backward(penalty())
         current.update(loss=sum(losses) / len(losses), widths=draws)
         return current["loss"]
 

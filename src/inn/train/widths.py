@@ -19,7 +19,7 @@ from inn.errors import InnError
 
 __all__ = ["RULES", "WidthRange", "WidthSampler"]
 
-RULES = ("sandwich", "random")
+RULES = ("sandwich", "random", "fixed")
 WidthRange = tuple[float, float] | tuple[int, int]
 """Fractions of the full width in (0, 1] (floats) or channel counts (ints), inclusive."""
 
@@ -55,7 +55,9 @@ class WidthSampler:
         ranges: group name -> ``(low, high)`` channels, inclusive.
         rule: ``"sandwich"`` (the largest widths, the smallest, then ``num_random`` random draws,
             every step; universally slimmable networks, Yu & Huang 2019) or ``"random"`` (one
-            random draw per step: the paper's Algorithm 1).
+            random draw per step: the paper's Algorithm 1) or ``"fixed"`` (every step visits the
+            same fractions ``fixed`` of each range's upper end: slimmable networks with a few
+            switches, Yu et al. 2019).
         num_random: random draws per step of the sandwich rule.
         seed: with the step number, the only source of the draws.
         same_fraction: one fraction of each range for every group per draw (as slimmable
@@ -69,6 +71,7 @@ class WidthSampler:
     seed: int = 0
     same_fraction: bool = False
     round_to: int = 1
+    fixed: tuple[float, ...] = (1.0, 0.25, 0.5, 0.75)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -134,6 +137,11 @@ class WidthSampler:
     def draw(self, step: int) -> list[dict[str, int]]:
         """The widths of each forward pass of step ``step`` (the largest first, then the
         smallest, under the sandwich rule)."""
+        if self.rule == "fixed":
+            return [
+                {n: self._round(f * high, low, high) for n, (low, high) in self.ranges.items()}
+                for f in self.fixed
+            ]
         rng = np.random.default_rng([self.seed, step])
         draws: list[dict[str, int]] = []
         if self.rule == "sandwich":
@@ -158,4 +166,5 @@ class WidthSampler:
     def from_state_dict(cls, state: Mapping[str, Any]) -> WidthSampler:
         state = dict(state)
         state["ranges"] = {k: tuple(v) for k, v in state["ranges"].items()}
+        state["fixed"] = tuple(state.get("fixed", cls.fixed))
         return cls(**state)

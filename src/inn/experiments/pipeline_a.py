@@ -1,0 +1,253 @@
+"""The paper's Pipeline A (Table 1) at CPU scale: networks trained to work at every width.
+
+Every row trains the same architecture with the same optimiser, schedule, data order and number
+of epochs (:func:`inn.train.train`), then is evaluated at uniform fractions of every resizable
+group's width:
+
+* ``discrete``: the plain network trained normally (full width only);
+* ``inn-scratch``: an INN trained from a fresh initialisation with random widths, BatchNorm
+  folded away at initialisation (so no normalisation: the paper's setting);
+* ``inn-scratch+bn``: the same with integral BatchNorm (statistics tracked at full width and
+  sampled at every other width: no data at evaluation); ``inn-scratch+bn+re`` re-estimates them
+  per width on the calibration images;
+* ``inn-converted``: ``discrete`` converted and fine-tuned with random widths (for as many epochs
+  again), BatchNorm folded: evaluated with no data;
+* ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
+  recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
+  (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches;
+* ``l1+bn``: ``discrete`` pruned by the L1 norm, BatchNorm re-estimated (no training);
+* ``inn-tune``: ``discrete`` converted, resized and partition-tuned (Pipeline B).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+import inn
+from inn.baselines import prune_l1
+from inn.experiments.pruning import accuracy
+from inn.experiments.slimmable import SlimmableNetwork
+from inn.train import WidthSampler, train
+
+__all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "save"]
+
+METHODS = (
+    "discrete", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-converted",
+    "slimmable", "slimmable-4", "l1+bn", "inn-tune",
+)  # fmt: skip
+FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
+Batches = list[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    seed: int
+    width: float  # fraction of every resizable group's channels
+    accuracy: float
+    train_s: float
+
+
+def _uniform(model: Any, fraction: float) -> dict[str, int]:
+    return {g.name: max(1, round(fraction * g.full_size)) for g in model.resizable_groups}
+
+
+def run(
+    make_model: Callable[[], nn.Module],
+    train_set: Dataset,
+    test: Batches,
+    calib: Batches,
+    *,
+    epochs: float = 2,
+    seeds: Sequence[int] = (0, 1, 2),
+    fractions: Sequence[float] = FRACTIONS,
+    methods: Sequence[str] = METHODS,
+    low: float = 0.25,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    tune_steps: int = 50,
+    converted_lr: float = 0.2,
+    progress: bool = True,
+) -> list[Row]:
+    """Train and evaluate every method of ``methods`` for each seed (see the module doc)."""
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise inn.InnError(f"unknown Pipeline A methods {sorted(unknown)}; known: {METHODS}")
+    example = next(iter(test))[0][:1]
+    rows: list[Row] = []
+    recipe = dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, clip_norm=5.0, progress=progress,
+        statistics_batches=20,
+    )  # fmt: skip
+
+    def add(method: str, seed: int, results: dict[float, float], seconds: float) -> None:
+        rows.extend(Row(method, seed, f, a, seconds) for f, a in results.items())
+        if progress:
+            print(f"  {method} seed {seed} ({seconds:.0f} s): "
+                  + " ".join(f"{f:.0%}:{a:.3f}" for f, a in results.items()), flush=True)  # fmt: skip
+
+    def fresh(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return make_model().eval()
+
+    def evaluated(model: Any, evaluate: Callable[[Any], float]) -> dict[float, float]:
+        out = {}
+        for f in fractions:
+            with model.widths_kept():
+                model.resize(widths=_uniform(model, f))
+                out[f] = evaluate(model)
+        return out
+
+    def re_estimated(model: nn.Module) -> float:
+        inn.reestimate_batchnorm(model, calib)
+        return accuracy(model, test)
+
+    def recalibrated(slim: SlimmableNetwork) -> float:
+        return re_estimated(slim.export().eval())
+
+    def tuned(imodel: inn.IntegralModel) -> float:
+        if any(g.size < g.full_size for g in imodel.resizable_groups):
+            inn.tune_partition(imodel, calib, steps=tune_steps)
+        return accuracy(imodel, test)
+
+    def plain_accuracy(model: nn.Module) -> float:
+        return accuracy(model, test)
+
+    for seed in seeds:
+        options = {**recipe, "seed": seed}
+        sandwich = {**options, "rule": "sandwich", "num_random": 2}
+        # the discrete network: the same loop, at full width only
+        discrete = SlimmableNetwork(fresh(seed), example)
+        full = WidthSampler.for_groups(discrete.groups, (1.0, 1.0), rule="random", seed=seed)
+        seconds = _timed(train, discrete, train_set, widths=full, **options)
+        plain = discrete.net.eval()
+        if "discrete" in methods:
+            add("discrete", seed, {1.0: accuracy(plain, test)}, seconds)
+
+        for method, fold in (("inn-scratch", True), ("inn-scratch+bn", False)):
+            if method not in methods and f"{method}+re" not in methods:
+                continue
+            imodel = inn.convert(fresh(seed), example, permute=False, fold_batchnorm=fold)
+            seconds = _timed(train, imodel, train_set, widths=(low, 1.0), **sandwich)
+            if method in methods:
+                add(method, seed, evaluated(imodel, plain_accuracy), seconds)
+            if f"{method}+re" in methods:
+                add(f"{method}+re", seed, evaluated(imodel, re_estimated), seconds)
+
+        if "inn-converted" in methods:
+            imodel = inn.convert(plain, example)
+            seconds = _timed(train, imodel, train_set, widths=(low, 1.0), distill=True,
+                             **{**sandwich, "lr": lr * converted_lr})  # fmt: skip
+            add("inn-converted", seed, evaluated(imodel, plain_accuracy), seconds)
+
+        for method, rule in (("slimmable", "sandwich"), ("slimmable-4", "fixed")):
+            if method in methods:
+                slim = SlimmableNetwork(fresh(seed), example)
+                sampler = WidthSampler.for_groups(slim.groups, (low, 1.0), rule=rule, seed=seed)
+                seconds = _timed(train, slim, train_set, widths=sampler, distill=True, **options)
+                add(method, seed, evaluated(slim, recalibrated), seconds)
+
+        if "l1+bn" in methods:
+            add("l1+bn", seed, {
+                f: accuracy(_l1(plain, example, _uniform(discrete, f), calib), test)
+                for f in fractions
+            }, 0.0)  # fmt: skip
+        if "inn-tune" in methods:
+            add("inn-tune", seed, evaluated(inn.convert(plain, example, seed=seed), tuned), 0.0)
+    return rows
+
+
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def _l1(plain: nn.Module, example: Tensor, widths: dict[str, int], calib: Batches) -> nn.Module:
+    small = prune_l1(plain, example, widths=widths, keep_batchnorm=True)
+    inn.reestimate_batchnorm(small, calib)
+    return small
+
+
+def summarise(rows: Sequence[Row]) -> dict[str, dict[float, tuple[float, float]]]:
+    """method -> width -> (mean, std over seeds) of the accuracy."""
+    out: dict[str, dict[float, tuple[float, float]]] = {}
+    for method in dict.fromkeys(r.method for r in rows):
+        widths = sorted({r.width for r in rows if r.method == method})
+        out[method] = {}
+        for w in widths:
+            values = [r.accuracy for r in rows if r.method == method and r.width == w]
+            out[method][w] = (float(np.mean(values)), float(np.std(values)))
+    return out
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    table = summarise(rows)
+    widths = sorted({r.width for r in rows}, reverse=True)
+    lines = [
+        "| method | " + " | ".join(f"{w:.0%}" for w in widths) + " | train (s) |",
+        "|---|" + "---:|" * (len(widths) + 1),
+    ]
+    for method, cells in table.items():
+        seconds = np.mean([r.train_s for r in rows if r.method == method])
+        values = [
+            f"{100 * cells[w][0]:.1f} ± {100 * cells[w][1]:.1f}" if w in cells else "–"
+            for w in widths
+        ]
+        lines.append(f"| {method} | " + " | ".join(values) + f" | {seconds:.0f} |")
+    seeds = len({r.seed for r in rows})
+    lines.append(f"\nTop-1 accuracy (%), mean ± std over {seeds} seeds, at a uniform fraction of "
+                 "every resizable group's channels.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Row], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for method, cells in summarise(rows).items():
+        if len(cells) < 2:
+            ((_, (m, _)),) = cells.items()
+            ax.axhline(100 * m, color="grey", ls=":", label=f"{method} (full width)")
+            continue
+        ws = sorted(cells)
+        means = np.array([100 * cells[w][0] for w in ws])
+        stds = np.array([100 * cells[w][1] for w in ws])
+        ax.errorbar([100 * w for w in ws], means, yerr=stds, marker="o", ms=3, capsize=2,
+                    label=method)  # fmt: skip
+    ax.set_xlabel("width (% of every group's channels)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(max(0, ax.get_ylim()[0]), 100)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save(rows: Sequence[Row], out_dir: Path, title: str, command: str, setup: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"title": title, "command": command, "setup": setup,
+               "rows": [asdict(r) for r in rows]}  # fmt: skip
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=1))
+    (out_dir / "results.md").write_text(f"# {title}\n\n`{command}`\n\n{markdown(rows)}\n")
+    plot(rows, out_dir / "accuracy.png", title)
+
+
+def load(path: Path) -> tuple[list[Row], dict]:
+    payload = json.loads(path.read_text())
+    return [Row(**r) for r in payload["rows"]], payload
