@@ -13,7 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import budget, conversion, inference, permutation, training, tuning
+from benchmarks import (
+    budget,
+    conversion,
+    inference,
+    permutation,
+    random_width,
+    training,
+    tuning,
+)
 from benchmarks.common import describe, machine
 
 SECTIONS = {
@@ -23,6 +31,7 @@ SECTIONS = {
     "training": training,
     "tuning": tuning,
     "budget": budget,
+    "random_width": random_width,
 }
 
 

@@ -11,6 +11,7 @@ def test_benchmarks_smoke(tmp_path, monkeypatch, capsys):
     assert main(["--smoke", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "results-smoke.json").read_text())
     assert {"permutation", "conversion", "inference", "training", "tuning", "budget"} <= set(report)
+    assert report["random_width"]["sandwich"]["ratio_median"] > 0
     assert report["budget"]["planning"][0]["predicted_fraction"] <= 0.5
     assert report["budget"]["tuning_step"]["ratio_median"] > 0
     assert report["training"][0]["ratio_median"] > 0 and report["tuning"][0]["steps"] == 5

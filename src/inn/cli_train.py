@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def _train(args: argparse.Namespace) -> int:
                 results[f] = accuracy(imodel, test)
         torch.save(imodel.state_dict(), out / "model.pt")
         summary = {
-            "command": "inn " + " ".join(args.argv or []),
+            "command": "inn " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
             "model": args.model, "start": args.start, "dataset": args.dataset,
             "processes": world, "seconds": report.seconds, "samples_per_s": report.samples_per_s,
             "steps": report.steps, "accuracy_at_width": results,

@@ -32,6 +32,7 @@ __all__ = [
     "PretrainedNotFoundError",
     "checkpoint_dir",
     "cifar_resnet18",
+    "load_integral",
     "load_pretrained",
     "mobilenet_v2",
     "nin",
@@ -39,6 +40,17 @@ __all__ = [
 ]
 
 TRAIN_COMMAND = "python scripts/train_zoo.py"
+TWIN_COMMAND = "python scripts/train_twin.py"
+
+TWIN_RECIPE: dict[str, Any] = {
+    "epochs": 10,
+    "widths": (0.25, 1.0),
+    "num_random": 2,
+    "smoothness": 3.0,
+    "clip_norm": 5.0,
+}
+"""How the random-width twins are trained (on top of the zoo model's own optimiser recipe):
+the sandwich rule over [25 %, 100 %] of every group, a roughness penalty on the weights."""
 """The command (from the repository root) that trains the zoo and writes the checkpoints."""
 
 
@@ -247,3 +259,26 @@ def load_pretrained(name: str) -> nn.Module:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
+
+
+def load_integral(name: str) -> nn.Module:
+    """The random-width-trained INN twin of zoo model ``name`` (an :class:`inn.IntegralModel`,
+    eval mode), trained from scratch by ``scripts/train_twin.py``: one network that works at
+    every width of its groups, resized with no data and no tuning.
+
+    Raises:
+        PretrainedNotFoundError: the name is unknown or its twin checkpoint is missing.
+    """
+    _check_name(name)
+    path = checkpoint_dir() / f"{name}-inn.pt"
+    if not path.is_file():
+        raise PretrainedNotFoundError(
+            f"no random-width twin for {name!r} at {str(path)!r}; create it with "
+            f"`{TWIN_COMMAND} --model {name}` (run from the repository root)"
+        )
+    from inn.convert import convert
+
+    example = torch.zeros(1, 1, 28, 28)  # the zoo's MNIST digits
+    imodel = convert(ZOO[name]().eval(), example, permute=False, fold_batchnorm=False)
+    imodel.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return imodel.eval()

@@ -10,6 +10,8 @@ For each budget (a fraction of the original's parameters or MACs) every method g
   data at all;
 * ``inn-uniform+tune``: every group at the same fraction, partition tuning (the default before
   budgets);
+* ``inn-trained``: a network trained with random widths (:func:`inn.train.train`; the zoo's
+  twin, :func:`inn.zoo.load_integral`), resized to the budget with no data and no tuning;
 * ``l1-alloc+bn``: the ablation that asks what the integral part adds: ``inn``'s widths per
   group, but the channels chosen by L1 norm (discrete, no resampling), BatchNorm re-estimated and
   folded;
@@ -71,8 +73,14 @@ def _inn(
     fraction: float,
     steps: int,
     seed: int,
+    trained: inn.IntegralModel | None = None,
 ) -> nn.Module:
     budget = {kind: fraction}
+    if method == "inn-trained":
+        if trained is None:
+            raise inn.InnError("method 'inn-trained' needs the trained integral model: trained=")
+        with trained.widths_kept():
+            return trained.resize(budget=budget).export()
     if method in ("inn", "inn+tune"):
         return inn.prune(model, example, budget=budget, calib=calib, tune=method == "inn+tune",
                          convert_options={"seed": seed}, tune_options={"steps": steps})  # fmt: skip
@@ -126,10 +134,12 @@ def run(
     seeds: Sequence[int] = (0,),
     steps: int = 150,
     progress: bool = True,
+    trained: inn.IntegralModel | None = None,
 ) -> list[Row]:
     """Every method at every budget ``(kind, fraction of the original kept)``; ``inn`` and
     ``inn-data-free`` at every permutation seed, the tuned INN rows (ablations that cost 10x
-    more) and Torch-Pruning (deterministic) at the first."""
+    more) and Torch-Pruning (deterministic) at the first. ``trained``: the model of the
+    ``inn-trained`` rows."""
     example = test[0][0][:1]
     costs = {"params": count_parameters, "macs": lambda m: count_macs(m, example)}
     full = {k: f(model) for k, f in costs.items()}
@@ -143,7 +153,7 @@ def run(
         torch.manual_seed(seed)
         start = time.perf_counter()
         if not method.startswith("tp-"):
-            small = _inn(method, model, example, calib, kind, fraction, steps, seed)
+            small = _inn(method, model, example, calib, kind, fraction, steps, seed, trained)
         else:
             small = _peer(method, model, example, calib, costs[kind], fraction * full[kind], steps)
         seconds = time.perf_counter() - start

@@ -243,8 +243,14 @@ def train(
         if isinstance(widths, WidthSampler)
         else WidthSampler.for_model(model, widths, rule=rule, num_random=num_random, seed=seed)
     )
-    if distill and sampler.rule != "sandwich":
-        raise InnError("distill=True needs rule='sandwich' (the largest width is the teacher)")
+    if distill and not (
+        sampler.rule == "sandwich"
+        or (sampler.rule == "fixed" and sampler.fixed[0] == max(sampler.fixed))
+    ):
+        raise InnError(
+            "distill=True needs rule='sandwich' or a 'fixed' rule starting at the largest width "
+            "(the first width of each step is the teacher)"
+        )
     if amp not in AMP:
         raise InnError(f"unknown amp {amp!r}; choose one of {[k for k in AMP if k]} or None")
     if (steps is None) == (epochs is None):
