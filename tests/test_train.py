@@ -341,3 +341,14 @@ def test_two_process_ddp_stays_in_sync_and_resumes_on_one_process(tmp_path):
     train(resumed, _task(), steps=10, batch_size=32, lr=0.1, progress=False, checkpoint=checkpoint)
     for a, b in zip(reference.parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_bfloat16_autocast_trains_on_the_cpu():
+    imodel = _converted()
+    losses = []
+    train(imodel, _task(), steps=12, batch_size=32, lr=0.1, amp="bf16", progress=False,
+          callback=lambda step, info: losses.append(info["loss"]))  # fmt: skip
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) < sum(losses[:3])
+    with pytest.raises(inn.InnError, match="needs a CUDA model"):
+        train(imodel, _task(), steps=1, amp="fp16", progress=False)

@@ -293,7 +293,9 @@ def resample(values: Tensor, matrix: Tensor, dims: Sequence[int], sizes: Sequenc
     (row-major, in the order given), which then have ``sizes``."""
     front = tuple(range(len(dims)))
     moved = values.movedim(tuple(dims), front)
-    flat = matrix @ moved.reshape(matrix.shape[1], -1)
+    # sparse products have no half-precision kernels: keep autocast (AMP) out of them
+    with torch.autocast(values.device.type, enabled=False):
+        flat = matrix @ moved.reshape(matrix.shape[1], -1)
     return flat.reshape(*sizes, *moved.shape[len(dims) :]).movedim(front, tuple(dims))
 
 

@@ -291,8 +291,7 @@ def train(
     penalty = roughness_penalty(model, smoothness) if smoothness > 0 else None
 
     def one_step(i: int, backward: Callable[[Tensor], None]) -> float:
-        step, (x, y) = next(batches)
-        assert step == i
+        _, (x, y) = next(batches)  # the batches of step i: they start at the same step
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if augment is not None:
             x = augment(x)
