@@ -5,10 +5,10 @@ Usage (from the repository root)::
     python scripts/train_twin.py                       # cifar_resnet18, the demo network
     python scripts/train_twin.py --epochs 4 --out-dir /tmp/twin
 
-The twin has the zoo architecture (default arguments), converted at initialisation with its
-BatchNorms kept as integral BatchNorms, and is trained from scratch by :func:`inn.train.train`
-on the same 4,000 MNIST training digits, with the zoo's optimiser, schedule and augmentation,
-the sandwich rule over widths [25 %, 100 %] of every group and a smoothness penalty. It writes
+The twin is the committed zoo network converted with its BatchNorms kept as integral BatchNorms
+and fine-tuned by :func:`inn.train.train` on the same 4,000 MNIST training digits, with the
+zoo's optimiser, schedule and augmentation at a fifth of its learning rate, the sandwich rule
+over widths [25 %, 100 %] of every group and a smoothness penalty (``inn.zoo.TWIN_RECIPE``). It writes
 ``src/inn/checkpoints/{name}-inn.pt`` (the integral model's state_dict, loaded by
 :func:`inn.zoo.load_integral`) and ``{name}-inn.json`` (recipe, seed, test accuracy at every
 width, time, the command).
@@ -31,17 +31,18 @@ from train_zoo import RECIPES, accuracy, random_shift
 
 import inn
 from inn.data import mnist_splits
-from inn.zoo import TWIN_RECIPE, ZOO, checkpoint_dir
+from inn.zoo import TWIN_RECIPE, checkpoint_dir, load_pretrained
 
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 
 
 def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -> dict[str, Any]:
     recipe = {**RECIPES[name], **TWIN_RECIPE, "epochs": epochs}
+    recipe["lr"] = RECIPES[name]["lr"] * TWIN_RECIPE["lr_factor"]
     train_set, test_set = mnist_splits(seed=0)
     torch.manual_seed(seed)
     example = train_set[0][0][None]
-    imodel = inn.convert(ZOO[name]().eval(), example, permute=False, fold_batchnorm=False)
+    imodel = inn.convert(load_pretrained(name), example, fold_batchnorm=False, seed=seed)
     aug = torch.Generator().manual_seed(seed + 1)
     start = time.perf_counter()
     report = inn.train.train(
@@ -64,7 +65,7 @@ def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -
     torch.save(imodel.state_dict(), path)
     info = {
         "name": f"{name}-inn",
-        "architecture": f"inn.convert(inn.zoo.{name}(), permute=False, fold_batchnorm=False)",
+        "architecture": f"inn.convert(inn.zoo.load_pretrained({name!r}), fold_batchnorm=False)",
         "dataset": "inn.data.mnist_splits(seed=0): 4,000 train / 1,000 test",
         "seed": seed,
         "recipe": recipe,

@@ -42,7 +42,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         "digits without fine-tuning, to 20/40/60 % fewer parameters: inn's defaults, inn without\n"
         "any data, the uniform INN with partition tuning, and Torch-Pruning (global LAMP + BatchNorm\n"
-        "re-estimation, then + bias calibration), all with the same 256 calibration images.\n"
+        "re-estimation, then + bias calibration), all with the same 256 calibration images; and\n"
+        "its twin trained with random widths (inn.train), resized with no data and no tuning.\n"
     )
     methods = list(DEMO_METHODS)
     if importlib.util.find_spec("torch_pruning") is None:
@@ -50,15 +51,19 @@ def _demo(args: argparse.Namespace) -> int:
         print(
             'torch-pruning is not installed: its rows are left out (pip install "inn[experiments]")'
         )
+    from inn import zoo
+
+    twin = zoo.load_integral(DEMO_MODEL)  # the same network trained for every width
     work = workloads.mnist_workload(DEMO_MODEL)
     rows = budget.run(
         work.model,
         work.test,
         work.calib,
         budgets=[("params", 1 - c) for c in DEMO_COMPRESSIONS],
-        methods=methods,
+        methods=["inn-trained", *methods],
         seeds=(0,),
         steps=args.steps,
+        trained=twin,
     )
     title = f"Pruning without fine-tuning: {work.name}"
     out = Path(args.out)

@@ -43,14 +43,16 @@ TRAIN_COMMAND = "python scripts/train_zoo.py"
 TWIN_COMMAND = "python scripts/train_twin.py"
 
 TWIN_RECIPE: dict[str, Any] = {
-    "epochs": 10,
+    "epochs": 5,
+    "lr_factor": 0.2,
     "widths": (0.25, 1.0),
     "num_random": 2,
     "smoothness": 3.0,
     "clip_norm": 5.0,
 }
-"""How the random-width twins are trained (on top of the zoo model's own optimiser recipe):
-the sandwich rule over [25 %, 100 %] of every group, a roughness penalty on the weights."""
+"""How the random-width twins are fine-tuned from the zoo checkpoints (on top of each model's
+own recipe, at ``lr_factor`` of its learning rate): the sandwich rule over [25 %, 100 %] of
+every group, a roughness penalty on the weights."""
 """The command (from the repository root) that trains the zoo and writes the checkpoints."""
 
 
@@ -262,9 +264,10 @@ def load_pretrained(name: str) -> nn.Module:
 
 
 def load_integral(name: str) -> nn.Module:
-    """The random-width-trained INN twin of zoo model ``name`` (an :class:`inn.IntegralModel`,
-    eval mode), trained from scratch by ``scripts/train_twin.py``: one network that works at
-    every width of its groups, resized with no data and no tuning.
+    """The random-width-trained INN twin of zoo model ``name`` (an :class:`inn.IntegralModel`
+    with integral BatchNorms, eval mode), fine-tuned from its checkpoint by
+    ``scripts/train_twin.py``: one network that works at every width of its groups, resized
+    with no data and no tuning.
 
     Raises:
         PretrainedNotFoundError: the name is unknown or its twin checkpoint is missing.

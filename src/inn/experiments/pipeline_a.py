@@ -229,28 +229,35 @@ def markdown(rows: Sequence[Row]) -> str:
 
 
 def plot(rows: Sequence[Row], path: Path, title: str) -> None:
+    """Accuracy against width per method: the whole range, and a zoom on the top 8 points."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for method, cells in summarise(rows).items():
-        if len(cells) < 2:
-            ((_, (m, _)),) = cells.items()
-            ax.axhline(100 * m, color="grey", ls=":", label=f"{method} (full width)")
-            continue
-        ws = sorted(cells)
-        means = np.array([100 * cells[w][0] for w in ws])
-        stds = np.array([100 * cells[w][1] for w in ws])
-        ax.errorbar([100 * w for w in ws], means, yerr=stds, marker="o", ms=3, capsize=2,
-                    label=method)  # fmt: skip
-    ax.set_xlabel("width (% of every group's channels)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(max(0, ax.get_ylim()[0]), 100)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    table = summarise(rows)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 8), height_ratios=(1, 1.2))
+    best = max(m for cells in table.values() for m, _ in cells.values())
+    for ax in axes:
+        for k, (method, cells) in enumerate(table.items()):
+            if len(cells) < 2:
+                ((_, (m, _)),) = cells.items()
+                ax.axhline(100 * m, color="grey", ls=":", label=f"{method} (full width)")
+                continue
+            ws = sorted(cells)
+            ax.errorbar([100 * w for w in ws], [100 * cells[w][0] for w in ws],
+                        yerr=[100 * cells[w][1] for w in ws], marker="o", ms=3, capsize=2,
+                        ls="-" if k < 10 else "--", label=method)  # fmt: skip
+        ax.set_xlabel("width (% of every group's channels)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(0, 100)
+    axes[0].set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
+    axes[1].set_ylim(100 * best - 8, 100 * best + 0.5)
+    axes[1].set_title("zoom: the top 8 points", fontsize=9)
+    axes[1].legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
