@@ -32,7 +32,7 @@ from inn.layers import (
 from inn.numerics import integrate
 from inn.prune import prune
 from inn.smooth import smooth_weights
-from inn.statistics import reestimate_batchnorm
+from inn.statistics import reestimate_batchnorm, refresh_statistics
 from inn.tune import TuneReport, tune_partition
 
 __version__ = "0.1.0"
@@ -70,6 +70,7 @@ __all__ = [
     "place_points",
     "prune",
     "reestimate_batchnorm",
+    "refresh_statistics",
     "register_leaf_module",
     "smooth_weights",
     "train",

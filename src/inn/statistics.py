@@ -19,7 +19,7 @@ from inn.convert import IntegralModel
 from inn.layers.norm import _IntegralBatchNorm
 from inn.loop import as_batches
 
-__all__ = ["reestimate_batchnorm"]
+__all__ = ["reestimate_batchnorm", "refresh_statistics", "tracked_norms"]
 
 
 class _Moments:
@@ -60,10 +60,7 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     Returns:
         The number of BatchNorms re-estimated.
     """
-    norms: list[nn.Module] = [
-        m for m in model.modules()
-        if isinstance(m, _IntegralBatchNorm) and m.running_mean_function is not None
-    ]  # fmt: skip
+    norms: list[nn.Module] = list(tracked_norms(model))
     if not isinstance(model, IntegralModel):
         norms += [
             m for m in model.modules()
@@ -97,3 +94,38 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
             m.running_var.copy_(var)
             m.num_batches_tracked.fill_(len(batches))
     return len(norms)
+
+
+def tracked_norms(model: nn.Module) -> list[_IntegralBatchNorm]:
+    """The integral BatchNorms of ``model`` that have running statistics."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, _IntegralBatchNorm) and m.running_mean_function is not None
+    ]
+
+
+def refresh_statistics(model: IntegralModel, batches: list[Tensor]) -> None:
+    """Set the running statistics of ``model``'s integral BatchNorms (their node values, i.e.
+    the full width's statistics) to the average batch statistics over ``batches``, measured at
+    full width with the current weights."""
+    norms = tracked_norms(model)
+    if not norms:
+        return
+    momenta = {m: m.momentum for m in norms}
+    was_training = model.training
+    with model.widths_kept(), torch.no_grad():
+        model.resize(widths={g.name: g.full_size for g in model.resizable_groups})
+        model.train()
+        for m in norms:
+            m.track_statistics = True
+            m.set_statistics(None, None)
+        try:
+            for k, x in enumerate(batches):
+                for m in norms:
+                    m.momentum = 1.0 / (k + 1)  # a running average of the batch statistics
+                model(x)
+        finally:
+            for m in norms:
+                m.momentum, m.track_statistics = momenta[m], False
+            model.train(was_training)

@@ -7,7 +7,7 @@
 """
 
 from inn.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from inn.train.trainer import TrainReport, refresh_statistics, train
+from inn.train.trainer import TrainReport, train
 from inn.train.widths import RULES, WidthRange, WidthSampler
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "WidthSampler",
     "fingerprint",
     "load_checkpoint",
-    "refresh_statistics",
     "save_checkpoint",
     "train",
 ]

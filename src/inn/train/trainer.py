@@ -30,9 +30,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from inn.convert import IntegralModel
 from inn.errors import InnError
-from inn.layers.norm import _IntegralBatchNorm
 from inn.loop import fit
 from inn.smooth import roughness_penalty
+from inn.statistics import refresh_statistics, tracked_norms
 from inn.train.checkpoint import load_checkpoint, save_checkpoint
 from inn.train.widths import WidthRange, WidthSampler
 
@@ -129,40 +129,6 @@ class _Shards:
             for batch in loader:
                 yield step, batch
                 step += 1
-
-
-def _norms(model: nn.Module) -> list[_IntegralBatchNorm]:
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, _IntegralBatchNorm) and m.running_mean_function is not None
-    ]
-
-
-def refresh_statistics(model: IntegralModel, batches: list[Tensor]) -> None:
-    """Set the running statistics of ``model``'s integral BatchNorms (their node values, i.e.
-    the full width's statistics) to the average batch statistics over ``batches``, measured at
-    full width with the current weights."""
-    norms = _norms(model)
-    if not norms:
-        return
-    momenta = {m: m.momentum for m in norms}
-    was_training = model.training
-    with model.widths_kept(), torch.no_grad():
-        model.resize(widths={g.name: g.full_size for g in model.resizable_groups})
-        model.train()
-        for m in norms:
-            m.track_statistics = True
-            m.set_statistics(None, None)
-        try:
-            for k, x in enumerate(batches):
-                for m in norms:
-                    m.momentum = 1.0 / (k + 1)  # a running average of the batch statistics
-                model(x)
-        finally:
-            for m in norms:
-                m.momentum, m.track_statistics = momenta[m], False
-            model.train(was_training)
 
 
 def train(
@@ -274,7 +240,7 @@ def train(
             scaler.load_state_dict(state["scaler"])
         sampler = WidthSampler.from_state_dict(state["sampler"])
         start = state["step"]
-    norms = _norms(model)
+    norms = tracked_norms(model)
     for m in norms:
         m.set_statistics(None, None)
         m.track_statistics = True
