@@ -43,7 +43,7 @@ TRAIN_COMMAND = "python scripts/train_zoo.py"
 TWIN_COMMAND = "python scripts/train_twin.py"
 
 TWIN_RECIPE: dict[str, Any] = {
-    "epochs": 5,
+    "epochs": 15,
     "lr_factor": 0.2,
     "widths": (0.25, 1.0),
     "num_random": 2,
