@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -64,6 +65,29 @@ def _sandwich(smoke: bool) -> dict:
     }
 
 
+def _compiled(repeats: int = 10) -> dict:
+    """One training step at 50 % width, eager against ``torch.compile`` (after compiling)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    imodel = inn.convert(zoo.cifar_resnet18().eval(), x[:1], permute=False).train()
+    imodel.resize(widths={g.name: g.full_size // 2 for g in imodel.resizable_groups})
+    compiled = torch.compile(imodel)
+    start = time.perf_counter()
+    try:
+        F.cross_entropy(compiled(x), y).backward()
+    except Exception as error:  # dynamo errors have no common base class to catch
+        return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+    compile_s = time.perf_counter() - start
+    samples = interleaved(
+        {
+            "eager": lambda: F.cross_entropy(imodel(x), y).backward(),
+            "compiled": lambda: F.cross_entropy(compiled(x), y).backward(),
+        },
+        repeats=repeats,
+    )
+    return {"compile_s": compile_s, **ratio_stats(samples["compiled"], samples["eager"])}
+
+
 def _ddp(processes: int, steps: int) -> float:
     """Samples per second of ``inn train`` on ``processes`` gloo ranks (torchrun)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +107,7 @@ def run(smoke: bool = False) -> dict:
     if not smoke:
         one, two = _ddp(1, 40), _ddp(2, 40)
         result["ddp"] = {"samples_per_s_1": one, "samples_per_s_2": two, "ratio": two / one}
+        result["compile"] = _compiled()
     return result
 
 
@@ -100,5 +125,17 @@ def markdown(result: dict) -> str:
             f"\nDDP (`torchrun`, gloo, `inn train --from scratch --model-width 8`): "
             f"{d['samples_per_s_1']:.0f} samples/s on 1 process, {d['samples_per_s_2']:.0f} on 2 "
             f"(x{d['ratio']:.2f}; both share the same 2 cores)."
+        )
+    if "compile" in result and "error" in result["compile"]:
+        lines.append(
+            f"\n`torch.compile` of the integral model (step at 50 % width) failed: "
+            f"{result['compile']['error']}: kept off."
+        )
+    elif "compile" in result:
+        c = result["compile"]
+        lines.append(
+            f"\n`torch.compile` of the integral model (step at 50 % width): {c['compile_s']:.0f} s "
+            f"to compile, then {c['ratio_median']:.2f}x [{c['ratio_min']:.2f}, "
+            f"{c['ratio_max']:.2f}] the eager step: kept off."
         )
     return "\n".join(lines)

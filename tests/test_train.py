@@ -244,7 +244,7 @@ def test_json_log_and_report(tmp_path):
 # -- DDP ---------------------------------------------------------------------------------------
 _DDP_WORKER = textwrap.dedent(
     """
-    import json, sys, torch, torch.distributed as dist
+    import json, os, sys, torch, torch.distributed as dist
     sys.path.insert(0, sys.argv[4])
     from tests.test_train import _converted, _task
     import inn
@@ -276,12 +276,17 @@ _DDP_WORKER = textwrap.dedent(
 
     try:
         inn.train.train(imodel, _task(), steps=steps, batch_size=32, lr=0.1, progress=False,
-                        callback=check, checkpoint=checkpoint, checkpoint_every=2)
+                        callback=check, checkpoint=checkpoint, checkpoint_every=2,
+                        smoothness=0.1)
     except Stop:
         pass
     if rank == 0:
-        json.dump(records, open(out, "w"))
-    dist.destroy_process_group()
+        with open(out, "w") as handle:
+            json.dump(records, handle)
+    dist.barrier()
+    # exit without running destructors: gloo's threads can abort the interpreter's teardown
+    # ("terminate called without an active exception", about 1 run in 15 under pytest)
+    os._exit(0)
     """
 )
 
@@ -338,9 +343,10 @@ def test_two_process_ddp_stays_in_sync_and_resumes_on_one_process(tmp_path):
     # 4 more steps on 1 process end where 10 steps on 1 process end, up to round-off
     state = torch.load(checkpoint, weights_only=False)
     assert state["step"] == 6
-    reference = _run(tmp_path, 10)
+    reference = _run(tmp_path, 10, smoothness=0.1)
     resumed = _converted()
-    train(resumed, _task(), steps=10, batch_size=32, lr=0.1, progress=False, checkpoint=checkpoint)
+    train(resumed, _task(), steps=10, batch_size=32, lr=0.1, progress=False, checkpoint=checkpoint,
+          smoothness=0.1)  # fmt: skip
     for a, b in zip(reference.parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
 

@@ -280,10 +280,11 @@ def train(
                         value = loss(out.float(), y)
                 if distill and k == 0:
                     teacher = out.detach().float()
-                backward(value / len(draws))
+                objective = value / len(draws)
+                if last and penalty is not None:  # in the synchronised backward pass
+                    objective = objective + penalty()
+                backward(objective)
             losses.append(float(value.detach()))
-        if penalty is not None:
-            backward(penalty())
         current.update(loss=sum(losses) / len(losses), widths=draws)
         return current["loss"]
 
