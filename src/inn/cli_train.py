@@ -50,9 +50,15 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     p.add_argument("--batch-size", type=int, default=64, help="global batch (all processes)")
-    p.add_argument("--optimiser", choices=["sgd", "adamw"], default="adamw")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--optimiser", choices=["sgd", "adamw"], default="sgd")
+    p.add_argument(
+        "--lr", type=float, help="learning rate (default 0.01 from pretrained, 0.05 from scratch)"
+    )
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument(
+        "--smoothness", type=float, default=3.0, help="roughness penalty on the weights (default 3)"
+    )
+    p.add_argument("--clip-norm", type=float, default=5.0, help="gradient norm clipping")
     p.add_argument("--widths", type=_range, default=(0.25, 1.0), help="LOW:HIGH (default 0.25:1)")
     p.add_argument("--rule", choices=["sandwich", "random"], default="sandwich")
     p.add_argument("--num-random", type=int, default=2, help="random widths per sandwich step")
@@ -109,8 +115,9 @@ def _train(args: argparse.Namespace) -> int:
     report = inn.train.train(
         imodel, work.train, epochs=None if args.steps else args.epochs, steps=args.steps,
         batch_size=args.batch_size, widths=args.widths, rule=args.rule,
-        num_random=args.num_random, distill=args.distill, optimiser=args.optimiser, lr=args.lr,
-        weight_decay=args.weight_decay, amp=args.amp, checkpoint=args.checkpoint,
+        num_random=args.num_random, distill=args.distill, optimiser=args.optimiser,
+        lr=args.lr or (0.01 if args.start == "pretrained" else 0.05), smoothness=args.smoothness,
+        clip_norm=args.clip_norm, weight_decay=args.weight_decay, amp=args.amp, checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, log=out / "log.jsonl" if rank == 0 else None,
         seed=args.seed,
     )  # fmt: skip
