@@ -252,6 +252,8 @@ def train(
         (lambda: torch.autocast(device.type, dtype=AMP[amp])) if amp is not None else nullcontext
     )
     history: list[dict[str, Any]] = []
+    if log is not None and rank == 0:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
     batches = shards.batches(start)
     current: dict[str, Any] = {}
     penalty = roughness_penalty(model, smoothness) if smoothness > 0 else None
