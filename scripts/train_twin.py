@@ -17,9 +17,7 @@ width, time, the command).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import platform
 import shlex
 import sys
 import time
@@ -27,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from train_zoo import RECIPES, accuracy, random_shift
+from train_zoo import RECIPES, accuracy, provenance, random_shift
 
 import inn
 from inn.data import mnist_splits
@@ -53,13 +51,7 @@ def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -
         augment=lambda x: random_shift(x, 2, aug),
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    at_width = {}
-    for f in FRACTIONS:
-        with imodel.widths_kept():
-            imodel.resize(
-                widths={g.name: max(1, round(f * g.full_size)) for g in imodel.resizable_groups}
-            )
-            at_width[f] = accuracy(imodel, test_set)
+    at_width = inn.train.at_widths(imodel, FRACTIONS, lambda m: accuracy(m, test_set))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}-inn.pt"
     torch.save(imodel.state_dict(), path)
@@ -72,12 +64,7 @@ def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -
         "steps": report.steps,
         "test_accuracy_at_width": at_width,
         "train_time_s": round(seconds, 1),
-        "torch_threads": torch.get_num_threads(),
-        "checkpoint_bytes": path.stat().st_size,
-        "checkpoint_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "command": command,
+        **provenance(path, command),
     }
     (out_dir / f"{name}-inn.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -72,6 +72,18 @@ def accuracy(model: nn.Module, dataset: torch.utils.data.Dataset) -> float:
     return correct / total
 
 
+def provenance(path: Path, command: str) -> dict[str, Any]:
+    """Threads, checkpoint size and hash, versions and the command, for a checkpoint's JSON."""
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "checkpoint_bytes": path.stat().st_size,
+        "checkpoint_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "command": command,
+    }
+
+
 def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) -> dict[str, Any]:
     """Train zoo model ``name`` and write its checkpoint and metadata; returns the metadata."""
     recipe = dict(RECIPES[name], epochs=epochs)
@@ -145,12 +157,7 @@ def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) ->
         "eval_batch_size": EVAL_BATCH_SIZE,
         "num_parameters": n_params,
         "train_time_s": round(train_time, 1),
-        "torch_threads": torch.get_num_threads(),
-        "checkpoint_bytes": pt_path.stat().st_size,
-        "checkpoint_sha256": hashlib.sha256(pt_path.read_bytes()).hexdigest(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "command": command,
+        **provenance(pt_path, command),
     }
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -40,7 +40,7 @@ def _converted(model: nn.Module | None = None, **options) -> inn.IntegralModel:
 
 
 def _fraction(imodel: inn.IntegralModel, f: float) -> dict[str, int]:
-    return {g.name: max(1, round(f * g.full_size)) for g in imodel.resizable_groups}
+    return inn.train.uniform_widths(imodel, f)
 
 
 # -- width draws -------------------------------------------------------------------------------

@@ -123,13 +123,7 @@ def _train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if rank == 0:
         test = [(x.to(device), y.to(device)) for x, y in work.test]
-        results = {}
-        for f in FRACTIONS:
-            with imodel.widths_kept():
-                imodel.resize(
-                    widths={g.name: max(1, round(f * g.full_size)) for g in imodel.resizable_groups}
-                )
-                results[f] = accuracy(imodel, test)
+        results = inn.train.at_widths(imodel, FRACTIONS, lambda m: accuracy(m, test))
         torch.save(imodel.state_dict(), out / "model.pt")
         summary = {
             "command": "inn " + " ".join(sys.argv[1:] if args.argv is None else args.argv),

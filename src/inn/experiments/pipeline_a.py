@@ -39,7 +39,7 @@ import inn
 from inn.baselines import prune_l1
 from inn.experiments.pruning import accuracy
 from inn.experiments.slimmable import SlimmableNetwork
-from inn.train import WidthSampler, train
+from inn.train import WidthSampler, at_widths, train, uniform_widths
 
 __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 
@@ -58,10 +58,6 @@ class Row:
     width: float  # fraction of every resizable group's channels
     accuracy: float
     train_s: float
-
-
-def _uniform(model: Any, fraction: float) -> dict[str, int]:
-    return {g.name: max(1, round(fraction * g.full_size)) for g in model.resizable_groups}
 
 
 def run(
@@ -109,12 +105,7 @@ def run(
         return make_model().eval()
 
     def evaluated(model: Any, evaluate: Callable[[Any], float]) -> dict[float, float]:
-        out = {}
-        for f in fractions:
-            with model.widths_kept():
-                model.resize(widths=_uniform(model, f))
-                out[f] = evaluate(model)
-        return out
+        return at_widths(model, fractions, evaluate)
 
     def re_estimated(model: nn.Module) -> float:
         inn.reestimate_batchnorm(model, calib)
@@ -174,7 +165,7 @@ def run(
 
         if "l1+bn" in methods:
             add("l1+bn", seed, {
-                f: accuracy(_l1(plain, example, _uniform(discrete, f), calib), test)
+                f: accuracy(_l1(plain, example, uniform_widths(discrete, f), calib), test)
                 for f in fractions
             }, 0.0)  # fmt: skip
         if "inn-tune" in methods:

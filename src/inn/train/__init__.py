@@ -8,15 +8,17 @@
 
 from inn.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from inn.train.trainer import TrainReport, train
-from inn.train.widths import RULES, WidthRange, WidthSampler
+from inn.train.widths import RULES, WidthRange, WidthSampler, at_widths, uniform_widths
 
 __all__ = [
     "RULES",
     "TrainReport",
     "WidthRange",
     "WidthSampler",
+    "at_widths",
     "fingerprint",
     "load_checkpoint",
     "save_checkpoint",
     "train",
+    "uniform_widths",
 ]

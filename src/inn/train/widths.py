@@ -8,7 +8,7 @@ step, and a resumed run draws what the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 from inn.convert import Group, IntegralModel
 from inn.errors import InnError
 
-__all__ = ["RULES", "WidthRange", "WidthSampler"]
+__all__ = ["RULES", "WidthRange", "WidthSampler", "at_widths", "uniform_widths"]
 
 RULES = ("sandwich", "random", "fixed")
 WidthRange = tuple[float, float] | tuple[int, int]
@@ -168,3 +168,21 @@ class WidthSampler:
         state["ranges"] = {k: tuple(v) for k, v in state["ranges"].items()}
         state["fixed"] = tuple(state.get("fixed", cls.fixed))
         return cls(**state)
+
+
+def uniform_widths(model: Any, fraction: float) -> dict[str, int]:
+    """Every resizable group of ``model`` at ``fraction`` of its channels (at least one)."""
+    return {g.name: max(1, round(fraction * g.full_size)) for g in model.resizable_groups}
+
+
+def at_widths(
+    model: Any, fractions: Sequence[float], evaluate: Callable[[Any], float]
+) -> dict[float, float]:
+    """``evaluate(model)`` with every resizable group at each fraction of ``fractions``; the
+    model's widths are restored afterwards."""
+    out = {}
+    for f in fractions:
+        with model.widths_kept():
+            model.resize(widths=uniform_widths(model, f))
+            out[f] = evaluate(model)
+    return out
