@@ -34,6 +34,7 @@ __all__ = [
     "distillation_loss",
     "fit",
     "fit_calibration",
+    "mean_loss",
     "trainable_only",
 ]
 
@@ -93,15 +94,25 @@ def distillation_loss(
     raise InnError(f"unknown loss {kind!r}; choose one of {LOSSES}")
 
 
+def mean_loss(
+    model: nn.Module, batches: list[Batch], references: list[Tensor | None], kind: str
+) -> float:
+    """The mean :func:`distillation_loss` of ``model`` over ``batches``, without gradients."""
+    with torch.no_grad():
+        losses = [
+            distillation_loss(model(x), ref, y, kind).item()
+            for (x, y), ref in zip(batches, references, strict=True)
+        ]
+    return sum(losses) / len(losses)
+
+
 @contextmanager
-def trainable_only(
-    model: nn.Module, params: list[nn.Parameter], *, train_mode: bool = False
-) -> Iterator[None]:
-    """Gradients for ``params`` only, the model in eval (or train) mode; the ``requires_grad``
-    flags and the mode are restored on exit."""
+def trainable_only(model: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
+    """Gradients for ``params`` only, the model in eval mode; the ``requires_grad`` flags and
+    the mode are restored on exit."""
     flags = {p: p.requires_grad for p in model.parameters()}
     was_training = model.training
-    model.train(train_mode)
+    model.eval()
     for p in flags:
         p.requires_grad_(False)
     for p in params:
@@ -136,14 +147,13 @@ class EarlyStopping:
         self.first = self.best = evaluate()
         self.best_state = [p.detach().clone() for p in params]
         self.stale = self.cuts = 0
-        self.last = self.first
 
     def due(self, step: int, steps: int) -> bool:
         return (step + 1) % self.every == 0 or step + 1 == steps
 
     def check(self) -> str:
         """``"better"``, ``"same"``, ``"cut"`` (best state restored: halve the rate) or ``"stop"``."""
-        self.last = current = self.evaluate()
+        current = self.evaluate()
         if current < self.best - 1e-6 * abs(self.best):
             self.best, self.stale = current, 0
             self.best_state = [p.detach().clone() for p in self.params]
@@ -254,11 +264,7 @@ def fit_calibration(
     def calibration_loss() -> float:
         with torch.no_grad():
             extra = 0.0 if regulariser is None else float(regulariser())
-            losses = [
-                distillation_loss(model(x), ref, y, loss).item()
-                for (x, y), ref in zip(batches, references, strict=True)
-            ]
-        return sum(losses) / len(losses) + extra
+        return mean_loss(model, batches, references, loss) + extra
 
     def optimiser_for(factor: float, remaining: int) -> tuple[torch.optim.Optimizer, Schedule]:
         optimiser = torch.optim.Adam(params, lr=lr * factor)

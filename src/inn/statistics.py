@@ -60,7 +60,7 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     Returns:
         The number of BatchNorms re-estimated.
     """
-    norms: list[nn.Module] = list(tracked_norms(model))
+    norms: list[nn.Module] = tracked_norms(model)
     if not isinstance(model, IntegralModel):
         norms += [
             m for m in model.modules()

@@ -17,7 +17,15 @@ from inn.continuous import Partition
 from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.layers import IntegralLayer
-from inn.loop import LOSSES, Batch, FitReport, as_batches, distillation_loss, fit_calibration
+from inn.loop import (
+    LOSSES,
+    Batch,
+    FitReport,
+    as_batches,
+    distillation_loss,
+    fit_calibration,
+    mean_loss,
+)
 
 __all__ = ["LOSSES", "TuneReport", "as_batches", "distillation_loss", "tune_partition"]
 
@@ -85,12 +93,7 @@ def tune_partition(
                         params.append(function.values)
     if not params:
         log.info("tune_partition: nothing to tune (every group at full width)")
-        with torch.no_grad():
-            losses = [
-                distillation_loss(imodel(x), ref, y, loss).item()
-                for (x, y), ref in zip(batches, references, strict=True)
-            ]
-        value = sum(losses) / len(losses)
+        value = mean_loss(imodel, batches, references, loss)
         return TuneReport(value, value, 0, 0.0)
     return fit_calibration(
         imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,

@@ -85,8 +85,6 @@ def load_checkpoint(path: str | Path, model: IntegralModel) -> dict[str, Any]:
             "tensor shapes differ from this one's): convert the same architecture as the run "
             "that wrote it, or start a new run with another checkpoint path (or resume=False)"
         )
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.load_state_dict(payload["model"])
-    model.to(device)
+    model.load_state_dict(payload["model"])  # copied into the model's tensors, on its device
     set_rng_states(payload["rng"])
     return payload
