@@ -70,13 +70,18 @@ def test_cat_makes_a_composite_axis_through_depthwise_and_batchnorm():
     assert analysis.modules["bn"].roles["in"] == head_in
 
 
-def test_gate_over_a_concatenation_is_pinned():
+def test_gate_over_a_concatenation_splits_the_gate_axis():
     model = Branches()
     model.gated = True
     analysis = analyse(trace(model.eval(), torch.randn(1, 3, 6, 6)))
-    # se_up has one 9-channel axis while h has two segments: they cannot share partitions
-    for s in (*analysis.modules["head"].roles["in"], *analysis.modules["se_up"].roles["out"]):
-        assert not analysis.group_of(s).resizable
+    # se_up writes one 9-channel axis while h has two segments (4 + 5): se_up's output is split
+    # into the same two pieces, each tied to its branch
+    head_in = analysis.modules["head"].roles["in"]
+    se_out = analysis.modules["se_up"].roles["out"]
+    assert [s.size for s in se_out] == [4, 5]
+    assert [analysis.root(s.axis) for s in se_out] == [analysis.root(s.axis) for s in head_in]
+    assert [analysis.group_of(s).name for s in head_in] == ["left:out", "right:out"]
+    assert all(analysis.group_of(s).resizable for s in (*head_in, *se_out))
     assert analysis.group_of(analysis.modules["se_down"].roles["out"][0]).resizable
 
 

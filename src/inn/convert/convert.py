@@ -17,6 +17,7 @@ from inn.convert.model import ConversionReport, IntegralModel
 from inn.convert.permutation import permute_groups
 from inn.errors import ConversionError
 from inn.graph import GraphAnalysis, ModuleRoles, analyse, trace
+from inn.graph.rules import Wrapped
 from inn.layers import (
     IntegralBatchNorm1d,
     IntegralBatchNorm2d,
@@ -27,6 +28,9 @@ from inn.layers import (
     IntegralConvTranspose2d,
     IntegralLayer,
     IntegralLinear,
+    IntegralSplit,
+    IntegralTensor,
+    IntegralWrapped,
 )
 
 __all__ = ["convert", "prepare"]
@@ -59,22 +63,46 @@ def _check_model(model: nn.Module) -> None:
             )
 
 
+# kinds whose modules may be a subclass of the standard layer: resampled through its forward
+_AS_WRAPPED = {
+    "conv": Wrapped({"weight": {0: "out", 1: "in"}, "bias": {0: "out"}}, {"weight": 1}, False),
+    "linear": Wrapped({"weight": {0: "out", 1: "in"}, "bias": {0: "out"}}, {"weight": 1}, False),
+    "depthwise": Wrapped({"weight": {0: "out"}, "bias": {0: "out"}}),
+    "norm": Wrapped({n: {0: "out"} for n in ("weight", "bias", "running_mean", "running_var")}),
+}
+
+
 def _integral_layer(
     module: nn.Module, roles: ModuleRoles, parts: dict[str, list[Partition] | None], rule: str
 ) -> IntegralLayer:
+    if roles.kind == "grouped":
+        out = parts["out"]
+        parts = {**parts, "out": None if out is None else out[: len(out) // roles.groups]}
+    spec = roles.wrapped if roles.kind == "wrapped" else None
+    if spec is None and type(module) not in _INTEGRAL_TYPES and type(module) is not nn.Linear:
+        spec = _AS_WRAPPED.get(roles.kind)
+        if spec is None:
+            raise ConversionError(f"no integral layer for {roles.name!r} ({type(module).__name__})")
+    if spec is not None:
+        if spec.one_axis:
+            parts = {"out": parts.get("out") or parts.get("in")}
+        tensors = {n: d for n, d in spec.tensors.items() if _has_tensor(module, n)}
+        return IntegralWrapped(module, tensors, parts, integrated=spec.integrated, rule=rule)
     if isinstance(module, nn.Linear):
         blocks = {s.block for s in roles.roles["in"]}
         return IntegralLinear(module, parts, rule=rule, in_block=blocks.pop())
     return _INTEGRAL_TYPES[type(module)](module, parts, rule=rule)
 
 
+def _has_tensor(module: nn.Module, name: str) -> bool:
+    owner, _, attr = name.rpartition(".")
+    return getattr(module.get_submodule(owner), attr, None) is not None
+
+
 def _replace_layers(
-    root: nn.Module, analysis: GraphAnalysis, partitions: dict[int, Partition], rule: str
+    gm: fx.GraphModule, analysis: GraphAnalysis, partitions: dict[int, Partition], rule: str
 ) -> None:
     for name, roles in analysis.modules.items():
-        module = root.get_submodule(name)
-        if type(module) not in _INTEGRAL_TYPES and not isinstance(module, nn.Linear):
-            continue
         parts: dict[str, list[Partition] | None] = {}
         for role, segments in roles.roles.items():
             groups = [analysis.group_of(s) for s in segments]
@@ -85,11 +113,25 @@ def _replace_layers(
         if all(p is None for p in parts.values()):
             continue  # nothing of this layer can change: keep the original module
         parent, _, child = name.rpartition(".")
-        setattr(
-            root.get_submodule(parent) if parent else root,
-            child,
-            _integral_layer(module, roles, parts, rule),
-        )
+        owner = gm.get_submodule(parent) if parent else gm
+        if roles.kind == "attribute":
+            tensor = getattr(owner, child)
+            delattr(owner, child)
+            owner.add_module(child, IntegralTensor(tensor, roles.tensor_dims, parts, rule=rule))
+            for node in gm.graph.nodes:
+                if node.op == "get_attr" and node.target == name:
+                    node.op = "call_module"
+            continue
+        setattr(owner, child, _integral_layer(getattr(owner, child), roles, parts, rule))
+    nodes = {node.name: node for node in gm.graph.nodes}
+    for name, (dim, pieces) in analysis.splits.items():
+        if not any(analysis.group_of(s).resizable for piece in pieces for s in piece):
+            continue
+        layout = [[(partitions[analysis.root(s.axis)], s.block) for s in p] for p in pieces]
+        node = nodes[name]
+        gm.add_submodule(f"split_{name}", IntegralSplit(layout, dim))
+        node.op, node.target = "call_module", f"split_{name}"
+        node.args, node.kwargs = (node.args[0],), {}
 
 
 def prepare(

@@ -65,9 +65,14 @@ def foldable(
 
 def _has_statistics(module: nn.Module) -> bool:
     """A BatchNorm (plain or integral) with running statistics."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
         return module.running_mean is not None
-    return getattr(module, "running_mean_function", None) is not None
+    # integral BatchNorms; not subclasses that do more (timm's BatchNormAct2d activates too)
+    return (
+        getattr(module, "is_norm", False)
+        and hasattr(module, "set_statistics")
+        and (getattr(module, "running_mean_function", None) is not None)
+    )
 
 
 def _is_linear(module: nn.Module) -> bool:

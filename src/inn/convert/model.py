@@ -19,7 +19,7 @@ from inn.continuous import Partition
 from inn.continuous.partition import sampling_memo
 from inn.convert.fold import fold_batchnorms
 from inn.errors import InnError
-from inn.layers import IntegralLayer
+from inn.layers import IntegralLayer, IntegralSplit
 
 if TYPE_CHECKING:
     from inn.budget import Budget, Plan
@@ -61,6 +61,13 @@ def _layer_parameters(layer: IntegralLayer) -> int:
             shape[dim] = layer.size(role, shape[dim])
         total += prod(shape)
     return total
+
+
+def _set_tensor(owner: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    if isinstance(tensor, nn.Parameter):
+        owner.register_parameter(name, tensor)
+    else:
+        owner.register_buffer(name, tensor)
 
 
 class IntegralModel(nn.Module):
@@ -111,7 +118,9 @@ class IntegralModel(nn.Module):
         for module in self.graph_module.modules():
             if isinstance(module, IntegralLayer):
                 total += _layer_parameters(module)
-                seen.update(id(p) for p in module.parameters())
+                seen.update(
+                    id(p) for n, p in module.named_parameters() if not n.startswith("module.")
+                )
         return total + sum(p.numel() for p in self.graph_module.parameters() if id(p) not in seen)
 
     # -- resizing ---------------------------------------------------------------------------
@@ -250,10 +259,25 @@ class IntegralModel(nn.Module):
         for name, module in list(plain.named_modules()):
             if isinstance(module, IntegralLayer):
                 parent, _, child = name.rpartition(".")
+                owner = plain.get_submodule(parent) if parent else plain
                 with torch.no_grad():
                     discrete = module.to_discrete()
+                if isinstance(discrete, torch.Tensor):  # a tensor attribute again
+                    delattr(owner, child)
+                    _set_tensor(owner, child, discrete)
+                    for node in plain.graph.nodes:
+                        if node.op == "call_module" and node.target == name:
+                            node.op = "get_attr"
+                    continue
                 discrete.train(module.training)
-                setattr(plain.get_submodule(parent) if parent else plain, child, discrete)
+                setattr(owner, child, discrete)
+        for node in plain.graph.nodes:
+            if node.op == "call_module" and isinstance(
+                split := plain.get_submodule(str(node.target)), IntegralSplit
+            ):
+                plain.delete_submodule(str(node.target))
+                node.op, node.target = "call_function", torch.split
+                node.args = (node.args[0], split.sizes(), split.dim)
         plain._tracer_cls = plain.graph._tracer_cls = None  # pickling would reference inn's tracer
         plain.recompile()
         if fold_batchnorm:

@@ -43,30 +43,21 @@ class PermutationReport:
     order_seconds: float = 0.0
 
 
-# module kind -> role -> [(tensor name, dim)]
-_TENSOR_AXES: dict[str, dict[str, list[tuple[str, int]]]] = {
-    "conv": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
-    "linear": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
-    "conv_transpose": {"out": [("weight", 1), ("bias", 0)], "in": [("weight", 0)]},
-    "depthwise": {"out": [("weight", 0), ("bias", 0)]},
-    "norm": {"out": [("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)]},
-}
-
-
 def group_members(root: nn.Module, analysis: GraphAnalysis) -> dict[int, list[Member]]:
     """Every tensor slice that belongs to each group (keyed by the group's root axis)."""
     members: dict[int, list[Member]] = {}
     for roles in analysis.modules.values():
-        module = root.get_submodule(roles.name)
-        for role, axes in _TENSOR_AXES[roles.kind].items():
-            for tensor_name, dim in axes:
-                if getattr(module, tensor_name, None) is None:
+        for role, axes in roles.tensor_axes().items():
+            for path, dim in axes:
+                prefix, _, tensor_name = path.rpartition(".")
+                owner = ".".join(p for p in (roles.owner, prefix) if p)
+                if getattr(root.get_submodule(owner), tensor_name, None) is None:
                     continue
                 offset = 0
                 for seg in roles.roles[role]:
                     key = analysis.root(seg.axis)
                     members.setdefault(key, []).append(
-                        Member(roles.name, tensor_name, dim, offset, seg.size, seg.block)
+                        Member(owner, tensor_name, dim, offset, seg.size, seg.block)
                     )
                     offset += seg.size * seg.block
     return members

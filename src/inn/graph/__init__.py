@@ -1,6 +1,7 @@
 """Tracing models and finding the channel axes that must share one partition."""
 
 from inn.graph.groups import ChannelGroup, GraphAnalysis, ModuleRoles, Segment, analyse
+from inn.graph.rules import register_channel_rule
 from inn.graph.trace import register_leaf_module, trace
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "ModuleRoles",
     "Segment",
     "analyse",
+    "register_channel_rule",
     "register_leaf_module",
     "trace",
 ]

@@ -1,13 +1,12 @@
 """Dependency groups: the channel axes of a traced model that must share one partition.
 
-Every tensor with a channel axis gets a *layout*: which of its dimensions holds the channels and
-how those channels are made of *segments* (runs of channels produced by one layer; several after
-a concatenation; with ``block`` consecutive features per channel after a flatten). Segment axes
-are merged (union-find) where the network ties them: a residual add, a depthwise convolution, a
-multiplication by a squeeze-excitation gate, a module called twice. An axis is *pinned* (kept at
-full width and in its order) where the analysis cannot prove that resizing is safe: the model's
-inputs and outputs, grouped convolutions, operations it does not understand. Nothing is ever
-resized on a guess.
+Every tensor with a channel axis gets a layout (:mod:`inn.graph.layout`): which dimension holds
+its channels and which axes (runs of channels of one partition) they are made of. Walking the
+graph in order, each node's rule (:mod:`inn.graph.rules`) computes its output's layout and ties
+axes where the network does: a residual add, a depthwise convolution, a squeeze-excitation gate,
+a module called twice, the groups of a grouped convolution. An axis is *pinned* (kept at full
+width and in its order) where the analysis cannot prove that resizing is safe: the model's
+inputs and outputs, operations without a rule. Nothing is ever resized on a guess.
 
 Example: in ``y = conv2(relu(bn(conv1(x)))) + x`` the output of ``conv1`` and the input of
 ``conv2`` form one group; the output of ``conv2`` and ``x`` form another, pinned because ``x`` is
@@ -16,49 +15,72 @@ the model input.
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from math import prod
 from typing import Any
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 
+from inn.errors import ConversionError
+from inn.graph import rules_timm, rules_torch  # noqa: F401  (they fill the registry)
+from inn.graph.layout import Axes, Layout, Segment
+from inn.graph.rules import Wrapped, rule_for
 from inn.graph.trace import is_leaf_module
 
-__all__ = ["ChannelGroup", "GraphAnalysis", "ModuleRoles", "Segment", "analyse"]
+__all__ = ["Analyser", "Attribute", "ChannelGroup", "GraphAnalysis", "ModuleRoles", "analyse"]
 
-
-@dataclass(frozen=True)
-class Segment:
-    """``size`` channels of one axis, each ``block`` consecutive features wide."""
-
-    axis: int
-    size: int
-    block: int = 1
-
-
-@dataclass(frozen=True)
-class _Layout:
-    dim: int  # the tensor dimension that holds the channels (non-negative)
-    ndim: int
-    segments: tuple[Segment, ...]
-
-    @property
-    def channels(self) -> int:
-        return sum(s.size * s.block for s in self.segments)
+# module kind -> role -> [(tensor name, dim)] running along that role
+TENSOR_AXES: dict[str, dict[str, list[tuple[str, int]]]] = {
+    "conv": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
+    "grouped": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
+    "linear": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
+    "conv_transpose": {"out": [("weight", 1), ("bias", 0)], "in": [("weight", 0)]},
+    "depthwise": {"out": [("weight", 0), ("bias", 0)]},
+    "norm": {"out": [("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)]},
+}
 
 
 @dataclass
 class ModuleRoles:
-    """The segments of a supported module's ``in`` and ``out`` channel roles."""
+    """What of a module (or of a tensor attribute) runs along which channel axes.
+
+    Attributes:
+        name: the module's path (for kind ``"attribute"``: the tensor's path).
+        kind: ``"conv"``, ``"conv_transpose"``, ``"linear"``, ``"norm"``, ``"depthwise"``,
+            ``"wrapped"`` (resampled through :class:`~inn.graph.rules.Wrapped`) or
+            ``"attribute"``.
+        roles: role (``"in"``, ``"out"``) -> the segments of that channel axis.
+        groups: a grouped convolution's groups: ``roles["in"]`` is one group's input channels
+            and ``roles["out"]`` all output channels (``groups`` repeats of one group's).
+        wrapped: for kind ``"wrapped"``, how its tensors are laid out.
+        tensor_dims: for kind ``"attribute"``, the tensor's channel dim.
+    """
 
     name: str
-    kind: str  # "conv", "conv_transpose", "linear", "norm", "depthwise"
+    kind: str
     roles: dict[str, tuple[Segment, ...]] = field(default_factory=dict)
+    groups: int = 1
+    wrapped: Wrapped | None = None
+    tensor_dims: int = 0
+
+    @property
+    def owner(self) -> str:
+        """The path of the module that holds the tensors."""
+        return self.name.rpartition(".")[0] if self.kind == "attribute" else self.name
+
+    def tensor_axes(self) -> dict[str, list[tuple[str, int]]]:
+        """role -> [(tensor name on :attr:`owner`, dim)] running along that role."""
+        if self.kind == "attribute":
+            return {"out": [(self.name.rpartition(".")[2], self.tensor_dims)]}
+        if self.kind == "wrapped":
+            axes: dict[str, list[tuple[str, int]]] = {}
+            for tensor, dims in self.wrapped.tensors.items():
+                for dim, role in dims.items():
+                    axes.setdefault(role, []).append((tensor, dim))
+            return axes
+        return TENSOR_AXES[self.kind]
 
 
 @dataclass(frozen=True)
@@ -66,8 +88,10 @@ class ChannelGroup:
     """A set of channel axes sharing one partition.
 
     Attributes:
-        name: readable, stable name: the first module (in graph order) producing it + ``":out"``.
-        full_size: number of channels in the original network.
+        name: readable, stable name: the first module (in graph order) producing it + ``":out"``
+            (+ ``[start:end]`` for a piece of a split output).
+        full_size: number of channels in the original network (per group of a grouped
+            convolution: ``full_size`` channels in each of its groups).
         resizable: False where the axis is pinned (see ``reason``).
         reason: why it is pinned ("" when resizable).
     """
@@ -83,309 +107,182 @@ class GraphAnalysis:
     groups: dict[int, ChannelGroup]  # root axis -> group
     modules: dict[str, ModuleRoles]  # module name -> its roles
     root: Callable[[int], int]
+    # split node name -> (channel dim, the segments of each piece): sizes follow the widths
+    splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = field(default_factory=dict)
 
     def group_of(self, segment: Segment) -> ChannelGroup:
         return self.groups[self.root(segment.axis)]
 
 
-_PASS_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
-    nn.LeakyReLU, nn.ELU, nn.Mish, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
-    nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample,
-    nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ReflectionPad2d,
-    nn.ReplicationPad2d, nn.ConstantPad2d, nn.PixelShuffle,
-)  # fmt: skip
-_PASS_FUNCTIONS = {
-    F.relu, F.relu6, F.silu, F.gelu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.elu, F.mish,
-    F.dropout, F.dropout2d, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d,
-    F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.adaptive_max_pool2d, F.interpolate, F.pad, torch.relu, torch.sigmoid, torch.tanh,
-    torch.nn.functional.sigmoid, torch.nn.functional.tanh, operator.neg, torch.neg, torch.abs,
-    torch.exp, torch.clamp,
-}  # fmt: skip
-_PASS_METHODS = {
-    "relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "double", "half", "to",
-    "type_as", "detach", "clamp", "clamp_", "abs", "neg", "exp", "sigmoid_", "hardswish",
-}  # fmt: skip
-_BINARY = {
-    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
-    operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
-    torch.maximum, torch.minimum,
-}  # fmt: skip
-_BINARY_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
-_RESHAPES = {torch.flatten, torch.reshape}
-_RESHAPE_METHODS = {"flatten", "view", "reshape"}
-_SHAPE_METHODS = {"size", "dim"}
-_STOCHASTIC_DEPTH_NAMES = {"stochastic_depth"}
+@dataclass
+class Attribute:
+    """A tensor attribute of the model (``get_attr``), possibly expanded or cast on the way;
+    it joins a group when combined with a tensor whose channels line up with one of its dims."""
+
+    target: str
+    shape: tuple[int, ...]
+    is_parameter: bool
 
 
-class _Analyser:
+class Analyser:
+    """Walks a traced graph, applying each node's rule; the context rules work through."""
+
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
-        self.parent: list[int] = []
-        self.pin_reason: dict[int, str] = {}
-        self.axis_name: list[str] = []
-        self.axis_size: list[int] = []
+        self.axes = Axes()
         self.values: dict[fx.Node, Any] = {}
         self.modules: dict[str, ModuleRoles] = {}
         self.module_out: dict[str, tuple[Segment, ...]] = {}
+        self.attribute_pins: dict[str, str] = {}
+        self.splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = {}
 
-    # -- union-find ---------------------------------------------------------------------------
-    def new_axis(self, size: int, name: str, pinned: str = "") -> int:
-        self.parent.append(len(self.parent))
-        self.axis_name.append(name)
-        self.axis_size.append(size)
-        if pinned:
-            self.pin_reason[len(self.parent) - 1] = pinned
-        return len(self.parent) - 1
-
-    def root(self, a: int) -> int:
-        while self.parent[a] != a:
-            self.parent[a] = self.parent[self.parent[a]]
-            a = self.parent[a]
-        return a
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.root(a), self.root(b)
-        if ra == rb:
-            return
-        if self.axis_size[ra] != self.axis_size[rb]:
-            self.pin(a, "tied to an axis of another size")
-            self.pin(b, "tied to an axis of another size")
-            return
-        keep, drop = (ra, rb) if ra < rb else (rb, ra)
-        self.parent[drop] = keep
-        reason = self.pin_reason.pop(drop, "") or self.pin_reason.get(keep, "")
-        if reason:
-            self.pin_reason[keep] = reason
-
-    def pin(self, axis: int, reason: str) -> None:
-        self.pin_reason.setdefault(self.root(axis), reason)
-
-    def pin_value(self, value: Any, reason: str) -> None:
-        for layout in _layouts_in(value):
-            for seg in layout.segments:
-                self.pin(seg.axis, reason)
-
-    def union_segments(self, a: tuple[Segment, ...], b: tuple[Segment, ...], reason: str) -> bool:
-        if [(s.size, s.block) for s in a] != [(s.size, s.block) for s in b]:
-            for s in (*a, *b):
-                self.pin(s.axis, reason)
-            return False
-        for x, y in zip(a, b, strict=True):
-            self.union(x.axis, y.axis)
-        return True
-
-    # -- layouts --------------------------------------------------------------------------------
-    def fresh_layout(self, node: fx.Node, reason: str) -> _Layout | None:
-        """A pinned axis for a tensor the analysis cannot follow (dim 1 holds its channels)."""
-        meta = node.meta.get("tensor_meta")
-        shape = getattr(meta, "shape", None)
-        if shape is None or len(shape) < 2:
-            return None
-        axis = self.new_axis(int(shape[1]), f"{node.name}:out", pinned=reason)
-        return _Layout(1, len(shape), (Segment(axis, int(shape[1])),))
-
-    def run(self) -> GraphAnalysis:
-        for node in self.gm.graph.nodes:
-            self.values[node] = self.visit(node)
-        groups: dict[int, ChannelGroup] = {}
-        for axis in range(len(self.parent)):
-            r = self.root(axis)
-            if r not in groups:
-                reason = self.pin_reason.get(r, "")
-                groups[r] = ChannelGroup(self.axis_name[r], self.axis_size[r], not reason, reason)
-        return GraphAnalysis(groups, self.modules, self.root)
-
-    def arg(self, node: fx.Node, i: int = 0) -> Any:
+    # -- reading the graph --------------------------------------------------------------------
+    def input(self, node: fx.Node, i: int = 0) -> Any:
+        """The value (layout) of the node's ``i``-th argument."""
         a = node.args[i] if i < len(node.args) else None
         return self.values.get(a) if isinstance(a, fx.Node) else None
 
+    @staticmethod
+    def shape(node: Any) -> tuple[int, ...] | None:
+        meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
+        shape = getattr(meta, "shape", None)
+        return tuple(int(s) for s in shape) if shape is not None else None
+
+    @staticmethod
+    def argument(node: fx.Node, i: int, name: str, default: Any = None) -> Any:
+        return node.args[i] if i < len(node.args) else node.kwargs.get(name, default)
+
+    # -- building layouts ----------------------------------------------------------------------
+    def fresh(self, node: fx.Node, reason: str, dim: int = 1) -> Layout | None:
+        """A new axis on dimension ``dim`` of the node's output (pinned with ``reason``)."""
+        shape = self.shape(node)
+        if shape is None or len(shape) <= max(dim, 1):
+            return None
+        axis = self.axes.new(shape[dim], f"{node.name}:out", pinned=reason)
+        return Layout(dim, len(shape), (Segment(axis, shape[dim]),))
+
+    def pin_value(self, value: Any, reason: str) -> None:
+        if isinstance(value, Attribute):
+            self.attribute_pins.setdefault(value.target, reason)
+        for layout in _layouts_in(value):
+            for seg in layout.segments:
+                self.axes.pin(seg.axis, reason)
+
+    def unknown(self, node: fx.Node, what: str) -> Layout | None:
+        """Pin every axis flowing in; the output keeps the input's (pinned) layout when the
+        shape is unchanged, else gets a new pinned axis."""
+        for a in _flat_nodes((node.args, node.kwargs)):
+            self.pin_value(self.values.get(a), f"used by {what} ({node.name})")
+        x = self.input(node)
+        first = node.args[0] if node.args else None
+        if isinstance(x, Layout) and self.shape(node) == self.shape(first):
+            return x
+        return self.fresh(node, f"produced by {what} ({node.name})")
+
+    def record(
+        self, name: str, kind: str, roles: Mapping[str, Sequence[Segment]], **extra: Any
+    ) -> None:
+        """Note a module's roles; a module called twice must see the same axes each time."""
+        roles = {r: tuple(s) for r, s in roles.items()}
+        if name in self.modules:
+            for role, segs in roles.items():
+                self.axes.tie(self.modules[name].roles[role], segs, f"module {name!r} reused")
+        else:
+            self.modules[name] = ModuleRoles(name, kind, roles, **extra)
+
+    def new_output(self, name: str, channels: int, copies: int = 1) -> tuple[Segment, ...]:
+        """The output axis of module ``name`` (the same one at every call), ``copies`` times."""
+        if name not in self.module_out:
+            axis = self.axes.new(channels, f"{name}:out")
+            self.module_out[name] = (Segment(axis, channels),) * copies
+        return self.module_out[name]
+
+    def producer(self, name: str, kind: str, x: Layout, out_channels: int) -> Layout:
+        """A layer that reads channels ``x`` and writes ``out_channels`` new ones."""
+        out = self.new_output(name, out_channels)
+        self.record(name, kind, {"in": x.segments, "out": out})
+        return x.with_segments(out)
+
+    # -- walking --------------------------------------------------------------------------------
+    def run(self) -> GraphAnalysis:
+        for node in self.gm.graph.nodes:
+            self.values[node] = self.visit(node)
+        return self.finish()
+
     def visit(self, node: fx.Node) -> Any:
         if node.op == "placeholder":
-            return self.fresh_layout(node, "model input")
+            return self.fresh(node, "model input")
         if node.op == "output":
             self.pin_value([self.values.get(a) for a in _flat_nodes(node.args)], "model output")
             return None
         if node.op == "get_attr":
-            return self.fresh_layout(node, f"tensor attribute {node.target!r} used in the graph")
-        if node.op == "call_module":
-            return self.visit_module(node, self.gm.get_submodule(str(node.target)))
-        return self.visit_function(node)
+            value = self.gm
+            for part in str(node.target).split("."):
+                value = getattr(value, part)
+            if not isinstance(value, torch.Tensor):
+                return None
+            return Attribute(str(node.target), tuple(value.shape), isinstance(value, nn.Parameter))
+        module = self.gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+        rule, by_user = rule_for(node, module)
+        if module is not None and rule is None and is_leaf_module(module):
+            return self.unknown(node, f"registered leaf module {node.target!r}")
+        if rule is None:
+            what = (
+                f"module {node.target!r} ({type(module).__name__})"
+                if module is not None
+                else f"{'method' if node.op == 'call_method' else 'function'} "
+                f"{getattr(node.target, '__name__', str(node.target))!r}"
+            )
+            return self.unknown(node, what)
+        return self.checked(node, rule(self, node, module), by_user)
 
-    def unknown(self, node: fx.Node, what: str) -> _Layout | None:
-        """Pin every axis flowing in; the output keeps the input's layout (pinned) when the
-        shape is unchanged (e.g. a LayerNorm), else gets a fresh pinned axis."""
-        for a in _flat_nodes((node.args, node.kwargs)):
-            self.pin_value(self.values.get(a), f"used by {what} ({node.name})")
-        x = self.arg(node)
-        meta_in = (
-            node.args[0].meta.get("tensor_meta")
-            if node.args and isinstance(node.args[0], fx.Node)
-            else None
-        )
-        meta_out = node.meta.get("tensor_meta")
-        if (
-            isinstance(x, _Layout)
-            and meta_in is not None
-            and getattr(meta_out, "shape", None) == meta_in.shape
-        ):
-            return x
-        return self.fresh_layout(node, f"produced by {what} ({node.name})")
+    def checked(self, node: fx.Node, value: Any, by_user: bool) -> Any:
+        """The rule's output, if it agrees with the traced shape; a user's rule that does not
+        is an error, a built-in one pins (a bug of ours must never resize on a guess)."""
+        if not isinstance(value, Layout):
+            return value
+        shape = self.shape(node)
+        if shape is not None and len(shape) == value.ndim and shape[value.dim] == value.channels:
+            return value
+        if by_user:
+            raise ConversionError(
+                f"the channel rule registered for {node.target!r} ({node.op} {node.name}) "
+                f"says its output has {value.channels} channels on dim {value.dim}, but the traced "
+                f"output has shape {shape}: fix the rule (register_channel_rule) or use 'pin'"
+            )
+        self.pin_value(value, f"rule of {node.name} disagrees with the traced shape")
+        return self.fresh(node, f"rule of {node.name} disagrees with the traced shape")
 
-    # -- modules -------------------------------------------------------------------------------
-    def visit_module(self, node: fx.Node, module: nn.Module) -> Any:
-        name = str(node.target)
-        x = self.arg(node)
-        if is_leaf_module(module):
-            return self.unknown(node, f"registered leaf module {name!r}")
-        if isinstance(module, _PASS_MODULES) and not isinstance(module, nn.PixelShuffle):
-            return x
-        if isinstance(module, nn.Flatten):
-            return self.reshape(node, x)
-        if not isinstance(x, _Layout):
-            return self.unknown(node, f"module {name!r} ({type(module).__name__})")
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and x.dim == 1:
-            self.record(name, "norm", {"in": x.segments, "out": x.segments})
-            return x
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and x.dim == 1:
-            if module.padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-                return self.unknown(node, f"convolution {name!r}")
-            if module.groups == 1:
-                return self.producer(node, name, "conv", x, module.out_channels)
-            if module.groups == module.in_channels == module.out_channels:
-                self.record(name, "depthwise", {"in": x.segments, "out": x.segments})
-                return x
-            return self.unknown(node, f"grouped convolution {name!r} (groups={module.groups})")
-        if isinstance(module, nn.ConvTranspose2d) and x.dim == 1 and module.groups == 1:
-            return self.producer(node, name, "conv_transpose", x, module.out_channels)
-        if isinstance(module, nn.Linear) and x.dim == x.ndim - 1:
-            if len({s.block for s in x.segments}) != 1:
-                return self.unknown(node, f"Linear {name!r} after a flatten of unequal blocks")
-            return self.producer(node, name, "linear", x, module.out_features)
-        return self.unknown(node, f"module {name!r} ({type(module).__name__})")
-
-    def record(self, name: str, kind: str, roles: dict[str, tuple[Segment, ...]]) -> None:
-        """Note a module's roles; a module called twice must see the same axes each time."""
-        if name in self.modules:
-            for role, segs in roles.items():
-                self.union_segments(self.modules[name].roles[role], segs, f"module {name!r} reused")
-        else:
-            self.modules[name] = ModuleRoles(name, kind, dict(roles))
-
-    def producer(
-        self, node: fx.Node, name: str, kind: str, x: _Layout, out_channels: int
-    ) -> _Layout:
-        if name not in self.module_out:
-            axis = self.new_axis(out_channels, f"{name}:out")
-            self.module_out[name] = (Segment(axis, out_channels),)
-        out = self.module_out[name]
-        self.record(name, kind, {"in": x.segments, "out": out})
-        return _Layout(x.dim, x.ndim, out)
-
-    # -- functions and methods -------------------------------------------------------------------
-    def visit_function(self, node: fx.Node) -> Any:
-        target = node.target
-        method = node.op == "call_method"
-        fname = getattr(target, "__name__", str(target))
-        if (method and target in _PASS_METHODS) or (not method and target in _PASS_FUNCTIONS):
-            return self.arg(node)
-        if not method and fname in _STOCHASTIC_DEPTH_NAMES:
-            return self.arg(node)
-        if (method and target in _SHAPE_METHODS) or (not method and target is getattr):
-            return None
-        if (method and target in _BINARY_METHODS) or (not method and target in _BINARY):
-            return self.binary(node)
-        if (not method and target is torch.cat) or (method and target == "cat"):
-            return self.cat(node)
-        if (not method and target in _RESHAPES) or (method and target in _RESHAPE_METHODS):
-            return self.reshape(node, self.arg(node))
-        if (not method and target is torch.mean) or (method and target in ("mean", "sum", "amax")):
-            return self.reduce(node)
-        if (not method and target is torch.permute) or (method and target == "permute"):
-            return self.permute(node)
-        return self.unknown(node, f"{'method' if method else 'function'} {fname!r}")
-
-    def binary(self, node: fx.Node) -> Any:
-        tensors = [self.values.get(a) for a in node.args[:2] if isinstance(a, fx.Node)]
-        layouts = [t for t in tensors if isinstance(t, _Layout)]
-        if len(tensors) != len(layouts):
-            return self.unknown(node, "an elementwise operation on untracked tensors")
-        if len(layouts) == 1:
-            return layouts[0]
-        a, b = layouts
-        if a.ndim - a.dim != b.ndim - b.dim:
-            return self.unknown(node, "an elementwise operation on misaligned channel axes")
-        if a.channels == 1 or b.channels == 1:  # broadcast of a single channel
-            self.pin_value(a if a.channels == 1 else b, "broadcast single channel")
-            return b if a.channels == 1 else a
-        if not self.union_segments(
-            a.segments, b.segments, f"operands of {node.name} split differently"
-        ):
-            return self.fresh_layout(node, f"{node.name} mixes differently split channels")
-        return a if a.ndim >= b.ndim else b
-
-    def cat(self, node: fx.Node) -> Any:
-        items = node.args[0]
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        layouts = [self.values.get(a) for a in items] if isinstance(items, (list, tuple)) else []
-        if not layouts or not all(isinstance(x, _Layout) for x in layouts):
-            return self.unknown(node, "a concatenation of untracked tensors")
-        first = layouts[0]
-        if dim % first.ndim == first.dim:
-            return _Layout(first.dim, first.ndim, tuple(s for x in layouts for s in x.segments))
-        for other in layouts[1:]:
-            self.union_segments(first.segments, other.segments, "concatenated along another axis")
-        return first
-
-    def reshape(self, node: fx.Node, x: Any) -> Any:
-        meta_in = (
-            node.args[0].meta.get("tensor_meta") if isinstance(node.args[0], fx.Node) else None
-        )
-        meta_out = node.meta.get("tensor_meta")
-        if not isinstance(x, _Layout) or meta_in is None or meta_out is None:
-            return self.unknown(node, "a reshape of an untracked tensor")
-        shape_in, shape_out = list(meta_in.shape), list(meta_out.shape)
-        before, channels = prod(shape_in[: x.dim]), shape_in[x.dim]
-        # the channel axis may only be merged with the axes right after it (a flatten)
-        for d_out, size in enumerate(shape_out):
-            if prod(shape_out[:d_out]) != before or size % channels:
+    def finish(self) -> GraphAnalysis:
+        axes = self.axes
+        for roles in self.modules.values():
+            roles.roles = {r: axes.expand(s) for r, s in roles.roles.items()}
+            if roles.kind == "attribute" and roles.name in self.attribute_pins:
+                for s in roles.roles["out"]:
+                    axes.pin(s.axis, self.attribute_pins[roles.name])
+        groups: dict[int, ChannelGroup] = {}
+        for axis in range(len(axes.parent)):
+            if axis in axes.children:
                 continue
-            merged = size // channels
-            for end in range(x.dim + 1, len(shape_in) + 1):
-                rest_in, rest_out = prod(shape_in[end:]), prod(shape_out[d_out + 1 :])
-                if prod(shape_in[x.dim + 1 : end]) == merged and rest_in == rest_out:
-                    segs = tuple(Segment(s.axis, s.size, s.block * merged) for s in x.segments)
-                    return _Layout(d_out, len(shape_out), segs)
-        return self.unknown(node, "a reshape that mixes channels with other axes")
+            r = axes.root(axis)
+            if r not in groups:
+                reason = axes.reason(r)
+                groups[r] = ChannelGroup(self.group_name(r), axes.size[r], not reason, reason)
+        splits = {
+            name: (dim, [axes.expand(p) for p in pieces])
+            for name, (dim, pieces) in self.splits.items()
+        }
+        return GraphAnalysis(groups, self.modules, axes.root, splits)
 
-    def reduce(self, node: fx.Node) -> Any:
-        x = self.arg(node)
-        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
-        if not isinstance(x, _Layout) or dims is None:
-            return self.unknown(node, "a reduction over all axes")
-        dims = [dims] if isinstance(dims, int) else list(dims)
-        dims = [d % x.ndim for d in dims]
-        if x.dim in dims:
-            return self.unknown(node, "a reduction over channels")
-        if keepdim:
-            return x
-        return _Layout(x.dim - sum(d < x.dim for d in dims), x.ndim - len(dims), x.segments)
-
-    def permute(self, node: fx.Node) -> Any:
-        x = self.arg(node)
-        order = (
-            node.args[1:]
-            if len(node.args) > 2 or not isinstance(node.args[1], (list, tuple))
-            else node.args[1]
-        )
-        if not isinstance(x, _Layout) or not all(isinstance(d, int) for d in order):
-            return self.unknown(node, "a permutation of untracked axes")
-        order = [d % x.ndim for d in order]
-        return _Layout(order.index(x.dim), x.ndim, x.segments)
+    def group_name(self, root: int) -> str:
+        """The name of the first axis of the group, or of the axis it was split from when all
+        the pieces of that axis are tied into this group (a grouped convolution's input)."""
+        axes = self.axes
+        parents = {c: p for p, cs in axes.children.items() for c in cs}
+        axis = min(axes.members[root])
+        while axis in parents and all(axes.root(c) == root for c in axes.children[parents[axis]]):
+            axis = parents[axis]
+        return axes.name[axis]
 
 
 def _flat_nodes(obj: Any) -> list[fx.Node]:
@@ -394,8 +291,8 @@ def _flat_nodes(obj: Any) -> list[fx.Node]:
     return out
 
 
-def _layouts_in(value: Any) -> list[_Layout]:
-    if isinstance(value, _Layout):
+def _layouts_in(value: Any) -> list[Layout]:
+    if isinstance(value, Layout):
         return [value]
     if isinstance(value, (list, tuple)):
         return [x for v in value for x in _layouts_in(v)]
@@ -404,4 +301,4 @@ def _layouts_in(value: Any) -> list[_Layout]:
 
 def analyse(gm: fx.GraphModule) -> GraphAnalysis:
     """Find the channel groups of a traced model (see the module docstring)."""
-    return _Analyser(gm).run()
+    return Analyser(gm).run()

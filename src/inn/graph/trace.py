@@ -54,6 +54,9 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
         ConversionError: the model cannot be traced (naming the reason and the way out), or the
             example inputs do not run through it.
     """
+    from inn.graph.rules_timm import register_timm
+
+    register_timm()  # timm's fused layers are traced as one call each
     inputs = as_tuple(example_inputs)
     try:
         graph = _Tracer().trace(model)

@@ -10,6 +10,7 @@ from inn.layers.conv import (
 )
 from inn.layers.linear import IntegralLinear
 from inn.layers.norm import IntegralBatchNorm1d, IntegralBatchNorm2d, IntegralBatchNorm3d
+from inn.layers.wrapped import IntegralSplit, IntegralTensor, IntegralWrapped
 
 __all__ = [
     "IntegralBatchNorm1d",
@@ -21,6 +22,9 @@ __all__ = [
     "IntegralConvTranspose2d",
     "IntegralLayer",
     "IntegralLinear",
+    "IntegralSplit",
+    "IntegralTensor",
+    "IntegralWrapped",
     "PartitionSpec",
     "conv_mode",
 ]

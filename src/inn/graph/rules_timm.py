@@ -1,0 +1,87 @@
+"""Channel rules for timm's own layers, registered when timm is imported.
+
+timm fuses normalisation and activation into one module (``BatchNormAct2d``...), pads
+convolutions at run time (``Conv2dSame``) and has its own norms over channels. Each becomes a
+module traced as one call and resized through its own ``forward`` (see
+:class:`~inn.graph.rules.Wrapped`). Layers timm writes out of plain operations (``LayerScale``,
+``SqueezeExcite``, ``MixedConv2d``) need no entry: the tracer sees through them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import torch.fx as fx
+
+from inn.graph.rules import Wrapped, module_rule
+from inn.graph.rules_torch import channels_first_norm, group_norm, wrapped
+from inn.graph.trace import register_leaf_module
+
+if TYPE_CHECKING:
+    from inn.graph.groups import Analyser
+
+__all__ = ["register_timm"]
+
+_STATISTICS = Wrapped(
+    {name: {0: "out"} for name in ("weight", "bias", "running_mean", "running_var")}
+)
+_WEIGHT = Wrapped({"weight": {0: "out"}})
+_registered = False
+
+
+def _batch_norm_act(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    return wrapped(ctx, node, _STATISTICS, channel_dim=1)
+
+
+def _channels_last_norm(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    spec = Wrapped({"weight": {0: "out"}, "bias": {0: "out"}})
+    return wrapped(ctx, node, spec, channel_dim=-1)
+
+
+def _rms_norm(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    return wrapped(ctx, node, _WEIGHT, channel_dim=-1)
+
+
+def _rms_norm_2d(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    return wrapped(ctx, node, _WEIGHT, channel_dim=1)
+
+
+def _conv_same(ctx: Analyser, node: fx.Node, conv: Any) -> Any:
+    """A convolution that pads at run time: dense or depthwise, through its own forward."""
+    if conv.groups == 1:
+        spec = Wrapped(
+            {"weight": {0: "out", 1: "in"}, "bias": {0: "out"}},
+            integrated={"weight": 1},
+            one_axis=False,
+        )
+    elif conv.groups == conv.in_channels == conv.out_channels:
+        spec = Wrapped({"weight": {0: "out"}, "bias": {0: "out"}})
+    else:
+        return ctx.unknown(node, f"grouped convolution {node.target!r} with dynamic padding")
+    return wrapped(ctx, node, spec, channel_dim=1)
+
+
+def register_timm() -> None:
+    """Add timm's layers to the registry (once, and only if timm has been imported)."""
+    global _registered
+    if _registered or "timm" not in sys.modules:
+        return
+    from timm import layers
+
+    rules = {
+        _batch_norm_act: ("BatchNormAct2d", "SyncBatchNormAct", "FrozenBatchNormAct2d"),
+        group_norm: ("GroupNormAct", "GroupNorm1Act", "GroupNorm", "GroupNorm1"),
+        _channels_last_norm: ("LayerNorm", "LayerNormAct"),
+        channels_first_norm: ("LayerNorm2d", "LayerNormAct2d"),
+        _rms_norm: ("RmsNorm",),
+        _rms_norm_2d: ("RmsNorm2d",),
+        _conv_same: ("Conv2dSame", "Conv2dSameExport"),
+    }
+    for rule, names in rules.items():
+        for name in names:
+            cls = getattr(layers, name, None)
+            if cls is not None:
+                module_rule(cls)(rule)
+                register_leaf_module(cls)
+    _registered = True

@@ -1,0 +1,444 @@
+"""Built-in channel rules for ``torch.nn`` modules, ``torch`` functions and tensor methods."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from math import prod
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from inn.graph.layout import Layout, Segment
+from inn.graph.rules import ChannelRule, Wrapped, function_rule, module_rule
+from inn.graph.trace import register_leaf_module
+
+if TYPE_CHECKING:
+    from inn.graph.groups import Analyser
+
+__all__ = ["declared_rule"]
+
+_PASS_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+    nn.LeakyReLU, nn.ELU, nn.Mish, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.Dropout3d, nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
+    nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample,
+    nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ReflectionPad2d,
+    nn.ReplicationPad2d, nn.ConstantPad2d,
+)  # fmt: skip
+_PASS_FUNCTIONS = (
+    F.relu, F.relu6, F.silu, F.gelu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.elu, F.mish,
+    F.dropout, F.dropout2d, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d,
+    F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    F.adaptive_max_pool2d, F.interpolate, F.pad, torch.relu, torch.sigmoid, torch.tanh,
+    F.sigmoid, F.tanh, operator.neg, torch.neg, torch.abs, torch.exp, torch.clamp,
+    "relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "double", "half", "to",
+    "type_as", "detach", "clamp", "clamp_", "abs", "neg", "exp", "sigmoid_", "hardswish",
+    "gelu", "silu", "mul_scalar",
+)  # fmt: skip
+_BINARY = (
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
+    operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
+    torch.maximum, torch.minimum, "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_",
+)  # fmt: skip
+
+
+# -- simple rules ----------------------------------------------------------------------------
+@module_rule(*_PASS_MODULES)
+@function_rule(*_PASS_FUNCTIONS)
+def passthrough(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Elementwise (or spatial-only) operations: the output has the input's channels."""
+    return ctx.input(node)
+
+
+@function_rule(getattr, "size", "dim")
+def no_tensor(ctx: Analyser, node: fx.Node, module: Any) -> None:
+    return None
+
+
+try:  # torchvision's stochastic depth drops whole samples or rows, never channels
+    from torchvision.ops import stochastic_depth
+
+    function_rule(stochastic_depth)(passthrough)
+except ImportError:  # pragma: no cover - torchvision is optional
+    pass
+
+
+# -- layers -----------------------------------------------------------------------------------
+@module_rule(nn.modules.batchnorm._BatchNorm)
+def batch_norm(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
+    x = ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != 1 or type(module) not in _BATCHNORMS:
+        return ctx.unknown(node, f"module {node.target!r} ({type(module).__name__})")
+    ctx.record(str(node.target), "norm", {"in": x.segments, "out": x.segments})
+    return x
+
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@module_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def convolution(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
+    """Dense: new output channels. Depthwise: one axis through. Grouped (``g`` groups): the
+    input is ``g`` equal pieces tied to one partition, the output ``g`` copies of a new axis."""
+    name, x = str(node.target), ctx.input(node)
+    if (
+        not isinstance(x, Layout)
+        or x.dim != 1
+        or conv.padding_mode not in ("zeros", "reflect", "replicate", "circular")
+    ):
+        return ctx.unknown(node, f"convolution {name!r}")
+    g = conv.groups
+    if g == 1:
+        return ctx.producer(name, "conv", x, conv.out_channels)
+    if g == conv.in_channels == conv.out_channels:
+        ctx.record(name, "depthwise", {"in": x.segments, "out": x.segments})
+        return x
+    pieces = ctx.axes.pieces(x.segments, g)
+    if pieces is None:
+        return ctx.unknown(node, f"grouped convolution {name!r} (groups={g})")
+    for piece in pieces[1:]:
+        if not ctx.axes.tie(pieces[0], piece, f"groups of {name!r} split differently"):
+            return ctx.unknown(node, f"grouped convolution {name!r} (groups={g})")
+    out = ctx.new_output(name, conv.out_channels // g, copies=g)
+    ctx.record(name, "grouped", {"in": pieces[0], "out": out}, groups=g)
+    return x.with_segments(out)
+
+
+@module_rule(nn.ConvTranspose2d)
+def conv_transpose(ctx: Analyser, node: fx.Node, conv: nn.ConvTranspose2d) -> Any:
+    x = ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != 1 or conv.groups != 1:
+        return ctx.unknown(node, f"module {node.target!r} (ConvTranspose2d)")
+    return ctx.producer(str(node.target), "conv_transpose", x, conv.out_channels)
+
+
+@module_rule(nn.Linear)
+def linear(ctx: Analyser, node: fx.Node, module: nn.Linear) -> Any:
+    x = ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != x.ndim - 1 or len({s.block for s in x.segments}) != 1:
+        return ctx.unknown(node, f"Linear {node.target!r} (input channels not on the last axis)")
+    return ctx.producer(str(node.target), "linear", x, module.out_features)
+
+
+def wrapped(ctx: Analyser, node: fx.Node, spec: Wrapped, channel_dim: int | None = None) -> Any:
+    """A module resampled through its own forward (see :class:`Wrapped`)."""
+    name, x = str(node.target), ctx.input(node)
+    if not isinstance(x, Layout) or (channel_dim is not None and x.dim != channel_dim % x.ndim):
+        return ctx.unknown(node, f"module {name!r} (channels on another axis)")
+    segments = x.segments
+    if spec.groups > 1:
+        pieces = ctx.axes.pieces(segments, spec.groups)
+        if pieces is None or not all(
+            ctx.axes.tie(pieces[0], p, f"groups of {name!r}") for p in pieces[1:]
+        ):
+            return ctx.unknown(node, f"module {name!r} ({spec.groups} groups)")
+    if spec.one_axis:
+        ctx.record(name, "wrapped", {"in": segments, "out": segments}, wrapped=spec)
+        return x
+    out = ctx.new_output(name, _out_channels(ctx.gm.get_submodule(name), spec))
+    ctx.record(name, "wrapped", {"in": segments, "out": out}, wrapped=spec)
+    return x.with_segments(out)
+
+
+def _out_channels(module: nn.Module, spec: Wrapped) -> int:
+    for tensor, dims in spec.tensors.items():
+        for dim, role in dims.items():
+            if role == "out":
+                return module.get_parameter(tensor).shape[dim]
+    raise ValueError("a 'dense' rule needs a tensor with an 'out' dim")
+
+
+_AFFINE = Wrapped({"weight": {0: "out"}, "bias": {0: "out"}})
+
+
+@module_rule(nn.LayerNorm)
+def layer_norm(ctx: Analyser, node: fx.Node, module: nn.LayerNorm) -> Any:
+    """LayerNorm over the channels only (channels-last), as in ConvNeXt and transformers."""
+    x = ctx.input(node)
+    if (
+        type(module) is not nn.LayerNorm
+        or len(module.normalized_shape) != 1
+        or not isinstance(x, Layout)
+    ):
+        return ctx.unknown(node, f"module {node.target!r} ({type(module).__name__})")
+    return wrapped(ctx, node, _AFFINE, channel_dim=-1)
+
+
+def channels_first_norm(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
+    """A LayerNorm over dim 1 of ``(N, C, H, W)`` (torchvision's and timm's LayerNorm2d)."""
+    return wrapped(ctx, node, _AFFINE, channel_dim=1)
+
+
+@module_rule(nn.GroupNorm)
+def group_norm(ctx: Analyser, node: fx.Node, module: nn.GroupNorm) -> Any:
+    """GroupNorm keeps its groups; each group keeps the same share of the channels."""
+    spec = Wrapped(_AFFINE.tensors, groups=module.num_groups)
+    return wrapped(ctx, node, spec, channel_dim=1)
+
+
+try:
+    from torchvision.models.convnext import LayerNorm2d as _TorchvisionLayerNorm2d
+
+    module_rule(_TorchvisionLayerNorm2d)(channels_first_norm)
+    register_leaf_module(_TorchvisionLayerNorm2d)
+    CHANNELS_FIRST_NORMS: tuple[type, ...] = (_TorchvisionLayerNorm2d,)
+except ImportError:  # pragma: no cover - torchvision is optional
+    CHANNELS_FIRST_NORMS = ()
+
+
+def declared_rule(kind: str, tensors: Mapping[str, Any] | None, reason: str) -> ChannelRule:
+    """The rule for ``register_channel_rule(target, kind, tensors=...)``."""
+    if kind == "pin":
+
+        def pin(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+            return ctx.unknown(node, reason or f"a pinned layer ({node.target})")
+
+        return pin
+    if kind == "elementwise":
+        dims = {t: {int(d): "out"} for t, d in (tensors or {}).items()}
+        spec = Wrapped(dims)
+    else:
+        spec = Wrapped(
+            dict(tensors or {"weight": {0: "out", 1: "in"}, "bias": {0: "out"}}),
+            integrated={"weight": 1} if tensors is None else {},
+            one_axis=False,
+        )
+
+    def declared(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+        if not spec.tensors and spec.one_axis:
+            return ctx.input(node)
+        return wrapped(ctx, node, spec)
+
+    return declared
+
+
+# -- tensor algebra -----------------------------------------------------------------------------
+@function_rule(*_BINARY)
+def binary(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Elementwise ops of two tensors tie their channels; a tensor attribute broadcast along the
+    channels (a layer scale, a position embedding) joins the group."""
+    from inn.graph.groups import Attribute
+
+    operands = [a for a in node.args[:2] if isinstance(a, fx.Node)]
+    values = [ctx.values.get(a) for a in operands]
+    layouts = [v for v in values if isinstance(v, Layout)]
+    attributes = [v for v in values if isinstance(v, Attribute)]
+    if len(layouts) + len(attributes) != len(values) or not layouts:
+        return ctx.unknown(node, "an elementwise operation on untracked tensors")
+    out_ndim = len(ctx.shape(node) or ())
+    if len(layouts) == 1:
+        x = layouts[0]
+        for attribute in attributes:
+            bind_attribute(ctx, attribute, x)
+        return Layout(x.dim + out_ndim - x.ndim, out_ndim, x.segments)
+    a, b = layouts
+    if a.ndim - a.dim != b.ndim - b.dim:
+        return ctx.unknown(node, "an elementwise operation on misaligned channel axes")
+    if a.channels == 1 or b.channels == 1:  # broadcast of a single channel
+        ctx.pin_value(a if a.channels == 1 else b, "broadcast single channel")
+        return b if a.channels == 1 else a
+    if not ctx.axes.tie(a.segments, b.segments, f"operands of {node.name} split differently"):
+        return ctx.fresh(
+            node, f"{node.name} mixes differently split channels", out_ndim - (a.ndim - a.dim)
+        )
+    return a if a.ndim >= b.ndim else b
+
+
+def bind_attribute(ctx: Analyser, attribute: Any, x: Layout) -> None:
+    """Make a tensor attribute combined with ``x`` (broadcast, right-aligned) a member of its
+    channels' group, or pin them where its shape does not line up."""
+    dim = x.dim - (x.ndim - len(attribute.shape))
+    if dim < 0 or attribute.shape[dim] == 1:
+        return  # the same value for every channel
+    if attribute.shape[dim] != x.channels:
+        ctx.pin_value(x, f"combined with tensor attribute {attribute.target!r}")
+        return
+    ctx.record(attribute.target, "attribute", {"out": x.segments}, tensor_dims=dim)
+
+
+@function_rule(torch.cat, "cat", torch.concat, torch.concatenate)
+def cat(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    from inn.graph.groups import Attribute
+
+    items = ctx.argument(node, 0, "tensors")
+    dim = ctx.argument(node, 1, "dim", 0)
+    values = [ctx.values.get(a) for a in items] if isinstance(items, (list, tuple)) else []
+    layouts = [v for v in values if isinstance(v, Layout)]
+    if not layouts or not all(isinstance(v, (Layout, Attribute)) for v in values):
+        return ctx.unknown(node, "a concatenation of untracked tensors")
+    first = layouts[0]
+    if dim % first.ndim == first.dim:
+        if len(layouts) != len(values):
+            return ctx.unknown(node, "a concatenation of a tensor attribute along channels")
+        return first.with_segments([s for x in layouts for s in x.segments])
+    for v in values:
+        if isinstance(v, Attribute):
+            bind_attribute(ctx, v, first)
+        elif v is not first:
+            ctx.axes.tie(first.segments, v.segments, "concatenated along another axis")
+    return first
+
+
+@function_rule(torch.flatten, torch.reshape, "flatten", "view", "reshape")
+@module_rule(nn.Flatten)
+def reshape(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Merging the channel axis with the axes right after it (a flatten) makes each channel a
+    block of features; any other mixing of channels with other axes is not followed."""
+    x = ctx.input(node)
+    shape_in, shape_out = ctx.shape(node.args[0]), ctx.shape(node)
+    if not isinstance(x, Layout) or shape_in is None or shape_out is None:
+        return ctx.unknown(node, "a reshape of an untracked tensor")
+    before, channels = prod(shape_in[: x.dim]), shape_in[x.dim]
+    for d_out, size in enumerate(shape_out):
+        if prod(shape_out[:d_out]) != before or size % channels:
+            continue
+        merged = size // channels
+        for end in range(x.dim + 1, len(shape_in) + 1):
+            rest_in, rest_out = prod(shape_in[end:]), prod(shape_out[d_out + 1 :])
+            if prod(shape_in[x.dim + 1 : end]) == merged and rest_in == rest_out:
+                segs = [Segment(s.axis, s.size, s.block * merged) for s in x.segments]
+                return Layout(d_out, len(shape_out), tuple(segs))
+    return ctx.unknown(node, "a reshape that mixes channels with other axes")
+
+
+@function_rule(torch.mean, torch.sum, torch.amax, "mean", "sum", "amax")
+def reduce(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    x = ctx.input(node)
+    dims = ctx.argument(node, 1, "dim")
+    keepdim = ctx.argument(node, 2, "keepdim", False)
+    if not isinstance(x, Layout) or dims is None:
+        return ctx.unknown(node, "a reduction over all axes")
+    dims = [d % x.ndim for d in ([dims] if isinstance(dims, int) else dims)]
+    if x.dim in dims:
+        return ctx.unknown(node, "a reduction over channels")
+    if keepdim:
+        return x
+    return Layout(x.dim - sum(d < x.dim for d in dims), x.ndim - len(dims), x.segments)
+
+
+@function_rule(torch.permute, "permute")
+def permute(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    x = ctx.input(node)
+    order = node.args[1:]
+    if len(order) == 1 and isinstance(order[0], (list, tuple)):
+        order = order[0]
+    order = order or ctx.argument(node, 1, "dims", ())
+    if not isinstance(x, Layout) or not all(isinstance(d, int) for d in order):
+        return ctx.unknown(node, "a permutation of untracked axes")
+    return Layout([d % x.ndim for d in order].index(x.dim), x.ndim, x.segments)
+
+
+@function_rule(torch.transpose, "transpose")
+def transpose(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    x = ctx.input(node)
+    d0, d1 = ctx.argument(node, 1, "dim0"), ctx.argument(node, 2, "dim1")
+    if not isinstance(x, Layout) or not isinstance(d0, int) or not isinstance(d1, int):
+        return ctx.unknown(node, "a transpose of untracked axes")
+    swap = {d0 % x.ndim: d1 % x.ndim, d1 % x.ndim: d0 % x.ndim}
+    return Layout(swap.get(x.dim, x.dim), x.ndim, x.segments)
+
+
+@function_rule(torch.softmax, F.softmax, "softmax")
+def softmax(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    x = ctx.input(node)
+    dim = ctx.argument(node, 1, "dim")
+    if not isinstance(x, Layout) or not isinstance(dim, int) or dim % x.ndim == x.dim:
+        return ctx.unknown(node, "a softmax over channels")
+    return x
+
+
+@function_rule("expand", "expand_as")
+def expand(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Broadcasting other axes keeps the channels (an attribute stays an attribute)."""
+    from inn.graph.groups import Attribute
+
+    x = ctx.input(node)
+    shape_in, shape_out = ctx.shape(node.args[0]), ctx.shape(node)
+    if isinstance(x, Attribute):
+        return x if shape_out is not None and len(shape_out) == len(x.shape) else None
+    if not isinstance(x, Layout) or shape_in is None or shape_out is None:
+        return ctx.unknown(node, "an expand of an untracked tensor")
+    if len(shape_out) != len(shape_in) or shape_out[x.dim] != shape_in[x.dim]:
+        return ctx.unknown(node, "an expand along channels")
+    return x
+
+
+@function_rule(torch.unsqueeze, "unsqueeze")
+def unsqueeze(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    x = ctx.input(node)
+    dim = ctx.argument(node, 1, "dim")
+    if not isinstance(x, Layout) or not isinstance(dim, int):
+        return ctx.unknown(node, "an unsqueeze of an untracked tensor")
+    dim = dim % (x.ndim + 1)
+    return Layout(x.dim + (dim <= x.dim), x.ndim + 1, x.segments)
+
+
+@function_rule(torch.split, torch.chunk, torch.tensor_split, "split", "chunk", "tensor_split")
+def split(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Pieces along the channels split their axes; along another axis each piece keeps them."""
+    x = ctx.input(node)
+    metas = node.meta.get("tensor_meta")
+    dim = ctx.argument(node, 2, "dim", 0)
+    if (
+        not isinstance(x, Layout)
+        or not isinstance(metas, (list, tuple))
+        or not isinstance(dim, int)
+    ):
+        return ctx.unknown(node, "a split of an untracked tensor")
+    if dim % x.ndim != x.dim:
+        return [x] * len(metas)
+    sizes = [int(m.shape[x.dim]) for m in metas]
+    if sum(sizes) != x.channels:
+        return ctx.unknown(node, "a split of channels")
+    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    fine = ctx.axes.refine(x.segments, set(bounds[1:-1]))
+    if fine is None:
+        return ctx.unknown(node, "a split inside a block of features")
+    offset, pieces = 0, [[] for _ in sizes]
+    for s in fine:
+        pieces[max(i for i, b in enumerate(bounds[:-1]) if b <= offset)].append(s)
+        offset += s.size * s.block
+    out = [x.with_segments(p) for p in pieces]
+    ctx.splits[node.name] = (x.dim, [p.segments for p in out])
+    return out
+
+
+@function_rule(operator.getitem)
+def getitem(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """An element of a split, or an index of a tensor that keeps (or slices) its channels."""
+    x, index = ctx.input(node), node.args[1]
+    if isinstance(x, (list, tuple)):
+        return x[index] if isinstance(index, int) and -len(x) <= index < len(x) else None
+    if not isinstance(x, Layout):
+        return ctx.unknown(node, "an index of an untracked tensor")
+    index = index if isinstance(index, tuple) else (index,)
+    if sum(i is Ellipsis for i in index) > 1 or any(isinstance(i, fx.Node) for i in index):
+        return ctx.unknown(node, "an index by a tensor")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        fill = x.ndim - sum(i is not None for i in index if i is not Ellipsis)
+        index = (*index[:at], *[slice(None)] * fill, *index[at + 1 :])
+    index = (*index, *[slice(None)] * (x.ndim - sum(i is not None for i in index)))
+    dim_in = dim_out = 0
+    new_dim, channels = None, None
+    for i in index:
+        if i is None:
+            dim_out += 1
+            continue
+        if dim_in == x.dim:
+            if not isinstance(i, slice):
+                return ctx.unknown(node, "an index that picks single channels")
+            new_dim, channels = dim_out, i
+        dim_in += 1
+        dim_out += not isinstance(i, int)
+    shape_out = ctx.shape(node)
+    if new_dim is None or shape_out is None:
+        return ctx.unknown(node, "an index of channels")
+    if channels.indices(x.channels) != (0, x.channels, 1):
+        return ctx.unknown(node, "an index of a range of channels")
+    return Layout(new_dim, len(shape_out), x.segments)

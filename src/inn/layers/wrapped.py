@@ -1,0 +1,179 @@
+"""Integral versions of layers that have no class of their own here: any module whose tensors
+run along its channels (timm's norm + activation layers, LayerNorm, GroupNorm, a user's layer),
+and tensor attributes of a model (a layer scale, a position embedding, a class token)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from inn.continuous import Partition
+from inn.layers.base import IntegralLayer, PartitionSpec
+
+__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped"]
+
+# attribute -> the role whose width it holds
+_SIZE_ATTRIBUTES = {
+    "num_features": "out",
+    "num_channels": "out",
+    "out_channels": "out",
+    "out_features": "out",
+    "in_channels": "in",
+    "in_features": "in",
+}
+
+
+class IntegralWrapped(IntegralLayer):
+    """A module whose named tensors are continuous along their channel dims; it runs its own
+    ``forward`` with the tensors sampled at the current partitions.
+
+    Args:
+        module: the discrete module (its listed tensors are moved into this layer).
+        tensors: ``{tensor name: {dim: role}}`` (dotted names reach submodules).
+        integrated: ``{tensor name: dim}`` summed over by the module (an input axis).
+        partitions: ``{role: partitions}``; roles ``"out"`` and ``"in"``.
+
+    Size attributes of the module (``num_features``, ``in_channels``, ``normalized_shape``,
+    a depthwise convolution's ``groups``...) follow the widths in ``forward`` and in the export.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        tensors: Mapping[str, Mapping[int, str]],
+        partitions: PartitionSpec,
+        *,
+        integrated: Mapping[str, int] | None = None,
+        rule: str = "rectangle",
+    ) -> None:
+        super().__init__(rule)
+        module = copy.deepcopy(module)
+        present = {}
+        full_sizes: dict[str, int] = {}
+        for name, dims in tensors.items():
+            tensor = _pop_tensor(module, name)
+            present[name] = tensor
+            for dim, role in dims.items():
+                if tensor is not None:
+                    full_sizes[role] = tensor.shape[dim]
+        self._set_partitions(
+            {r: p for r, p in partitions.items() if r in full_sizes}, full_sizes, rule
+        )
+        self.full_sizes = full_sizes
+        self.tensor_names = {name: name.replace(".", "__") for name in tensors}
+        for name, tensor in present.items():
+            self._register(
+                self.tensor_names[name],
+                tensor,
+                dict(tensors[name]),
+                integrated=(integrated or {}).get(name),
+                trainable=isinstance(tensor, nn.Parameter),
+            )
+        self.module = module
+        self._originals = {a: copy.copy(getattr(module, a)) for a in _size_attributes(module)}
+
+    def widths(self) -> dict[str, int]:
+        return {role: self.size(role, n) for role, n in self.full_sizes.items()}
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        t = self.sampled()
+        tensors = {
+            name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None
+        }
+        _set_sizes(self.module, self._originals, self.widths())
+        return functional_call(self.module, tensors, args, kwargs)
+
+    def to_discrete(self) -> nn.Module:
+        t = self.sampled()
+        plain = copy.deepcopy(self.module)
+        for name, key in self.tensor_names.items():
+            if t.get(key) is None:
+                continue
+            owner_name, _, attr = name.rpartition(".")
+            owner = plain.get_submodule(owner_name)
+            value = t[key].detach().clone()
+            if getattr(self, f"{key}_function").values.requires_grad:
+                owner.register_parameter(attr, nn.Parameter(value))
+            else:
+                owner.register_buffer(attr, value)
+        _set_sizes(plain, self._originals, self.widths())
+        return plain
+
+
+class IntegralTensor(IntegralLayer):
+    """A tensor attribute continuous along one dim (its channels); calling it returns the tensor
+    sampled at the current partition."""
+
+    def __init__(
+        self, tensor: Tensor, dim: int, partitions: PartitionSpec, *, rule: str = "rectangle"
+    ) -> None:
+        super().__init__(rule)
+        self._set_partitions(partitions, {"out": tensor.shape[dim]}, rule)
+        self.is_parameter = isinstance(tensor, nn.Parameter)
+        self._register("value", tensor, {dim: "out"}, trainable=self.is_parameter)
+
+    def forward(self) -> Tensor:
+        return self.sampled()["value"]
+
+    def to_discrete(self) -> Tensor:
+        value = self.sampled()["value"].detach().clone()
+        return nn.Parameter(value) if self.is_parameter else value
+
+
+def _pop_tensor(module: nn.Module, name: str) -> Tensor | None:
+    owner_name, _, attr = name.rpartition(".")
+    owner = module.get_submodule(owner_name)
+    if attr in owner._parameters:
+        return owner._parameters.pop(attr)
+    if attr in owner._buffers:
+        return owner._buffers.pop(attr)
+    raise AttributeError(f"{type(module).__name__} has no parameter or buffer {name!r}")
+
+
+def _size_attributes(module: nn.Module) -> list[str]:
+    names = [a for a in (*_SIZE_ATTRIBUTES, "normalized_shape") if hasattr(module, a)]
+    groups = getattr(module, "groups", 1)
+    if isinstance(groups, int) and groups > 1 and groups == getattr(module, "in_channels", 0):
+        names.append("groups")  # depthwise: one group per channel
+    return names
+
+
+def _set_sizes(module: nn.Module, originals: Mapping[str, Any], widths: Mapping[str, int]) -> None:
+    """Make the module's size attributes agree with ``widths`` (role -> channels)."""
+    out = widths.get("out", widths.get("in"))
+    inp = widths.get("in", out)
+    for attr, original in originals.items():
+        if attr == "normalized_shape":
+            value: Any = (*original[:-1], out)
+        elif attr == "groups":
+            value = out
+        else:
+            value = out if _SIZE_ATTRIBUTES[attr] == "out" else inp
+        setattr(module, attr, value)
+
+
+class IntegralSplit(nn.Module):
+    """``torch.split`` along the channels, with piece sizes that follow the partitions.
+
+    Args:
+        pieces: per piece, its ``(partition, block)`` segments in order.
+        dim: the channel dim.
+    """
+
+    def __init__(self, pieces: list[list[tuple[Partition, int]]], dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.partitions = nn.ModuleList(p for piece in pieces for p, _ in piece)
+        self.layout = [[block for _, block in piece] for piece in pieces]
+
+    def sizes(self) -> list[int]:
+        parts = iter(self.partitions)
+        return [sum(next(parts).size * block for block in piece) for piece in self.layout]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return torch.split(x, self.sizes(), self.dim)
