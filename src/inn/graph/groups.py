@@ -15,6 +15,7 @@ the model input.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +25,10 @@ import torch.fx as fx
 from torch import nn
 
 from inn.errors import ConversionError
-from inn.graph import rules_timm, rules_torch  # noqa: F401  (they fill the registry)
+from inn.graph import rules_timm  # noqa: F401  (fills the registry)
 from inn.graph.layout import Axes, Layout, Segment
 from inn.graph.rules import Wrapped, rule_for
+from inn.graph.rules_torch import ChannelCount, ShapeOf
 from inn.graph.trace import is_leaf_module
 
 __all__ = ["Analyser", "Attribute", "ChannelGroup", "GraphAnalysis", "ModuleRoles", "analyse"]
@@ -120,8 +122,12 @@ class Attribute:
     it joins a group when combined with a tensor whose channels line up with one of its dims."""
 
     target: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # as used here (after a reshape, maybe)
     is_parameter: bool
+    source_dims: tuple[int | None, ...] | None = None  # dim here -> dim of the tensor itself
+
+    def source_dim(self, dim: int) -> int | None:
+        return dim if self.source_dims is None else self.source_dims[dim]
 
 
 class Analyser:
@@ -222,6 +228,12 @@ class Analyser:
             if not isinstance(value, torch.Tensor):
                 return None
             return Attribute(str(node.target), tuple(value.shape), isinstance(value, nn.Parameter))
+        for a in _flat_nodes((node.args, node.kwargs)):
+            read = self.values.get(a)
+            if isinstance(read, (ChannelCount, ShapeOf)) and not (
+                node.target is operator.getitem and isinstance(read, ShapeOf)
+            ):
+                self.pin_value(read.layout, f"its channel count is read by {node.name}")
         module = self.gm.get_submodule(str(node.target)) if node.op == "call_module" else None
         rule, by_user = rule_for(node, module)
         if module is not None and rule is None and is_leaf_module(module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
+from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from inn.graph.trace import register_leaf_module
 if TYPE_CHECKING:
     from inn.graph.groups import Analyser
 
-__all__ = ["declared_rule"]
+__all__ = ["ChannelCount", "ShapeOf", "declared_rule"]
 
 _PASS_MODULES = (
     nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
@@ -55,9 +56,32 @@ def passthrough(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     return ctx.input(node)
 
 
+@dataclass(frozen=True)
+class ShapeOf:
+    """``x.shape`` / ``x.size()`` of a tensor with channels ``layout``."""
+
+    layout: Layout
+
+
+@dataclass(frozen=True)
+class ChannelCount:
+    """A number read from a tensor's shape that is (or contains) its channel count: whatever
+    uses it depends on the width, so the analysis pins those channels (see ``Analyser.visit``)."""
+
+    layout: Layout
+
+
 @function_rule(getattr, "size", "dim")
-def no_tensor(ctx: Analyser, node: fx.Node, module: Any) -> None:
-    return None
+def shape_of(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    x = ctx.input(node)
+    if not isinstance(x, Layout) or node.target == "dim":
+        return None
+    if node.target is getattr and node.args[1] != "shape":
+        return None
+    dim = ctx.argument(node, 1, "dim") if node.target == "size" else None
+    if dim is None:
+        return ShapeOf(x)
+    return ChannelCount(x) if isinstance(dim, int) and dim % x.ndim == x.dim else None
 
 
 try:  # torchvision's stochastic depth drops whole samples or rows, never channels
@@ -255,10 +279,11 @@ def bind_attribute(ctx: Analyser, attribute: Any, x: Layout) -> None:
     dim = x.dim - (x.ndim - len(attribute.shape))
     if dim < 0 or attribute.shape[dim] == 1:
         return  # the same value for every channel
-    if attribute.shape[dim] != x.channels:
+    source = attribute.source_dim(dim)
+    if attribute.shape[dim] != x.channels or source is None:
         ctx.pin_value(x, f"combined with tensor attribute {attribute.target!r}")
         return
-    ctx.record(attribute.target, "attribute", {"out": x.segments}, tensor_dims=dim)
+    ctx.record(attribute.target, "attribute", {"out": x.segments}, tensor_dims=source)
 
 
 @function_rule(torch.cat, "cat", torch.concat, torch.concatenate)
@@ -289,8 +314,12 @@ def cat(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 def reshape(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     """Merging the channel axis with the axes right after it (a flatten) makes each channel a
     block of features; any other mixing of channels with other axes is not followed."""
+    from inn.graph.groups import Attribute
+
     x = ctx.input(node)
     shape_in, shape_out = ctx.shape(node.args[0]), ctx.shape(node)
+    if isinstance(x, Attribute):
+        return _reshaped_attribute(node, x, shape_out)
     if not isinstance(x, Layout) or shape_in is None or shape_out is None:
         return ctx.unknown(node, "a reshape of an untracked tensor")
     before, channels = prod(shape_in[: x.dim]), shape_in[x.dim]
@@ -304,6 +333,24 @@ def reshape(ctx: Analyser, node: fx.Node, module: Any) -> Any:
                 segs = [Segment(s.axis, s.size, s.block * merged) for s in x.segments]
                 return Layout(d_out, len(shape_out), tuple(segs))
     return ctx.unknown(node, "a reshape that mixes channels with other axes")
+
+
+def _reshaped_attribute(node: fx.Node, x: Any, shape_out: tuple[int, ...] | None) -> Any:
+    """A vector attribute viewed as ``(1, -1, 1, 1)`` (a layer scale) stays an attribute; the
+    ``-1`` lets the reshape follow its width (a literal channel count would not)."""
+    from inn.graph.groups import Attribute
+
+    long_in = [d for d, n in enumerate(x.shape) if n != 1]
+    long_out = [d for d, n in enumerate(shape_out or ()) if n != 1]
+    if len(long_in) != 1 or len(long_out) != 1 or -1 not in _flat_ints(node.args[1:]):
+        return None
+    dims: list[int | None] = [None] * len(shape_out)
+    dims[long_out[0]] = x.source_dim(long_in[0])
+    return Attribute(x.target, shape_out, x.is_parameter, tuple(dims))
+
+
+def _flat_ints(args: Any) -> list[Any]:
+    return [b for a in args for b in (a if isinstance(a, (list, tuple)) else [a])]
 
 
 @function_rule(torch.mean, torch.sum, torch.amax, "mean", "sum", "amax")
@@ -412,6 +459,10 @@ def split(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 def getitem(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     """An element of a split, or an index of a tensor that keeps (or slices) its channels."""
     x, index = ctx.input(node), node.args[1]
+    if isinstance(x, ShapeOf):
+        dims = range(x.layout.ndim)
+        picked = [dims[index]] if isinstance(index, int) else dims[index]
+        return ChannelCount(x.layout) if x.layout.dim in picked else None
     if isinstance(x, (list, tuple)):
         return x[index] if isinstance(index, int) and -len(x) <= index < len(x) else None
     if not isinstance(x, Layout):
