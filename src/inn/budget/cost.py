@@ -218,7 +218,7 @@ def _count(imodel: IntegralModel) -> dict[str, CostModel]:
             seen.update(id(p) for p in module.parameters())
             continue
         if isinstance(module, IntegralLayer):
-            seen.update(id(p) for p in module.parameters())
+            seen.update(id(p) for n, p in module.named_parameters() if not n.startswith("module."))
             for tensor in module._layouts:
                 values = getattr(module, f"{tensor}_function").values
                 constant, axes = _tensor_axes(module, tensor)

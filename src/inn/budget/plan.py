@@ -205,7 +205,7 @@ def plan(
     if method == "auto":
         method = _auto_sensitivity(imodel, data, int(resizable.sum()))
     lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
-    _check_floor(target, cost(lowest), round_to, min_width)
+    _check_floor(imodel, target, cost(lowest), round_to, min_width, budget.kind)
     table = table or sensitivity_of(imodel, method, data)
     names = [g.name for g in groups]
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
@@ -217,6 +217,7 @@ def plan(
         widths = allocate(
             cost, target, full, resizable, tw, te, round_to=round_to, min_width=min_width
         )
+    _check_reached(imodel, target, cost(widths.astype(float)), cost(lowest), budget.kind)
     chosen = {g.name: int(w) for g, w in zip(groups, widths, strict=True) if g.resizable}
     costs = {k: cost_model(imodel, k)(widths.astype(float)) for k in ("params", "macs")}
     return Plan(
@@ -237,10 +238,33 @@ def _auto_sensitivity(imodel: IntegralModel, data: Iterable | None, groups: int)
     return "outputs" if work <= AUTO_MAX_MACS else "weights"
 
 
-def _check_floor(target: float, floor: float, round_to: int, min_width: int) -> None:
+def _check_floor(
+    imodel: IntegralModel, target: float, floor: float, round_to: int, min_width: int, kind: str
+) -> None:
     if target < floor:
         raise InnError(
-            f"the budget {target:.6g} is below the floor {floor:.6g}: the cost with every "
-            f"resizable group at {max(min_width, round_to)} channel(s) (pinned groups and layers "
-            "outside the groups cost the rest); raise the budget"
+            f"the {kind} budget {target:.6g} is below the floor {floor:.6g}: the cost with every "
+            f"resizable group at {max(min_width, round_to)} channel(s). {_pinned(imodel)}"
         )
+
+
+def _check_reached(
+    imodel: IntegralModel, target: float, reached: float, floor: float, kind: str
+) -> None:
+    """A plan that misses its target by more than 1 % is an error, never a silent success."""
+    if reached > target * 1.01:
+        raise InnError(
+            f"cannot meet the {kind} budget {target:.6g}: the closest plan costs {reached:.6g} "
+            f"(floor {floor:.6g}). {_pinned(imodel)}"
+        )
+
+
+def _pinned(imodel: IntegralModel) -> str:
+    """The pinned groups that hold the floor up, widest first, and the way out."""
+    pinned = sorted((g for g in imodel.groups if not g.resizable), key=lambda g: -g.full_size)
+    listed = "; ".join(f"{g.name} ({g.full_size} channels: {g.reason})" for g in pinned[:5])
+    return (
+        f"The rest is in layers outside the groups and in {len(pinned)} pinned group(s), widest: "
+        f"{listed}. Raise the budget, or teach the analysis the layers that pin them "
+        "(inn.register_channel_rule)."
+    )

@@ -162,7 +162,7 @@ class Analyser:
     def fresh(self, node: fx.Node, reason: str, dim: int = 1) -> Layout | None:
         """A new axis on dimension ``dim`` of the node's output (pinned with ``reason``)."""
         shape = self.shape(node)
-        if shape is None or len(shape) <= max(dim, 1):
+        if shape is None or len(shape) < 2 or not 0 < dim < len(shape):
             return None
         axis = self.axes.new(shape[dim], f"{node.name}:out", pinned=reason)
         return Layout(dim, len(shape), (Segment(axis, shape[dim]),))
@@ -181,9 +181,16 @@ class Analyser:
             self.pin_value(self.values.get(a), f"used by {what} ({node.name})")
         x = self.input(node)
         first = node.args[0] if node.args else None
-        if isinstance(x, Layout) and self.shape(node) == self.shape(first):
+        shape = self.shape(node)
+        if isinstance(x, Layout) and shape == self.shape(first):
             return x
-        return self.fresh(node, f"produced by {what} ({node.name})")
+        # guess where the new channels are (they are pinned, so a wrong guess only costs
+        # resizability downstream): where the input had them, else channels-first/-last alike
+        dim = 1
+        if isinstance(x, Layout) and shape is not None:
+            same_rank = len(shape) == x.ndim
+            dim = x.dim if same_rank else (len(shape) - 1 if x.dim == x.ndim - 1 else 1)
+        return self.fresh(node, f"produced by {what} ({node.name})", dim)
 
     def record(
         self, name: str, kind: str, roles: Mapping[str, Sequence[Segment]], **extra: Any
