@@ -19,6 +19,7 @@ from inn.errors import ConversionError
 from inn.graph import GraphAnalysis, ModuleRoles, analyse, trace
 from inn.graph.rules import Wrapped
 from inn.layers import (
+    IntegralAttention,
     IntegralBatchNorm1d,
     IntegralBatchNorm2d,
     IntegralBatchNorm3d,
@@ -75,6 +76,10 @@ _AS_WRAPPED = {
 def _integral_layer(
     module: nn.Module, roles: ModuleRoles, parts: dict[str, list[Partition] | None], rule: str
 ) -> IntegralLayer:
+    if roles.kind == "attention":
+        head_dim = parts["qkv_head_dim"]
+        spec = {"in": parts["in"], "out": parts["out"], "head_dim": head_dim and head_dim[:1]}
+        return IntegralAttention(module, spec, rule=rule)
     if roles.kind == "grouped":
         out = parts["out"]
         parts = {**parts, "out": None if out is None else out[: len(out) // roles.groups]}
@@ -161,6 +166,7 @@ def prepare(
 
     clock = time.perf_counter()
     analysis = analyse(gm)
+    gm.recompile()  # the analysis may have made reshapes follow the channels (-1 sizes)
     names = {g.name for g in analysis.groups.values()}
     unknown = [n for n in discrete if n not in names]
     if unknown:

@@ -51,12 +51,12 @@ class ModuleRoles:
     Attributes:
         name: the module's path (for kind ``"attribute"``: the tensor's path).
         kind: ``"conv"``, ``"conv_transpose"``, ``"linear"``, ``"norm"``, ``"depthwise"``,
-            ``"wrapped"`` (resampled through :class:`~inn.graph.rules.Wrapped`) or
-            ``"attribute"``.
+            ``"wrapped"`` (resampled through :class:`~inn.graph.rules.Wrapped`),
+            ``"attention"`` or ``"attribute"``.
         roles: role (``"in"``, ``"out"``) -> the segments of that channel axis.
         groups: a grouped convolution's groups: ``roles["in"]`` is one group's input channels
             and ``roles["out"]`` all output channels (``groups`` repeats of one group's).
-        wrapped: for kind ``"wrapped"``, how its tensors are laid out.
+        wrapped: for kinds ``"wrapped"`` and ``"attention"``, how its tensors are laid out.
         tensor_dims: for kind ``"attribute"``, the tensor's channel dim.
     """
 
@@ -76,7 +76,7 @@ class ModuleRoles:
         """role -> [(tensor name on :attr:`owner`, dim)] running along that role."""
         if self.kind == "attribute":
             return {"out": [(self.name.rpartition(".")[2], self.tensor_dims)]}
-        if self.kind == "wrapped":
+        if self.wrapped is not None:
             axes: dict[str, list[tuple[str, int]]] = {}
             for tensor, dims in self.wrapped.tensors.items():
                 for dim, role in dims.items():
@@ -203,12 +203,16 @@ class Analyser:
         else:
             self.modules[name] = ModuleRoles(name, kind, roles, **extra)
 
-    def new_output(self, name: str, channels: int, copies: int = 1) -> tuple[Segment, ...]:
-        """The output axis of module ``name`` (the same one at every call), ``copies`` times."""
-        if name not in self.module_out:
-            axis = self.axes.new(channels, f"{name}:out")
-            self.module_out[name] = (Segment(axis, channels),) * copies
-        return self.module_out[name]
+    def new_output(
+        self, name: str, channels: int, copies: int = 1, role: str = "out"
+    ) -> tuple[Segment, ...]:
+        """A new axis of module ``name`` (``"out"``: its output; the same one at every call),
+        ``copies`` times."""
+        key = name if role == "out" else f"{name}:{role}"
+        if key not in self.module_out:
+            axis = self.axes.new(channels, f"{name}:{role}")
+            self.module_out[key] = (Segment(axis, channels),) * copies
+        return self.module_out[key]
 
     def producer(self, name: str, kind: str, x: Layout, out_channels: int) -> Layout:
         """A layer that reads channels ``x`` and writes ``out_channels`` new ones."""

@@ -13,9 +13,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import torch.fx as fx
+from torch import nn
 
 from inn.graph.rules import Wrapped, module_rule
-from inn.graph.rules_torch import channels_first_norm, group_norm, wrapped
+from inn.graph.rules_torch import channels_first_norm, group_norm, self_attention, wrapped
 from inn.graph.trace import register_leaf_module
 
 if TYPE_CHECKING:
@@ -62,6 +63,20 @@ def _conv_same(ctx: Analyser, node: fx.Node, conv: Any) -> Any:
     return wrapped(ctx, node, spec, channel_dim=1)
 
 
+_TIMM_ATTENTION = {n: n for n in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias")}
+
+
+def _attention(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """timm's ``Attention`` (ViT, DeiT...) without q/k norms, called on one tensor."""
+    plain = all(
+        isinstance(getattr(module, n, nn.Identity()), nn.Identity)
+        for n in ("q_norm", "k_norm", "norm")
+    )
+    if not plain or len(node.args) != 1 or node.kwargs:
+        return ctx.unknown(node, f"attention {node.target!r} (q/k norm or a mask)")
+    return self_attention(ctx, node, module, _TIMM_ATTENTION)
+
+
 def register_timm() -> None:
     """Add timm's layers to the registry (once, and only if timm has been imported)."""
     global _registered
@@ -78,6 +93,10 @@ def register_timm() -> None:
         _rms_norm_2d: ("RmsNorm2d",),
         _conv_same: ("Conv2dSame", "Conv2dSameExport"),
     }
+    from timm.models import vision_transformer
+
+    module_rule(vision_transformer.Attention)(_attention)
+    register_leaf_module(vision_transformer.Attention)
     for rule, names in rules.items():
         for name in names:
             cls = getattr(layers, name, None)

@@ -241,6 +241,68 @@ def declared_rule(kind: str, tensors: Mapping[str, Any] | None, reason: str) -> 
     return declared
 
 
+def self_attention(
+    ctx: Analyser, node: fx.Node, module: nn.Module, names: Mapping[str, str]
+) -> Any:
+    """Self-attention as one layer: the input and output embedding axes and a per-head
+    dimension shared by every head (the head count stays). ``names`` maps ``qkv.weight``,
+    ``qkv.bias``, ``proj.weight``, ``proj.bias`` to the module's own tensor names."""
+    name, x = str(node.target), ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != x.ndim - 1:
+        return ctx.unknown(node, f"attention {name!r} (embedding not on the last axis)")
+    heads, head_dim = module.num_heads, module.head_dim
+    hd = ctx.new_output(name, head_dim, role="head_dim")
+    out = ctx.new_output(name, module.get_parameter(names["proj.weight"]).shape[0])
+    spec = Wrapped(
+        {
+            names["qkv.weight"]: {0: "qkv_head_dim", 1: "in"},
+            names["qkv.bias"]: {0: "qkv_head_dim"},
+            names["proj.weight"]: {0: "out", 1: "proj_head_dim"},
+            names["proj.bias"]: {0: "out"},
+        },
+        one_axis=False,
+    )
+    roles = {
+        "in": x.segments,
+        "out": out,
+        "qkv_head_dim": hd * 3 * heads,
+        "proj_head_dim": hd * heads,
+    }
+    ctx.record(name, "attention", roles, wrapped=spec)
+    return x.with_segments(out)
+
+
+_MHA_NAMES = {
+    "qkv.weight": "in_proj_weight",
+    "qkv.bias": "in_proj_bias",
+    "proj.weight": "out_proj.weight",
+    "proj.bias": "out_proj.bias",
+}
+
+
+@module_rule(nn.MultiheadAttention)
+def multihead_attention(ctx: Analyser, node: fx.Node, module: nn.MultiheadAttention) -> Any:
+    """``nn.MultiheadAttention`` called as self-attention without masks."""
+    q = node.args[0] if node.args else node.kwargs.get("query")
+    same = all(ctx.argument(node, i, k, q) is q for i, k in ((1, "key"), (2, "value")))
+    allowed = {"need_weights": False, "attn_mask": None, "key_padding_mask": None}
+    weights_read = any(
+        u.target is not operator.getitem or (u.args[1] != 0 and u.users) for u in node.users
+    )
+    if (
+        not same
+        or weights_read
+        or any(k not in allowed or v is not allowed[k] for k, v in node.kwargs.items())
+        or len(node.args) > 3
+        or not module._qkv_same_embed_dim
+        or module.bias_k is not None
+        or module.add_zero_attn
+    ):
+        return ctx.unknown(node, f"attention {node.target!r} (not plain self-attention)")
+    out = self_attention(ctx, node, module, _MHA_NAMES)
+    return [out, None] if isinstance(out, Layout) else out
+
+
 # -- tensor algebra -----------------------------------------------------------------------------
 @function_rule(*_BINARY)
 def binary(ctx: Analyser, node: fx.Node, module: Any) -> Any:
@@ -330,6 +392,8 @@ def reshape(ctx: Analyser, node: fx.Node, module: Any) -> Any:
         for end in range(x.dim + 1, len(shape_in) + 1):
             rest_in, rest_out = prod(shape_in[end:]), prod(shape_out[d_out + 1 :])
             if prod(shape_in[x.dim + 1 : end]) == merged and rest_in == rest_out:
+                if _literal_size(node, d_out) and not _infer_channels(node, d_out):
+                    return ctx.unknown(node, "a reshape to a fixed channel count")
                 segs = [Segment(s.axis, s.size, s.block * merged) for s in x.segments]
                 return Layout(d_out, len(shape_out), tuple(segs))
     return ctx.unknown(node, "a reshape that mixes channels with other axes")
@@ -347,6 +411,30 @@ def _reshaped_attribute(node: fx.Node, x: Any, shape_out: tuple[int, ...] | None
     dims: list[int | None] = [None] * len(shape_out)
     dims[long_out[0]] = x.source_dim(long_in[0])
     return Attribute(x.target, shape_out, x.is_parameter, tuple(dims))
+
+
+def _literal_size(node: fx.Node, dim: int) -> bool:
+    """Whether a view/reshape gives the size of output dim ``dim`` as a number (which would not
+    follow a new width); ``flatten`` and ``-1`` do not."""
+    if node.target in (torch.flatten, "flatten") or node.op == "call_module":
+        return False
+    sizes = _flat_ints(node.args[1:]) or list(node.kwargs.get("shape", ()))
+    return dim < len(sizes) and isinstance(sizes[dim], int) and sizes[dim] != -1
+
+
+def _infer_channels(node: fx.Node, dim: int) -> bool:
+    """Rewrite ``x.reshape(n, 768, h * w)`` as ``x.reshape(n, -1, h * w)`` (the same at full
+    width, and it follows the channels at any other) where no other size is ``-1``. The graph
+    is the analysis's own copy of the model."""
+    if node.kwargs or len(node.args) < 2:
+        return False
+    packed = len(node.args) == 2 and isinstance(node.args[1], (list, tuple))
+    sizes = list(node.args[1] if packed else node.args[1:])
+    if -1 in sizes or not all(isinstance(n, (int, fx.Node)) for n in sizes):
+        return False
+    sizes[dim] = -1
+    node.args = (node.args[0], type(node.args[1])(sizes)) if packed else (node.args[0], *sizes)
+    return True
 
 
 def _flat_ints(args: Any) -> list[Any]:

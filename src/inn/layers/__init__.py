@@ -1,5 +1,6 @@
 """Integral layers: standard layers whose tensors are continuous along their channel axes."""
 
+from inn.layers.attention import IntegralAttention
 from inn.layers.base import IntegralLayer, PartitionSpec
 from inn.layers.conv import (
     IntegralConv1d,
@@ -13,6 +14,7 @@ from inn.layers.norm import IntegralBatchNorm1d, IntegralBatchNorm2d, IntegralBa
 from inn.layers.wrapped import IntegralSplit, IntegralTensor, IntegralWrapped
 
 __all__ = [
+    "IntegralAttention",
     "IntegralBatchNorm1d",
     "IntegralBatchNorm2d",
     "IntegralBatchNorm3d",
