@@ -84,13 +84,13 @@ def test_in_place_ops_are_tracked_exactly():
 
 
 def test_unsupported_layers_are_kept_at_full_width_with_the_reason():
-    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.GroupNorm(2, 6), nn.Conv2d(6, 4, 1), nn.ReLU(),
-                          nn.Conv2d(4, 2, 1)).eval()  # fmt: skip
+    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.LocalResponseNorm(2), nn.Conv2d(6, 4, 1),
+                          nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()  # fmt: skip
     imodel = inn.convert(model, torch.randn(1, 3, 4, 4))
     groups = {g.name: g for g in imodel.groups}
-    assert not groups["0:out"].resizable and "GroupNorm" in groups["0:out"].reason
+    assert not groups["0:out"].resizable and "LocalResponseNorm" in groups["0:out"].reason
     assert groups["2:out"].resizable
-    with pytest.raises(inn.InnError, match="GroupNorm"):
+    with pytest.raises(inn.InnError, match="LocalResponseNorm"):
         imodel.resize(widths={"0:out": 3})
 
 

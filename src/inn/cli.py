@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import shlex
@@ -149,33 +148,16 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_architecture(spec: str, num_classes: int | None):
-    """A torchvision model name or ``package.module:callable``."""
-    import torch.nn as nn
-
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
-        return factory() if not isinstance(factory, nn.Module) else factory
-    import torchvision
-
-    if spec not in torchvision.models.list_models():
-        raise SystemExit(
-            f"inn prune: unknown architecture {spec!r}: use a torchvision model name or module:callable"
-        )
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    return torchvision.models.get_model(spec, weights=None, **kwargs)
-
-
 def _prune(args: argparse.Namespace) -> int:
     import torch
 
     import inn
+    from inn.cli_inspect import load_architecture
     from inn.cost import count_macs, count_parameters
 
     if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
         raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")
-    model = _load_architecture(args.arch, args.num_classes)
+    model = load_architecture(args.arch, args.num_classes, "inn prune")
     if args.weights:
         model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
     model.eval()
@@ -261,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prune = sub.add_parser("prune", help="convert a model and export it at a smaller width")
     prune.add_argument(
-        "arch", help="torchvision architecture name (e.g. resnet18) or module:callable"
+        "arch", help="torchvision name (e.g. resnet18), timm:NAME or module:callable"
     )
     prune.add_argument("--weights", help="state_dict file (.pt) of the architecture")
     prune.add_argument(
@@ -288,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     prune.set_defaults(func=_prune)
 
+    from inn.cli_inspect import add_inspect_parser
     from inn.cli_train import add_train_parser
 
     add_train_parser(sub)
+    add_inspect_parser(sub)
 
     args = parser.parse_args(argv)
     args.argv = argv

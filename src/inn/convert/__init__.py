@@ -1,7 +1,8 @@
 """Conversion of trained networks into integral ones; resizing and export."""
 
 from inn.convert.convert import convert, prepare
+from inn.convert.coverage import Coverage
 from inn.convert.fold import fold_batchnorms
 from inn.convert.model import ConversionReport, Group, IntegralModel
 
-__all__ = ["ConversionReport", "Group", "IntegralModel", "convert", "fold_batchnorms", "prepare"]
+__all__ = ["ConversionReport", "Coverage", "Group", "IntegralModel", "convert", "fold_batchnorms", "prepare"]

@@ -23,6 +23,7 @@ from inn.layers import IntegralLayer, IntegralSplit
 
 if TYPE_CHECKING:
     from inn.budget import Budget, Plan
+    from inn.convert.coverage import Coverage
 
 __all__ = ["ConversionReport", "Group", "IntegralModel"]
 
@@ -122,6 +123,13 @@ class IntegralModel(nn.Module):
                     id(p) for n, p in module.named_parameters() if not n.startswith("module.")
                 )
         return total + sum(p.numel() for p in self.graph_module.parameters() if id(p) not in seen)
+
+    def coverage(self) -> Coverage:
+        """How much resizing can reach: the share of parameters in layers with at least one
+        resizable channel axis, every group, and why the pinned ones are pinned."""
+        from inn.convert.coverage import coverage
+
+        return coverage(self)
 
     # -- resizing ---------------------------------------------------------------------------
     def _check_group(self, name: str) -> Partition:
