@@ -8,7 +8,7 @@ from inn import budget, loop, numerics, permute, train
 from inn.budget import Budget, Plan
 from inn.budget.points import place_points
 from inn.continuous import ContinuousTensor, Partition
-from inn.convert import ConversionReport, Group, IntegralModel, convert
+from inn.convert import ConversionReport, Coverage, Group, IntegralModel, convert
 from inn.errors import (
     ConversionError,
     InnError,
@@ -17,7 +17,7 @@ from inn.errors import (
     QuadratureError,
     ShapeError,
 )
-from inn.graph import register_leaf_module
+from inn.graph import register_channel_rule, register_leaf_module
 from inn.layers import (
     IntegralBatchNorm1d,
     IntegralBatchNorm2d,
@@ -42,6 +42,7 @@ __all__ = [
     "ContinuousTensor",
     "ConversionError",
     "ConversionReport",
+    "Coverage",
     "Group",
     "InnError",
     "IntegralBatchNorm1d",
@@ -71,6 +72,7 @@ __all__ = [
     "prune",
     "reestimate_batchnorm",
     "refresh_statistics",
+    "register_channel_rule",
     "register_leaf_module",
     "smooth_weights",
     "train",

@@ -220,6 +220,18 @@ class Analyser:
         self.record(name, kind, {"in": x.segments, "out": out})
         return x.with_segments(out)
 
+    def input_dim(self, node: fx.Node) -> int:
+        """Where a model input holds its channels: last for ``(B, N, C)`` tokens read by a
+        Linear, a LayerNorm or attention, else dim 1 (``(B, C, ...)``)."""
+        shape = self.shape(node)
+        for user in node.users:
+            if user.op == "call_module" and isinstance(
+                self.gm.get_submodule(str(user.target)),
+                (nn.Linear, nn.LayerNorm, nn.MultiheadAttention),
+            ):
+                return len(shape) - 1 if shape else 1
+        return 1
+
     # -- walking --------------------------------------------------------------------------------
     def run(self) -> GraphAnalysis:
         for node in self.gm.graph.nodes:
@@ -228,7 +240,7 @@ class Analyser:
 
     def visit(self, node: fx.Node) -> Any:
         if node.op == "placeholder":
-            return self.fresh(node, "model input")
+            return self.fresh(node, "model input", self.input_dim(node))
         if node.op == "output":
             self.pin_value([self.values.get(a) for a in _flat_nodes(node.args)], "model output")
             return None
