@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmarks import (
     budget,
     conversion,
+    coverage,
     inference,
     permutation,
     random_width,
@@ -27,6 +28,7 @@ from benchmarks.common import describe, machine
 SECTIONS = {
     "permutation": permutation,
     "conversion": conversion,
+    "coverage": coverage,
     "inference": inference,
     "training": training,
     "tuning": tuning,

@@ -24,10 +24,19 @@ MODELS = [
 SMOKE_MODELS = ["mobilenet_v3_small"]
 
 
+def build(name: str) -> torch.nn.Module:
+    """A torchvision model or ``timm:NAME``, random weights."""
+    if name.startswith("timm:"):
+        import timm
+
+        return timm.create_model(name[5:], pretrained=False).eval()
+    return torchvision.models.get_model(name, weights=None).eval()
+
+
 def _one(name: str, size: int, queue: mp.Queue) -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    model = torchvision.models.get_model(name, weights=None).eval()
+    model = build(name)
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         model(x)
@@ -43,8 +52,12 @@ def _one(name: str, size: int, queue: mp.Queue) -> None:
     total = time.perf_counter() - start
     peak = memory_mb()["peak"]
     forward = summary(forwards)["median"]
+    full = imodel.num_parameters()
+    imodel.resize(widths={g.name: max(1, g.full_size // 2) for g in imodel.resizable_groups})
     queue.put(
         {
+            "coverage": imodel.coverage().share,
+            "parameters_at_half_width": imodel.num_parameters() / full,
             "model": name,
             "input": [1, 3, size, size],
             "convert_s": total,
@@ -62,10 +75,10 @@ def _one(name: str, size: int, queue: mp.Queue) -> None:
     )
 
 
-def run(smoke: bool = False) -> list[dict]:
+def run(smoke: bool = False, models: list[str] | None = None) -> list[dict]:
     results = []
     ctx = mp.get_context("spawn")
-    for name in SMOKE_MODELS if smoke else MODELS:
+    for name in models or (SMOKE_MODELS if smoke else MODELS):
         queue = ctx.Queue()
         proc = ctx.Process(target=_one, args=(name, 32 if smoke else 224, queue))
         proc.start()
