@@ -41,6 +41,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cifar_resnet18": {"epochs": 10, "lr": 0.05, "batch_size": 64, "weight_decay": 5e-4},
     "nin": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 5e-4},
     "mobilenet_v2": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 4e-5},
+    # transformers train with AdamW (warm-up then cosine as above)
+    "vit": {"epochs": 30, "lr": 2e-3, "batch_size": 64, "weight_decay": 0.05, "optimizer": "adamw"},
 }
 
 
@@ -93,15 +95,15 @@ def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) ->
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": recipe["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=recipe["lr"],
-        momentum=0.9,
-        nesterov=True,
-    )
+    groups = [
+        {"params": decay, "weight_decay": recipe["weight_decay"]},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    adamw = recipe.get("optimizer") == "adamw"
+    if adamw:
+        opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=recipe["lr"])
+    else:
+        opt = torch.optim.SGD(groups, lr=recipe["lr"], momentum=0.9, nesterov=True)
     train_loader = loader(train_set, recipe["batch_size"], shuffle=True, seed=seed)
     steps = epochs * len(train_loader)
     warmup = len(train_loader)  # one epoch of linear warm-up
@@ -148,8 +150,12 @@ def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) ->
         "seed": seed,
         "epochs": epochs,
         "batch_size": recipe["batch_size"],
-        "optimizer": f"SGD(lr={recipe['lr']}, momentum=0.9, nesterov=True, "
-        f"weight_decay={recipe['weight_decay']} on weights only)",
+        "optimizer": (
+            f"AdamW(lr={recipe['lr']}"
+            if adamw
+            else f"SGD(lr={recipe['lr']}, momentum=0.9, nesterov=True"
+        )
+        + f", weight_decay={recipe['weight_decay']} on weights only)",
         "schedule": "1 epoch linear warm-up, then cosine decay to 0 (per step)",
         "augmentation": "random shifts of up to 2 px in x and y (seeded generator)",
         "test_accuracy": test_acc,

@@ -28,6 +28,8 @@ from inn.convert.fold import fold_batchnorms
 from inn.convert.permutation import Member, group_members
 from inn.errors import InnError
 from inn.graph import GraphAnalysis
+from inn.layers.attention import plain_attention
+from inn.layers.wrapped import fit_size_attributes
 from inn.loop import FitReport as TuneReport
 from inn.loop import as_batches, fit_calibration
 
@@ -42,7 +44,6 @@ __all__ = [
 ]
 
 Scores = dict[int, Tensor]  # group root axis -> a score per channel
-_PRODUCER_KINDS = ("conv", "linear", "conv_transpose")
 
 
 def plan_widths(
@@ -59,14 +60,23 @@ def plan_widths(
 
 
 def _producers(gm: fx.GraphModule, analysis: GraphAnalysis) -> dict[int, list[Member]]:
-    """Per group, the members that are a producing layer's output weights."""
+    """Per group, the members that are a producing layer's output weights (a convolution's or
+    linear layer's output rows, an attention's q/k/v rows per head dimension)."""
+    producing = set()
+    for roles in analysis.modules.values():
+        one_axis = roles.kind in ("norm", "depthwise", "attribute") or (
+            roles.kind == "wrapped" and roles.wrapped.one_axis
+        )
+        if one_axis:
+            continue
+        for role in ("out", "qkv_head_dim"):
+            for path, dim in roles.tensor_axes().get(role, []):
+                prefix, _, tensor = path.rpartition(".")
+                if tensor == "weight" or tensor.endswith("_weight"):
+                    producing.add((".".join(p for p in (roles.owner, prefix) if p), tensor, dim))
     out: dict[int, list[Member]] = defaultdict(list)
     for key, members in group_members(gm, analysis).items():
-        for m in members:
-            kind = analysis.modules[m.module].kind
-            weight_out_dim = 1 if kind == "conv_transpose" else 0
-            if kind in _PRODUCER_KINDS and m.tensor == "weight" and m.dim == weight_out_dim:
-                out[key].append(m)
+        out[key] += [m for m in members if (m.module, m.tensor, m.dim) in producing]
     return out
 
 
@@ -94,9 +104,33 @@ def select_channels(
             setattr(module, tensor_name, nn.Parameter(selected, requires_grad=tensor.requires_grad))
         else:
             setattr(module, tensor_name, selected)
-    for name in analysis.modules:
-        _fix_attributes(gm.get_submodule(name))
+    for roles in analysis.modules.values():
+        if roles.kind == "attention":
+            parent, _, child = roles.name.rpartition(".")
+            setattr(gm.get_submodule(parent), child, plain_attention(gm.get_submodule(roles.name)))
+        elif roles.kind == "wrapped":
+            module = gm.get_submodule(roles.name)
+            fit_size_attributes(module, _wrapped_widths(module, roles))
+        elif roles.kind != "attribute":
+            _fix_attributes(gm.get_submodule(roles.name))
+    for name, (_, pieces) in analysis.splits.items():
+        node = next(n for n in gm.graph.nodes if n.name == name)
+        sizes = [
+            sum(len(keep.get(analysis.root(s.axis), range(s.size))) * s.block for s in piece)
+            for piece in pieces
+        ]
+        node.args = (node.args[0], sizes, *node.args[2:])
     return gm
+
+
+def _wrapped_widths(module: nn.Module, roles: Any) -> dict[str, int]:
+    widths = {}
+    for tensor, dims in roles.wrapped.tensors.items():
+        owner, _, attr = tensor.rpartition(".")
+        value = getattr(module.get_submodule(owner), attr, None)
+        if value is not None:
+            widths.update({role: value.shape[dim] for dim, role in dims.items()})
+    return widths
 
 
 def _fix_attributes(module: nn.Module) -> None:

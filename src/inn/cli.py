@@ -132,6 +132,9 @@ def _experiment(args: argparse.Namespace) -> int:
         work = workloads.cifar10_workload(args.model, Path(args.weights), Path(args.data_dir))
     else:
         work = workloads.mnist_workload(args.model or DEMO_MODEL)
+    methods = pruning.applicable(methods, work.model)
+    if args.methods:
+        methods = tuple(m for m in methods if m in args.methods.split(","))
     compressions = tuple(float(c) for c in args.compressions.split(","))
     results = pruning.run(
         work.model,
@@ -214,14 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     exp.add_argument(
         "--model",
-        help="zoo model (cifar_resnet18, nin, mobilenet_v2) or, with cifar10, an architecture",
+        help="zoo model (cifar_resnet18, nin, mobilenet_v2, vit) or, with cifar10, an architecture",
     )
     exp.add_argument(
         "--budgets",
         default="params:0.8,params:0.6,params:0.4,params:0.3,macs:0.7,macs:0.5,macs:0.3",
         help="budget experiment: KIND:FRACTION kept, comma-separated",
     )
-    exp.add_argument("--methods", help="budget experiment: comma-separated subset of its methods")
+    exp.add_argument("--methods", help="comma-separated subset of the experiment's methods")
     exp.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
     exp.add_argument(
         "--data-dir", help="folder with CIFAR-10 (torchvision layout), for --dataset cifar10"

@@ -2,6 +2,8 @@
 
 * :func:`cifar_resnet18`: the CIFAR-style ResNet-18 (3x3 stem without max-pool).
 * :func:`nin`: Network-in-Network (three mlpconv blocks, global average pooling).
+* :func:`mobilenet_v2`: torchvision's MobileNetV2 at half width.
+* :func:`vit`: a small vision transformer (``nn.MultiheadAttention``, ``nn.LayerNorm``).
 
 Both default to narrower widths than the paper's so that they train in minutes on a CPU; the
 width is a constructor argument. :func:`load_pretrained` returns one of them with the weights
@@ -30,6 +32,7 @@ __all__ = [
     "CifarResNet",
     "NetworkInNetwork",
     "PretrainedNotFoundError",
+    "VisionTransformer",
     "checkpoint_dir",
     "cifar_resnet18",
     "load_integral",
@@ -37,6 +40,7 @@ __all__ = [
     "mobilenet_v2",
     "nin",
     "pretrained_info",
+    "vit",
 ]
 
 TRAIN_COMMAND = "python scripts/train_zoo.py"
@@ -211,10 +215,68 @@ def mobilenet_v2(num_classes: int = 10, in_channels: int = 1, width_mult: float 
     return model
 
 
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attention(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """A small ViT: ``patch x patch`` patches embedded by a strided convolution, a class token
+    and learned position embeddings, pre-norm encoder blocks, a linear head on the class token.
+
+    Shape:
+        ``(N, in_channels, image_size, image_size)`` -> ``(N, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 28,
+        patch: int = 7,
+        dim: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+        hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        tokens = (image_size // patch) ** 2 + 1
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(0.02 * torch.randn(1, tokens, dim))
+        self.blocks = nn.Sequential(*[EncoderBlock(dim, heads, hidden) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1) + self.position
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def vit(num_classes: int = 10, in_channels: int = 1, dim: int = 64) -> VisionTransformer:
+    """The zoo's transformer: a ViT on 28 x 28 digits (16 patches of 7 x 7 + a class token),
+    4 blocks of 4 heads, embedding ``dim`` (64) and MLP hidden ``2 * dim``; about 0.14 M
+    parameters, built from ``nn.MultiheadAttention`` and ``nn.LayerNorm``."""
+    return VisionTransformer(num_classes, in_channels, dim=dim, hidden=2 * dim)
+
+
 ZOO: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet18": cifar_resnet18,
     "nin": nin,
     "mobilenet_v2": mobilenet_v2,
+    "vit": vit,
 }
 """Name -> constructor; the default arguments build the architecture of each checkpoint."""
 

@@ -37,8 +37,8 @@ from inn import baselines
 from inn.experiments import peers
 
 __all__ = [
-    "BASELINE_METHODS", "INN_METHODS", "PEER_METHODS", "Result", "markdown", "plot", "run",
-    "summarise",
+    "BASELINE_METHODS", "INN_METHODS", "PEER_METHODS", "Result", "applicable", "markdown", "plot",
+    "run", "summarise",
 ]  # fmt: skip
 
 INN_METHODS = ("inn-tuned", "inn-uniform", "inn-no-permutation")
@@ -56,6 +56,20 @@ class Result:
     seed: int
     parameters: int
     accuracy: float
+
+
+def applicable(methods: Sequence[str], model: nn.Module) -> tuple[str, ...]:
+    """``methods`` without those that do not apply to ``model``: the ``+bn`` variants where it
+    has no BatchNorm (they would repeat their base method); activation statistics and
+    Torch-Pruning where it has attention (neither handles attention's head dimension)."""
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    has_attention = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
+    return tuple(
+        m
+        for m in methods
+        if (has_bn or "+bn" not in m)
+        and not (has_attention and m.startswith(("activation", "tp-")))
+    )
 
 
 def accuracy(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]]) -> float:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec
 
-__all__ = ["AttentionWeights", "IntegralAttention", "PlainAttention"]
+__all__ = ["AttentionWeights", "IntegralAttention", "PlainAttention", "plain_attention"]
 
 
 class AttentionWeights:
@@ -26,15 +26,17 @@ class AttentionWeights:
         if isinstance(module, nn.MultiheadAttention):
             self.qkv_weight, self.qkv_bias = module.in_proj_weight, module.in_proj_bias
             self.proj_weight, self.proj_bias = module.out_proj.weight, module.out_proj.bias
-            self.heads, self.head_dim = module.num_heads, module.head_dim
+            self.heads = module.num_heads
             self.scale = module.head_dim**-0.5
             self.batch_first, self.returns_weights = module.batch_first, True
         else:  # timm's Attention
             self.qkv_weight, self.qkv_bias = module.qkv.weight, module.qkv.bias
             self.proj_weight, self.proj_bias = module.proj.weight, module.proj.bias
-            self.heads, self.head_dim = module.num_heads, module.head_dim
+            self.heads = module.num_heads
             self.scale = float(module.scale)
             self.batch_first, self.returns_weights = True, False
+        # from the shapes: a pruned copy may have fewer dims per head than its attributes say
+        self.head_dim = self.qkv_weight.shape[0] // (3 * self.heads)
 
 
 class IntegralAttention(IntegralLayer):
@@ -161,6 +163,20 @@ class PlainAttention(nn.Module):
             x, self.qkv.weight, self.qkv.bias, self.proj.weight, self.proj.bias, self.heads,
             self.scale, self.batch_first, self.returns_weights,
         )  # fmt: skip
+
+
+def plain_attention(module: nn.Module) -> fx.GraphModule:
+    """A self-attention module (``nn.MultiheadAttention``, timm's ``Attention``) as plain
+    layers, whatever its tensors' widths (``nn.MultiheadAttention`` needs heads x head dim =
+    input width; a pruned one may not have it)."""
+    w = AttentionWeights(module)
+    return fx.symbolic_trace(
+        PlainAttention(
+            w.qkv_weight.detach(), None if w.qkv_bias is None else w.qkv_bias.detach(),
+            w.proj_weight.detach(), None if w.proj_bias is None else w.proj_bias.detach(),
+            w.heads, w.scale, w.batch_first, w.returns_weights,
+        )
+    )  # fmt: skip
 
 
 def _linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:

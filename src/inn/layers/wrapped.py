@@ -15,7 +15,7 @@ from torch.func import functional_call
 from inn.continuous import Partition
 from inn.layers.base import IntegralLayer, PartitionSpec
 
-__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped"]
+__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped", "fit_size_attributes"]
 
 # attribute -> the role whose width it holds
 _SIZE_ATTRIBUTES = {
@@ -75,7 +75,7 @@ class IntegralWrapped(IntegralLayer):
                 trainable=isinstance(tensor, nn.Parameter),
             )
         self.module = module
-        self._originals = {a: copy.copy(getattr(module, a)) for a in _size_attributes(module)}
+        self._originals = _size_attributes(module)
 
     def widths(self) -> dict[str, int]:
         return {role: self.size(role, n) for role, n in self.full_sizes.items()}
@@ -135,12 +135,19 @@ def _pop_tensor(module: nn.Module, name: str) -> Tensor | None:
     raise AttributeError(f"{type(module).__name__} has no parameter or buffer {name!r}")
 
 
-def _size_attributes(module: nn.Module) -> list[str]:
+def _size_attributes(module: nn.Module) -> dict[str, Any]:
+    """The module's attributes that hold a channel count, with their full-width values."""
     names = [a for a in (*_SIZE_ATTRIBUTES, "normalized_shape") if hasattr(module, a)]
     groups = getattr(module, "groups", 1)
     if isinstance(groups, int) and groups > 1 and groups == getattr(module, "in_channels", 0):
         names.append("groups")  # depthwise: one group per channel
-    return names
+    return {a: copy.copy(getattr(module, a)) for a in names}
+
+
+def fit_size_attributes(module: nn.Module, widths: Mapping[str, int]) -> None:
+    """Make a module's channel-count attributes (``num_features``, ``normalized_shape``...)
+    agree with ``widths`` (role -> channels), e.g. after its tensors were sliced."""
+    _set_sizes(module, _size_attributes(module), widths)
 
 
 def _set_sizes(module: nn.Module, originals: Mapping[str, Any], widths: Mapping[str, int]) -> None:
