@@ -34,6 +34,13 @@ def build(name: str) -> torch.nn.Module:
 
 
 def _one(name: str, size: int, queue: mp.Queue) -> None:
+    try:
+        _measure(name, size, queue)
+    except Exception as error:  # reported in the table instead of hanging the parent
+        queue.put({"model": name, "error": f"{type(error).__name__}: {error}"[:300]})
+
+
+def _measure(name: str, size: int, queue: mp.Queue) -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = build(name)
@@ -95,6 +102,9 @@ def markdown(results: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        if "error" in r:
+            lines.append(f"| {r['model']} | refused: {r['error']} |" + "|" * 14)
+            continue
         s = r["stages_s"]
         lines.append(
             f"| {r['model']} | {r['convert_s']:.2f} | {s['trace']:.2f} | {s['fold']:.2f} | "

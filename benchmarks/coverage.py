@@ -41,6 +41,9 @@ def markdown(results: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        if "error" in r:
+            lines.append(f"| {r['model']} | refused: {r['error']} |||||||")
+            continue
         lines.append(
             f"| {r['model']} | {r['model_parameters_mb'] / 4:.1f} | {r['convert_s']:.1f} | "
             f"{r['stages_s']['permute']:.1f} | {r['convert_extra_peak_mb']:.0f} | "

@@ -26,12 +26,12 @@ from torch import nn
 
 from inn.errors import ConversionError
 from inn.graph import rules_timm  # noqa: F401  (fills the registry)
-from inn.graph.layout import Axes, Layout, Segment
+from inn.graph.layout import Attribute, Axes, Layout, Segment
 from inn.graph.rules import Wrapped, rule_for
-from inn.graph.rules_torch import ChannelCount, ShapeOf
+from inn.graph.rules_tensor import ChannelCount, ShapeOf
 from inn.graph.trace import is_leaf_module
 
-__all__ = ["Analyser", "Attribute", "ChannelGroup", "GraphAnalysis", "ModuleRoles", "analyse"]
+__all__ = ["Analyser", "ChannelGroup", "GraphAnalysis", "ModuleRoles", "analyse"]
 
 # module kind -> role -> [(tensor name, dim)] running along that role
 TENSOR_AXES: dict[str, dict[str, list[tuple[str, int]]]] = {
@@ -114,20 +114,6 @@ class GraphAnalysis:
 
     def group_of(self, segment: Segment) -> ChannelGroup:
         return self.groups[self.root(segment.axis)]
-
-
-@dataclass
-class Attribute:
-    """A tensor attribute of the model (``get_attr``), possibly expanded or cast on the way;
-    it joins a group when combined with a tensor whose channels line up with one of its dims."""
-
-    target: str
-    shape: tuple[int, ...]  # as used here (after a reshape, maybe)
-    is_parameter: bool
-    source_dims: tuple[int | None, ...] | None = None  # dim here -> dim of the tensor itself
-
-    def source_dim(self, dim: int) -> int | None:
-        return dim if self.source_dims is None else self.source_dims[dim]
 
 
 class Analyser:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-__all__ = ["Axes", "Layout", "Segment"]
+__all__ = ["Attribute", "Axes", "Layout", "Segment"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,17 @@ class Axes:
             out[offset // step].append(s)
             offset += s.size * s.block
         return [tuple(p) for p in out]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A tensor attribute of the model (``get_attr``), possibly expanded or cast on the way;
+    it joins a group when combined with a tensor whose channels line up with one of its dims."""
+
+    target: str
+    shape: tuple[int, ...]  # as used here (after a reshape, maybe)
+    is_parameter: bool
+    source_dims: tuple[int | None, ...] | None = None  # dim here -> dim of the tensor itself
+
+    def source_dim(self, dim: int) -> int | None:
+        return dim if self.source_dims is None else self.source_dims[dim]

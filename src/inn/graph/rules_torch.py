@@ -1,11 +1,10 @@
-"""Built-in channel rules for ``torch.nn`` modules, ``torch`` functions and tensor methods."""
+"""Built-in channel rules for ``torch.nn`` layers and elementwise functions (tensor algebra:
+:mod:`inn.graph.rules_tensor`)."""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass
-from math import prod
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -13,14 +12,14 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from inn.graph.layout import Layout, Segment
+from inn.graph.layout import Layout
 from inn.graph.rules import ChannelRule, Wrapped, function_rule, module_rule
 from inn.graph.trace import register_leaf_module
 
 if TYPE_CHECKING:
     from inn.graph.groups import Analyser
 
-__all__ = ["ChannelCount", "ShapeOf", "declared_rule"]
+__all__ = ["declared_rule", "self_attention", "wrapped"]
 
 _PASS_MODULES = (
     nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
@@ -41,11 +40,6 @@ _PASS_FUNCTIONS = (
     "type_as", "detach", "clamp", "clamp_", "abs", "neg", "exp", "sigmoid_", "hardswish",
     "gelu", "silu", "mul_scalar",
 )  # fmt: skip
-_BINARY = (
-    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
-    operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
-    torch.maximum, torch.minimum, "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_",
-)  # fmt: skip
 
 
 # -- simple rules ----------------------------------------------------------------------------
@@ -54,34 +48,6 @@ _BINARY = (
 def passthrough(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     """Elementwise (or spatial-only) operations: the output has the input's channels."""
     return ctx.input(node)
-
-
-@dataclass(frozen=True)
-class ShapeOf:
-    """``x.shape`` / ``x.size()`` of a tensor with channels ``layout``."""
-
-    layout: Layout
-
-
-@dataclass(frozen=True)
-class ChannelCount:
-    """A number read from a tensor's shape that is (or contains) its channel count: whatever
-    uses it depends on the width, so the analysis pins those channels (see ``Analyser.visit``)."""
-
-    layout: Layout
-
-
-@function_rule(getattr, "size", "dim")
-def shape_of(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    x = ctx.input(node)
-    if not isinstance(x, Layout) or node.target == "dim":
-        return None
-    if node.target is getattr and node.args[1] != "shape":
-        return None
-    dim = ctx.argument(node, 1, "dim") if node.target == "size" else None
-    if dim is None:
-        return ShapeOf(x)
-    return ChannelCount(x) if isinstance(dim, int) and dim % x.ndim == x.dim else None
 
 
 try:  # torchvision's stochastic depth drops whole samples or rows, never channels
@@ -301,283 +267,3 @@ def multihead_attention(ctx: Analyser, node: fx.Node, module: nn.MultiheadAttent
         return ctx.unknown(node, f"attention {node.target!r} (not plain self-attention)")
     out = self_attention(ctx, node, module, _MHA_NAMES)
     return [out, None] if isinstance(out, Layout) else out
-
-
-# -- tensor algebra -----------------------------------------------------------------------------
-@function_rule(*_BINARY)
-def binary(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    """Elementwise ops of two tensors tie their channels; a tensor attribute broadcast along the
-    channels (a layer scale, a position embedding) joins the group."""
-    from inn.graph.groups import Attribute
-
-    operands = [a for a in node.args[:2] if isinstance(a, fx.Node)]
-    values = [ctx.values.get(a) for a in operands]
-    layouts = [v for v in values if isinstance(v, Layout)]
-    attributes = [v for v in values if isinstance(v, Attribute)]
-    if len(layouts) + len(attributes) != len(values) or not layouts:
-        return ctx.unknown(node, "an elementwise operation on untracked tensors")
-    out_ndim = len(ctx.shape(node) or ())
-    if len(layouts) == 1:
-        x = layouts[0]
-        for attribute in attributes:
-            bind_attribute(ctx, attribute, x)
-        return Layout(x.dim + out_ndim - x.ndim, out_ndim, x.segments)
-    a, b = layouts
-    if a.ndim - a.dim != b.ndim - b.dim:
-        return ctx.unknown(node, "an elementwise operation on misaligned channel axes")
-    if a.channels == 1 or b.channels == 1:  # broadcast of a single channel
-        ctx.pin_value(a if a.channels == 1 else b, "broadcast single channel")
-        return b if a.channels == 1 else a
-    if not ctx.axes.tie(a.segments, b.segments, f"operands of {node.name} split differently"):
-        return ctx.fresh(
-            node, f"{node.name} mixes differently split channels", out_ndim - (a.ndim - a.dim)
-        )
-    return a if a.ndim >= b.ndim else b
-
-
-def bind_attribute(ctx: Analyser, attribute: Any, x: Layout) -> None:
-    """Make a tensor attribute combined with ``x`` (broadcast, right-aligned) a member of its
-    channels' group, or pin them where its shape does not line up."""
-    dim = x.dim - (x.ndim - len(attribute.shape))
-    if dim < 0 or attribute.shape[dim] == 1:
-        return  # the same value for every channel
-    source = attribute.source_dim(dim)
-    if attribute.shape[dim] != x.channels or source is None:
-        ctx.pin_value(x, f"combined with tensor attribute {attribute.target!r}")
-        return
-    ctx.record(attribute.target, "attribute", {"out": x.segments}, tensor_dims=source)
-
-
-@function_rule(torch.cat, "cat", torch.concat, torch.concatenate)
-def cat(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    from inn.graph.groups import Attribute
-
-    items = ctx.argument(node, 0, "tensors")
-    dim = ctx.argument(node, 1, "dim", 0)
-    values = [ctx.values.get(a) for a in items] if isinstance(items, (list, tuple)) else []
-    layouts = [v for v in values if isinstance(v, Layout)]
-    if not layouts or not all(isinstance(v, (Layout, Attribute)) for v in values):
-        return ctx.unknown(node, "a concatenation of untracked tensors")
-    first = layouts[0]
-    if dim % first.ndim == first.dim:
-        if len(layouts) != len(values):
-            return ctx.unknown(node, "a concatenation of a tensor attribute along channels")
-        return first.with_segments([s for x in layouts for s in x.segments])
-    for v in values:
-        if isinstance(v, Attribute):
-            bind_attribute(ctx, v, first)
-        elif v is not first:
-            ctx.axes.tie(first.segments, v.segments, "concatenated along another axis")
-    return first
-
-
-@function_rule(torch.flatten, torch.reshape, "flatten", "view", "reshape")
-@module_rule(nn.Flatten)
-def reshape(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    """Merging the channel axis with the axes right after it (a flatten) makes each channel a
-    block of features; any other mixing of channels with other axes is not followed."""
-    from inn.graph.groups import Attribute
-
-    x = ctx.input(node)
-    shape_in, shape_out = ctx.shape(node.args[0]), ctx.shape(node)
-    if isinstance(x, Attribute):
-        return _reshaped_attribute(node, x, shape_out)
-    if not isinstance(x, Layout) or shape_in is None or shape_out is None:
-        return ctx.unknown(node, "a reshape of an untracked tensor")
-    before, channels = prod(shape_in[: x.dim]), shape_in[x.dim]
-    for d_out, size in enumerate(shape_out):
-        if prod(shape_out[:d_out]) != before or size % channels:
-            continue
-        merged = size // channels
-        for end in range(x.dim + 1, len(shape_in) + 1):
-            rest_in, rest_out = prod(shape_in[end:]), prod(shape_out[d_out + 1 :])
-            if prod(shape_in[x.dim + 1 : end]) == merged and rest_in == rest_out:
-                if _literal_size(node, d_out) and not _infer_channels(node, d_out):
-                    return ctx.unknown(node, "a reshape to a fixed channel count")
-                segs = [Segment(s.axis, s.size, s.block * merged) for s in x.segments]
-                return Layout(d_out, len(shape_out), tuple(segs))
-    return ctx.unknown(node, "a reshape that mixes channels with other axes")
-
-
-def _reshaped_attribute(node: fx.Node, x: Any, shape_out: tuple[int, ...] | None) -> Any:
-    """A vector attribute viewed as ``(1, -1, 1, 1)`` (a layer scale) stays an attribute; the
-    ``-1`` lets the reshape follow its width (a literal channel count would not)."""
-    from inn.graph.groups import Attribute
-
-    long_in = [d for d, n in enumerate(x.shape) if n != 1]
-    long_out = [d for d, n in enumerate(shape_out or ()) if n != 1]
-    if len(long_in) != 1 or len(long_out) != 1 or -1 not in _flat_ints(node.args[1:]):
-        return None
-    dims: list[int | None] = [None] * len(shape_out)
-    dims[long_out[0]] = x.source_dim(long_in[0])
-    return Attribute(x.target, shape_out, x.is_parameter, tuple(dims))
-
-
-def _literal_size(node: fx.Node, dim: int) -> bool:
-    """Whether a view/reshape gives the size of output dim ``dim`` as a number (which would not
-    follow a new width); ``flatten`` and ``-1`` do not."""
-    if node.target in (torch.flatten, "flatten") or node.op == "call_module":
-        return False
-    sizes = _flat_ints(node.args[1:]) or list(node.kwargs.get("shape", ()))
-    return dim < len(sizes) and isinstance(sizes[dim], int) and sizes[dim] != -1
-
-
-def _infer_channels(node: fx.Node, dim: int) -> bool:
-    """Rewrite ``x.reshape(n, 768, h * w)`` as ``x.reshape(n, -1, h * w)`` (the same at full
-    width, and it follows the channels at any other) where no other size is ``-1``. The graph
-    is the analysis's own copy of the model."""
-    if node.kwargs or len(node.args) < 2:
-        return False
-    packed = len(node.args) == 2 and isinstance(node.args[1], (list, tuple))
-    sizes = list(node.args[1] if packed else node.args[1:])
-    if -1 in sizes or not all(isinstance(n, (int, fx.Node)) for n in sizes):
-        return False
-    sizes[dim] = -1
-    node.args = (node.args[0], type(node.args[1])(sizes)) if packed else (node.args[0], *sizes)
-    return True
-
-
-def _flat_ints(args: Any) -> list[Any]:
-    return [b for a in args for b in (a if isinstance(a, (list, tuple)) else [a])]
-
-
-@function_rule(torch.mean, torch.sum, torch.amax, "mean", "sum", "amax")
-def reduce(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    x = ctx.input(node)
-    dims = ctx.argument(node, 1, "dim")
-    keepdim = ctx.argument(node, 2, "keepdim", False)
-    if not isinstance(x, Layout) or dims is None:
-        return ctx.unknown(node, "a reduction over all axes")
-    dims = [d % x.ndim for d in ([dims] if isinstance(dims, int) else dims)]
-    if x.dim in dims:
-        return ctx.unknown(node, "a reduction over channels")
-    if keepdim:
-        return x
-    return Layout(x.dim - sum(d < x.dim for d in dims), x.ndim - len(dims), x.segments)
-
-
-@function_rule(torch.permute, "permute")
-def permute(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    x = ctx.input(node)
-    order = node.args[1:]
-    if len(order) == 1 and isinstance(order[0], (list, tuple)):
-        order = order[0]
-    order = order or ctx.argument(node, 1, "dims", ())
-    if not isinstance(x, Layout) or not all(isinstance(d, int) for d in order):
-        return ctx.unknown(node, "a permutation of untracked axes")
-    return Layout([d % x.ndim for d in order].index(x.dim), x.ndim, x.segments)
-
-
-@function_rule(torch.transpose, "transpose")
-def transpose(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    x = ctx.input(node)
-    d0, d1 = ctx.argument(node, 1, "dim0"), ctx.argument(node, 2, "dim1")
-    if not isinstance(x, Layout) or not isinstance(d0, int) or not isinstance(d1, int):
-        return ctx.unknown(node, "a transpose of untracked axes")
-    swap = {d0 % x.ndim: d1 % x.ndim, d1 % x.ndim: d0 % x.ndim}
-    return Layout(swap.get(x.dim, x.dim), x.ndim, x.segments)
-
-
-@function_rule(torch.softmax, F.softmax, "softmax")
-def softmax(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    x = ctx.input(node)
-    dim = ctx.argument(node, 1, "dim")
-    if not isinstance(x, Layout) or not isinstance(dim, int) or dim % x.ndim == x.dim:
-        return ctx.unknown(node, "a softmax over channels")
-    return x
-
-
-@function_rule("expand", "expand_as")
-def expand(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    """Broadcasting other axes keeps the channels (an attribute stays an attribute)."""
-    from inn.graph.groups import Attribute
-
-    x = ctx.input(node)
-    shape_in, shape_out = ctx.shape(node.args[0]), ctx.shape(node)
-    if isinstance(x, Attribute):
-        return x if shape_out is not None and len(shape_out) == len(x.shape) else None
-    if not isinstance(x, Layout) or shape_in is None or shape_out is None:
-        return ctx.unknown(node, "an expand of an untracked tensor")
-    if len(shape_out) != len(shape_in) or shape_out[x.dim] != shape_in[x.dim]:
-        return ctx.unknown(node, "an expand along channels")
-    return x
-
-
-@function_rule(torch.unsqueeze, "unsqueeze")
-def unsqueeze(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    x = ctx.input(node)
-    dim = ctx.argument(node, 1, "dim")
-    if not isinstance(x, Layout) or not isinstance(dim, int):
-        return ctx.unknown(node, "an unsqueeze of an untracked tensor")
-    dim = dim % (x.ndim + 1)
-    return Layout(x.dim + (dim <= x.dim), x.ndim + 1, x.segments)
-
-
-@function_rule(torch.split, torch.chunk, torch.tensor_split, "split", "chunk", "tensor_split")
-def split(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    """Pieces along the channels split their axes; along another axis each piece keeps them."""
-    x = ctx.input(node)
-    metas = node.meta.get("tensor_meta")
-    dim = ctx.argument(node, 2, "dim", 0)
-    if (
-        not isinstance(x, Layout)
-        or not isinstance(metas, (list, tuple))
-        or not isinstance(dim, int)
-    ):
-        return ctx.unknown(node, "a split of an untracked tensor")
-    if dim % x.ndim != x.dim:
-        return [x] * len(metas)
-    sizes = [int(m.shape[x.dim]) for m in metas]
-    if sum(sizes) != x.channels:
-        return ctx.unknown(node, "a split of channels")
-    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    fine = ctx.axes.refine(x.segments, set(bounds[1:-1]))
-    if fine is None:
-        return ctx.unknown(node, "a split inside a block of features")
-    offset, pieces = 0, [[] for _ in sizes]
-    for s in fine:
-        pieces[max(i for i, b in enumerate(bounds[:-1]) if b <= offset)].append(s)
-        offset += s.size * s.block
-    out = [x.with_segments(p) for p in pieces]
-    ctx.splits[node.name] = (x.dim, [p.segments for p in out])
-    return out
-
-
-@function_rule(operator.getitem)
-def getitem(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    """An element of a split, or an index of a tensor that keeps (or slices) its channels."""
-    x, index = ctx.input(node), node.args[1]
-    if isinstance(x, ShapeOf):
-        dims = range(x.layout.ndim)
-        picked = [dims[index]] if isinstance(index, int) else dims[index]
-        return ChannelCount(x.layout) if x.layout.dim in picked else None
-    if isinstance(x, (list, tuple)):
-        return x[index] if isinstance(index, int) and -len(x) <= index < len(x) else None
-    if not isinstance(x, Layout):
-        return ctx.unknown(node, "an index of an untracked tensor")
-    index = index if isinstance(index, tuple) else (index,)
-    if sum(i is Ellipsis for i in index) > 1 or any(isinstance(i, fx.Node) for i in index):
-        return ctx.unknown(node, "an index by a tensor")
-    if Ellipsis in index:
-        at = index.index(Ellipsis)
-        fill = x.ndim - sum(i is not None for i in index if i is not Ellipsis)
-        index = (*index[:at], *[slice(None)] * fill, *index[at + 1 :])
-    index = (*index, *[slice(None)] * (x.ndim - sum(i is not None for i in index)))
-    dim_in = dim_out = 0
-    new_dim, channels = None, None
-    for i in index:
-        if i is None:
-            dim_out += 1
-            continue
-        if dim_in == x.dim:
-            if not isinstance(i, slice):
-                return ctx.unknown(node, "an index that picks single channels")
-            new_dim, channels = dim_out, i
-        dim_in += 1
-        dim_out += not isinstance(i, int)
-    shape_out = ctx.shape(node)
-    if new_dim is None or shape_out is None:
-        return ctx.unknown(node, "an index of channels")
-    if channels.indices(x.channels) != (0, x.channels, 1):
-        return ctx.unknown(node, "an index of a range of channels")
-    return Layout(new_dim, len(shape_out), x.segments)
