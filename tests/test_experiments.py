@@ -67,3 +67,33 @@ def test_budget_experiment_meets_every_budget_for_every_method(
     assert len(json.loads((tmp_path / "results.json").read_text())["rows"]) == len(rows)
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
     assert "| tp-lamp+bn |" in (tmp_path / "results.md").read_text()
+
+
+def test_pruning_experiment_on_a_transformer(digits):
+    """The zoo ViT (random weights: only the mechanics are checked here): the methods that
+    apply to attention run at the same parameter count; activation statistics, the BatchNorm
+    variants and Torch-Pruning are dropped."""
+    import torch
+
+    from inn.zoo import vit
+
+    x, y, xt, yt = digits
+    resize = torch.nn.Upsample(size=(28, 28))  # the 8 x 8 digits at the ViT's input size
+    torch.manual_seed(0)
+    model = vit(dim=16).eval()
+    methods = pruning.applicable(pruning.INN_METHODS + pruning.BASELINE_METHODS, model)
+    assert "activation" not in methods and "l1+bn" not in methods and "l1+calib" in methods
+    results = pruning.run(
+        model,
+        [(resize(xt[:100]), yt[:100])],
+        [(resize(x[:32]), y[:32])],
+        compressions=(0.4,),
+        methods=methods,
+        seeds=(0,),
+        steps=2,
+        progress=False,
+    )
+    summary = pruning.summarise(results)
+    full = summary["unpruned"][0.0]["parameters"]
+    for method in methods:
+        assert abs(summary[method][0.4]["parameters"] / full - 0.6) < 0.01, method

@@ -21,33 +21,52 @@ if TYPE_CHECKING:
 
 __all__ = ["declared_rule", "self_attention", "wrapped"]
 
-_PASS_MODULES = (
+_ELEMENTWISE = (
     nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
     nn.LeakyReLU, nn.ELU, nn.Mish, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
-    nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample,
-    nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ReflectionPad2d,
-    nn.ReplicationPad2d, nn.ConstantPad2d,
-)  # fmt: skip
-_PASS_FUNCTIONS = (
+    nn.Dropout3d, nn.AlphaDropout,
     F.relu, F.relu6, F.silu, F.gelu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.elu, F.mish,
-    F.dropout, F.dropout2d, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d,
-    F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.adaptive_max_pool2d, F.interpolate, F.pad, torch.relu, torch.sigmoid, torch.tanh,
-    F.sigmoid, F.tanh, operator.neg, torch.neg, torch.abs, torch.exp, torch.clamp,
+    F.dropout, F.dropout2d, torch.relu, torch.sigmoid, torch.tanh, F.sigmoid, F.tanh,
+    operator.neg, torch.neg, torch.abs, torch.exp, torch.clamp,
     "relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "double", "half", "to",
     "type_as", "detach", "clamp", "clamp_", "abs", "neg", "exp", "sigmoid_", "hardswish",
-    "gelu", "silu", "mul_scalar",
+    "gelu", "silu",
 )  # fmt: skip
+# operations over the trailing (spatial) axes of (N, C, ...): channels must be on dim 1
+_SPATIAL = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
+    nn.ConstantPad2d,
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d,
+    F.interpolate, F.pad,
+)  # fmt: skip
+
+
+def _split_targets(targets: tuple[Any, ...]) -> tuple[list[type], list[Any]]:
+    modules = [t for t in targets if isinstance(t, type)]
+    return modules, [t for t in targets if not isinstance(t, type)]
 
 
 # -- simple rules ----------------------------------------------------------------------------
-@module_rule(*_PASS_MODULES)
-@function_rule(*_PASS_FUNCTIONS)
+@module_rule(*_split_targets(_ELEMENTWISE)[0])
+@function_rule(*_split_targets(_ELEMENTWISE)[1])
 def passthrough(ctx: Analyser, node: fx.Node, module: Any) -> Any:
-    """Elementwise (or spatial-only) operations: the output has the input's channels."""
+    """Elementwise operations: the output has the input's channels."""
     return ctx.input(node)
+
+
+@module_rule(*_split_targets(_SPATIAL)[0])
+@function_rule(*_split_targets(_SPATIAL)[1])
+def spatial(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Pooling, resampling and padding of ``(N, C, ...)``: the channels pass (a pad of the
+    channels themselves changes their count and is pinned by the shape check)."""
+    x = ctx.input(node)
+    if isinstance(x, Layout) and x.dim != 1:
+        return ctx.unknown(node, f"{node.target!r} over a tensor whose channels are not on dim 1")
+    return x
 
 
 try:  # torchvision's stochastic depth drops whole samples or rows, never channels
