@@ -31,6 +31,7 @@ from inn.layers import (
     IntegralLinear,
     IntegralSplit,
     IntegralTensor,
+    IntegralWindowAttention,
     IntegralWrapped,
 )
 
@@ -80,6 +81,10 @@ def _integral_layer(
         head_dim = parts["qkv_head_dim"]
         spec = {"in": parts["in"], "out": parts["out"], "head_dim": head_dim and head_dim[:1]}
         return IntegralAttention(module, spec, rule=rule)
+    if roles.kind == "window_attention":
+        return IntegralWindowAttention(
+            module, roles.wrapped.tensors, parts, integrated=roles.wrapped.integrated, rule=rule
+        )
     if roles.kind == "grouped":
         out = parts["out"]
         parts = {**parts, "out": None if out is None else out[: len(out) // roles.groups]}

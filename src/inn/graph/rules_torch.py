@@ -190,14 +190,55 @@ def group_norm(ctx: Analyser, node: fx.Node, module: nn.GroupNorm) -> Any:
     return wrapped(ctx, node, spec, channel_dim=1)
 
 
+_WINDOW_ATTENTION = Wrapped(
+    {
+        "qkv.weight": {0: "qkv", 1: "in"},
+        "qkv.bias": {0: "qkv"},
+        "proj.weight": {0: "out", 1: "in"},
+        "proj.bias": {0: "out"},
+    },
+    integrated={"qkv.weight": 1, "proj.weight": 1},
+    one_axis=False,
+)
+
+
+def window_attention(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
+    """torchvision's Swin attention: its function splits the embedding into ``num_heads``
+    equal heads, so the embedding becomes that many pieces tied to one partition."""
+    name, x = str(node.target), ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != x.ndim - 1:
+        return ctx.unknown(node, f"window attention {name!r} (embedding not on the last axis)")
+    pieces = ctx.axes.pieces(x.segments, module.num_heads)
+    if pieces is None or not all(
+        ctx.axes.tie(pieces[0], p, f"heads of {name!r}") for p in pieces[1:]
+    ):
+        return ctx.unknown(node, f"window attention {name!r} ({module.num_heads} heads)")
+    segments = ctx.axes.expand(x.segments)
+    out = ctx.new_output(name, module.proj.out_features)
+    roles = {"in": segments, "qkv": segments * 3, "out": out}
+    ctx.record(name, "window_attention", roles, wrapped=_WINDOW_ATTENTION)
+    return x.with_segments(out)
+
+
+def patch_merging(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Swin's patch merging: four spatial slices concatenated along the channels."""
+    x = ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != x.ndim - 1:
+        return ctx.unknown(node, "patch merging of channels not on the last axis")
+    return x.with_segments(x.segments * 4)
+
+
 try:
+    from torchvision.models import swin_transformer
     from torchvision.models.convnext import LayerNorm2d as _TorchvisionLayerNorm2d
 
     module_rule(_TorchvisionLayerNorm2d)(channels_first_norm)
     register_leaf_module(_TorchvisionLayerNorm2d)
-    CHANNELS_FIRST_NORMS: tuple[type, ...] = (_TorchvisionLayerNorm2d,)
+    module_rule(swin_transformer.ShiftedWindowAttention)(window_attention)
+    register_leaf_module(swin_transformer.ShiftedWindowAttention)
+    function_rule(swin_transformer._patch_merging_pad)(patch_merging)
 except ImportError:  # pragma: no cover - torchvision is optional
-    CHANNELS_FIRST_NORMS = ()
+    pass
 
 
 def declared_rule(kind: str, tensors: Mapping[str, Any] | None, reason: str) -> ChannelRule:

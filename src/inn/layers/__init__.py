@@ -1,6 +1,6 @@
 """Integral layers: standard layers whose tensors are continuous along their channel axes."""
 
-from inn.layers.attention import IntegralAttention
+from inn.layers.attention import IntegralAttention, IntegralWindowAttention
 from inn.layers.base import IntegralLayer, PartitionSpec
 from inn.layers.conv import (
     IntegralConv1d,
@@ -26,6 +26,7 @@ __all__ = [
     "IntegralLinear",
     "IntegralSplit",
     "IntegralTensor",
+    "IntegralWindowAttention",
     "IntegralWrapped",
     "PartitionSpec",
     "conv_mode",

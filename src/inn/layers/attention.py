@@ -9,8 +9,15 @@ from torch import Tensor, nn
 
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec
+from inn.layers.wrapped import IntegralWrapped
 
-__all__ = ["AttentionWeights", "IntegralAttention", "PlainAttention", "plain_attention"]
+__all__ = [
+    "AttentionWeights",
+    "IntegralAttention",
+    "IntegralWindowAttention",
+    "PlainAttention",
+    "plain_attention",
+]
 
 
 class AttentionWeights:
@@ -187,3 +194,55 @@ def _linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
         if bias is not None:
             layer.bias.copy_(bias)
     return layer
+
+
+class IntegralWindowAttention(IntegralWrapped):
+    """torchvision's ``ShiftedWindowAttention`` (Swin), resized through its own forward.
+
+    Its attention function splits the embedding into ``num_heads`` heads of ``C // num_heads``,
+    so the embedding axis is ``num_heads`` tied pieces (one per head) and the head dimension is
+    the piece. The function scales ``q . k`` by ``head_dim ** -0.5``; q is multiplied by its
+    quadrature weights times ``sqrt(head_dim / full head_dim)``, so that at any width the logits
+    approximate the full-width integral (and at full width are unchanged).
+
+    Roles: ``"in"`` (the embedding read, and the projection's input), ``"qkv"`` (three copies
+    of it), ``"out"`` (the projection's output).
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        tensors: dict[str, dict[int, str]],
+        partitions: PartitionSpec,
+        *,
+        integrated: dict[str, int] | None = None,
+        rule: str = "rectangle",
+    ) -> None:
+        super().__init__(module, tensors, partitions, integrated=integrated, rule=rule)
+        self.heads = module.num_heads
+        if self.is_continuous("in"):
+            with torch.no_grad():
+                for key in ("qkv__weight", "qkv__bias"):
+                    function = getattr(self, f"{key}_function", None)
+                    if function is not None:
+                        q = function.values[: function.values.shape[0] // 3]
+                        q /= _rows(self._full_scale("in", q), q)
+
+    def tensors(self) -> dict[str, Tensor]:
+        t = super().tensors()
+        if not self.is_continuous("in"):
+            return t
+        full = sum(p.full_size for p in self.segment_partitions("in"))
+        width = self.size("in", full)
+        for name in ("qkv.weight", "qkv.bias"):
+            if name in t:
+                qkv = t[name]
+                third = qkv.shape[0] // 3
+                scale = self.quadrature_scale("in", qkv) * (width / full) ** 0.5
+                t[name] = torch.cat([qkv[:third] * _rows(scale, qkv), qkv[third:]])
+        return t
+
+
+def _rows(scale: Tensor, like: Tensor) -> Tensor:
+    """``scale`` shaped to multiply the rows of ``like``."""
+    return scale.to(like).reshape(-1, *[1] * (like.dim() - 1))

@@ -80,23 +80,22 @@ class IntegralWrapped(IntegralLayer):
     def widths(self) -> dict[str, int]:
         return {role: self.size(role, n) for role, n in self.full_sizes.items()}
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    def tensors(self) -> dict[str, Tensor]:
+        """The module's tensors at the current widths, by their names in the module."""
         t = self.sampled()
-        tensors = {
-            name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None
-        }
+        return {name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None}
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         _set_sizes(self.module, self._originals, self.widths())
-        return functional_call(self.module, tensors, args, kwargs)
+        return functional_call(self.module, self.tensors(), args, kwargs)
 
     def to_discrete(self) -> nn.Module:
-        t = self.sampled()
         plain = copy.deepcopy(self.module)
-        for name, key in self.tensor_names.items():
-            if t.get(key) is None:
-                continue
+        for name, value in self.tensors().items():
+            key = self.tensor_names[name]
             owner_name, _, attr = name.rpartition(".")
             owner = plain.get_submodule(owner_name)
-            value = t[key].detach().clone()
+            value = value.detach().clone()
             if getattr(self, f"{key}_function").values.requires_grad:
                 owner.register_parameter(attr, nn.Parameter(value))
             else:
