@@ -9,9 +9,7 @@ from typing import Any
 __all__ = ["add_inspect_parser", "load_architecture"]
 
 
-def load_architecture(
-    spec: str, num_classes: int | None = None, command: str = "inn"
-) -> Any:
+def load_architecture(spec: str, num_classes: int | None = None, command: str = "inn") -> Any:
     """A model from a torchvision name, ``timm:NAME`` or ``package.module:callable`` (random
     initialisation: nothing is downloaded)."""
     from torch import nn

@@ -5,4 +5,12 @@ from inn.convert.coverage import Coverage
 from inn.convert.fold import fold_batchnorms
 from inn.convert.model import ConversionReport, Group, IntegralModel
 
-__all__ = ["ConversionReport", "Coverage", "Group", "IntegralModel", "convert", "fold_batchnorms", "prepare"]
+__all__ = [
+    "ConversionReport",
+    "Coverage",
+    "Group",
+    "IntegralModel",
+    "convert",
+    "fold_batchnorms",
+    "prepare",
+]

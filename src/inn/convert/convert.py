@@ -82,8 +82,15 @@ def _integral_layer(
         spec = {"in": parts["in"], "out": parts["out"], "head_dim": head_dim and head_dim[:1]}
         return IntegralAttention(module, spec, rule=rule)
     if roles.kind == "window_attention":
+        timm_style = "qkv_head_dim" in roles.roles  # head dim inferred, not C // heads
         return IntegralWindowAttention(
-            module, roles.wrapped.tensors, parts, integrated=roles.wrapped.integrated, rule=rule
+            module,
+            roles.wrapped.tensors,
+            parts,
+            q_role="qkv_head_dim" if timm_style else "in",
+            rescaled=not timm_style or bool(getattr(module, "fused_attn", False)),
+            integrated=roles.wrapped.integrated,
+            rule=rule,
         )
     if roles.kind == "grouped":
         out = parts["out"]

@@ -160,6 +160,13 @@ class Analyser:
             for seg in layout.segments:
                 self.axes.pin(seg.axis, reason)
 
+    def pin_reads(self, node: fx.Node, allowed: fx.Node | None = None) -> None:
+        """Pin the channels whose count (read from a shape) ``node`` uses, but ``allowed``."""
+        for a in _flat_nodes((node.args, node.kwargs)):
+            read = self.values.get(a)
+            if isinstance(read, (ChannelCount, ShapeOf)) and a is not allowed:
+                self.pin_value(read.layout, f"its channel count is read by {node.name}")
+
     def unknown(self, node: fx.Node, what: str) -> Layout | None:
         """Pin every axis flowing in; the output keeps the input's (pinned) layout when the
         shape is unchanged, else gets a new pinned axis."""
@@ -237,12 +244,8 @@ class Analyser:
             if not isinstance(value, torch.Tensor):
                 return None
             return Attribute(str(node.target), tuple(value.shape), isinstance(value, nn.Parameter))
-        for a in _flat_nodes((node.args, node.kwargs)):
-            read = self.values.get(a)
-            if isinstance(read, (ChannelCount, ShapeOf)) and not (
-                node.target is operator.getitem and isinstance(read, ShapeOf)
-            ):
-                self.pin_value(read.layout, f"its channel count is read by {node.name}")
+        if node.target is not operator.getitem and node.target not in _RESHAPES:
+            self.pin_reads(node)  # a getitem picks a size; a reshape checks where it goes
         module = self.gm.get_submodule(str(node.target)) if node.op == "call_module" else None
         rule, by_user = rule_for(node, module)
         if module is not None and rule is None and is_leaf_module(module):
@@ -304,6 +307,9 @@ class Analyser:
         while axis in parents and all(axes.root(c) == root for c in axes.children[parents[axis]]):
             axis = parents[axis]
         return axes.name[axis]
+
+
+_RESHAPES = (torch.reshape, "view", "reshape")
 
 
 def _flat_nodes(obj: Any) -> list[fx.Node]:

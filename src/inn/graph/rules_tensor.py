@@ -124,26 +124,74 @@ def cat(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 @module_rule(nn.Flatten)
 def reshape(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     """Merging the channel axis with the axes right after it (a flatten) makes each channel a
-    block of features; any other mixing of channels with other axes is not followed."""
+    block of features; merging it with axes right before it (channels last) repeats the
+    channels once per position of those axes. Splitting the channels, or any other mixing of
+    channels with other axes, is not followed.
+
+    The output's channel count may be given as ``-1`` (it follows the width) or as a channel
+    count read from a shape (then the two tensors' channels are tied: equal at every width); a
+    literal number is rewritten as ``-1`` where possible, else the axis is pinned."""
     x = ctx.input(node)
     shape_in, shape_out = ctx.shape(node.args[0]), ctx.shape(node)
     if isinstance(x, Attribute):
         return _reshaped_attribute(node, x, shape_out)
     if not isinstance(x, Layout) or shape_in is None or shape_out is None:
+        ctx.pin_reads(node)
         return ctx.unknown(node, "a reshape of an untracked tensor")
-    before, channels = prod(shape_in[: x.dim]), shape_in[x.dim]
+    found = _merged_channels(shape_in, shape_out, x.dim)
+    if found is None:
+        ctx.pin_reads(node)
+        return ctx.unknown(node, "a reshape that mixes channels with other axes")
+    d_out, block, copies = found
+    size = _size_argument(node, d_out)
+    read = ctx.values.get(size) if isinstance(size, fx.Node) else None
+    if isinstance(read, ChannelCount) and (block, copies) == (1, 1):
+        # the channel count of another tensor (maybe this one): widths equal at every size
+        ctx.axes.tie(read.layout.segments, x.segments, f"{node.name} sizes one by the other")
+        ctx.pin_reads(node, allowed=size)
+    else:
+        ctx.pin_reads(node)
+    if isinstance(size, int) and size != -1 and not _infer_channels(node, d_out):
+        return ctx.unknown(node, "a reshape to a fixed channel count")
+    segments = [Segment(s.axis, s.size, s.block * block) for s in x.segments] * copies
+    return Layout(d_out, len(shape_out), tuple(segments))
+
+
+def _merged_channels(
+    shape_in: tuple[int, ...], shape_out: tuple[int, ...], dim: int
+) -> tuple[int, int, int] | None:
+    """``(output dim, features per channel, copies)`` where the reshape keeps the channel axis
+    whole: merged with the axes after it (``block`` features per channel) or before it
+    (``copies`` repetitions of the channels), else None."""
+    channels = shape_in[dim]
     for d_out, size in enumerate(shape_out):
-        if prod(shape_out[:d_out]) != before or size % channels:
+        if size % channels:
             continue
-        merged = size // channels
-        for end in range(x.dim + 1, len(shape_in) + 1):
-            rest_in, rest_out = prod(shape_in[end:]), prod(shape_out[d_out + 1 :])
-            if prod(shape_in[x.dim + 1 : end]) == merged and rest_in == rest_out:
-                if _literal_size(node, d_out) and not _infer_channels(node, d_out):
-                    return ctx.unknown(node, "a reshape to a fixed channel count")
-                segs = [Segment(s.axis, s.size, s.block * merged) for s in x.segments]
-                return Layout(d_out, len(shape_out), tuple(segs))
-    return ctx.unknown(node, "a reshape that mixes channels with other axes")
+        factor = size // channels
+        before_out, after_out = prod(shape_out[:d_out]), prod(shape_out[d_out + 1 :])
+        for end in range(dim + 1, len(shape_in) + 1):  # channels, then axes dim+1..end-1
+            if (prod(shape_in[:dim]), prod(shape_in[dim + 1 : end]), prod(shape_in[end:])) == (
+                before_out,
+                factor,
+                after_out,
+            ):
+                return d_out, factor, 1
+        for start in range(dim + 1):  # axes start..dim-1, then the channels
+            if (prod(shape_in[:start]), prod(shape_in[start:dim]), prod(shape_in[dim + 1 :])) == (
+                before_out,
+                factor,
+                after_out,
+            ):
+                return d_out, 1, factor
+    return None
+
+
+def _size_argument(node: fx.Node, dim: int) -> Any:
+    """The size a view/reshape asks for at output ``dim`` (None for ``flatten``)."""
+    if node.target in (torch.flatten, "flatten") or node.op == "call_module":
+        return None
+    sizes = _flat_ints(node.args[1:]) or list(node.kwargs.get("shape", ()))
+    return sizes[dim] if dim < len(sizes) else None
 
 
 def _reshaped_attribute(node: fx.Node, x: Any, shape_out: tuple[int, ...] | None) -> Any:
@@ -156,15 +204,6 @@ def _reshaped_attribute(node: fx.Node, x: Any, shape_out: tuple[int, ...] | None
     dims: list[int | None] = [None] * len(shape_out)
     dims[long_out[0]] = x.source_dim(long_in[0])
     return Attribute(x.target, shape_out, x.is_parameter, tuple(dims))
-
-
-def _literal_size(node: fx.Node, dim: int) -> bool:
-    """Whether a view/reshape gives the size of output dim ``dim`` as a number (which would not
-    follow a new width); ``flatten`` and ``-1`` do not."""
-    if node.target in (torch.flatten, "flatten") or node.op == "call_module":
-        return False
-    sizes = _flat_ints(node.args[1:]) or list(node.kwargs.get("shape", ()))
-    return dim < len(sizes) and isinstance(sizes[dim], int) and sizes[dim] != -1
 
 
 def _infer_channels(node: fx.Node, dim: int) -> bool:

@@ -77,6 +77,13 @@ def _attention(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     return self_attention(ctx, node, module, _TIMM_ATTENTION)
 
 
+def _window_attention(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """timm's Swin ``WindowAttention`` (its head dimension follows the projection)."""
+    if len(node.args) + len(node.kwargs) > 2:
+        return ctx.unknown(node, f"window attention {node.target!r} (unexpected arguments)")
+    return self_attention(ctx, node, module, _TIMM_ATTENTION, kind="window_attention")
+
+
 def register_timm() -> None:
     """Add timm's layers to the registry (once, and only if timm has been imported)."""
     global _registered
@@ -93,10 +100,12 @@ def register_timm() -> None:
         _rms_norm_2d: ("RmsNorm2d",),
         _conv_same: ("Conv2dSame", "Conv2dSameExport"),
     }
-    from timm.models import vision_transformer
+    from timm.models import swin_transformer, vision_transformer
 
     module_rule(vision_transformer.Attention)(_attention)
     register_leaf_module(vision_transformer.Attention)
+    module_rule(swin_transformer.WindowAttention)(_window_attention)
+    register_leaf_module(swin_transformer.WindowAttention)
     for rule, names in rules.items():
         for name in names:
             cls = getattr(layers, name, None)

@@ -41,7 +41,7 @@ _SPATIAL = (
     nn.ConstantPad2d,
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d,
-    F.interpolate, F.pad,
+    F.interpolate,
 )  # fmt: skip
 
 
@@ -66,6 +66,18 @@ def spatial(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     if isinstance(x, Layout) and x.dim != 1:
         return ctx.unknown(node, f"{node.target!r} over a tensor whose channels are not on dim 1")
+    return x
+
+
+@function_rule(F.pad)
+def pad(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """``F.pad`` passes the channels where it pads other axes only."""
+    x, amounts = ctx.input(node), ctx.argument(node, 1, "pad", ())
+    if not isinstance(x, Layout):
+        return ctx.unknown(node, "a pad of an untracked tensor")
+    i = x.ndim - 1 - x.dim  # the channels' pair in the pad tuple (pairs from the last axis)
+    if 2 * i < len(amounts) and tuple(amounts[2 * i : 2 * i + 2]) != (0, 0):
+        return ctx.unknown(node, "a pad of the channels")
     return x
 
 
@@ -268,7 +280,11 @@ def declared_rule(kind: str, tensors: Mapping[str, Any] | None, reason: str) -> 
 
 
 def self_attention(
-    ctx: Analyser, node: fx.Node, module: nn.Module, names: Mapping[str, str]
+    ctx: Analyser,
+    node: fx.Node,
+    module: nn.Module,
+    names: Mapping[str, str],
+    kind: str = "attention",
 ) -> Any:
     """Self-attention as one layer: the input and output embedding axes and a per-head
     dimension shared by every head (the head count stays). ``names`` maps ``qkv.weight``,
@@ -276,8 +292,9 @@ def self_attention(
     name, x = str(node.target), ctx.input(node)
     if not isinstance(x, Layout) or x.dim != x.ndim - 1:
         return ctx.unknown(node, f"attention {name!r} (embedding not on the last axis)")
-    heads, head_dim = module.num_heads, module.head_dim
-    hd = ctx.new_output(name, head_dim, role="head_dim")
+    qkv_weight = module.get_parameter(names["qkv.weight"])
+    heads = module.num_heads
+    hd = ctx.new_output(name, qkv_weight.shape[0] // (3 * heads), role="head_dim")
     out = ctx.new_output(name, module.get_parameter(names["proj.weight"]).shape[0])
     spec = Wrapped(
         {
@@ -286,6 +303,7 @@ def self_attention(
             names["proj.weight"]: {0: "out", 1: "proj_head_dim"},
             names["proj.bias"]: {0: "out"},
         },
+        integrated={names["qkv.weight"]: 1, names["proj.weight"]: 1},
         one_axis=False,
     )
     roles = {
@@ -294,7 +312,7 @@ def self_attention(
         "qkv_head_dim": hd * 3 * heads,
         "proj_head_dim": hd * heads,
     }
-    ctx.record(name, "attention", roles, wrapped=spec)
+    ctx.record(name, kind, roles, wrapped=spec)
     return x.with_segments(out)
 
 

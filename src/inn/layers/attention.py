@@ -197,16 +197,18 @@ def _linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
 
 
 class IntegralWindowAttention(IntegralWrapped):
-    """torchvision's ``ShiftedWindowAttention`` (Swin), resized through its own forward.
+    """Window attention (Swin: torchvision's ``ShiftedWindowAttention``, timm's
+    ``WindowAttention``), resized through its own forward.
 
-    Its attention function splits the embedding into ``num_heads`` heads of ``C // num_heads``,
-    so the embedding axis is ``num_heads`` tied pieces (one per head) and the head dimension is
-    the piece. The function scales ``q . k`` by ``head_dim ** -0.5``; q is multiplied by its
-    quadrature weights times ``sqrt(head_dim / full head_dim)``, so that at any width the logits
-    approximate the full-width integral (and at full width are unchanged).
+    The sum over the head dimension in ``q . k`` is an integral: q is multiplied by the
+    quadrature weights of ``q_role`` (the role along its rows) and, where the attention scales
+    the logits by ``head_dim ** -0.5`` of the current width (``rescaled``), by
+    ``sqrt(head_dim / full head_dim)``, so that at any width the logits approximate the
+    full-width ones (and at full width are unchanged).
 
-    Roles: ``"in"`` (the embedding read, and the projection's input), ``"qkv"`` (three copies
-    of it), ``"out"`` (the projection's output).
+    torchvision's function splits the embedding into ``num_heads`` heads, so there the
+    embedding axis is ``num_heads`` tied pieces and ``q_role`` is ``"in"``; timm's infers the
+    head dimension from the projection, so it has its own axis (``"qkv_head_dim"``).
     """
 
     def __init__(
@@ -215,30 +217,34 @@ class IntegralWindowAttention(IntegralWrapped):
         tensors: dict[str, dict[int, str]],
         partitions: PartitionSpec,
         *,
+        q_role: str,
+        rescaled: bool,
         integrated: dict[str, int] | None = None,
         rule: str = "rectangle",
     ) -> None:
         super().__init__(module, tensors, partitions, integrated=integrated, rule=rule)
-        self.heads = module.num_heads
-        if self.is_continuous("in"):
+        self.q_role, self.rescaled = q_role, rescaled
+        if self.is_continuous(q_role):
             with torch.no_grad():
                 for key in ("qkv__weight", "qkv__bias"):
                     function = getattr(self, f"{key}_function", None)
                     if function is not None:
                         q = function.values[: function.values.shape[0] // 3]
-                        q /= _rows(self._full_scale("in", q), q)
+                        q /= _rows(self._full_scale(q_role, q)[: q.shape[0]], q)
 
     def tensors(self) -> dict[str, Tensor]:
         t = super().tensors()
-        if not self.is_continuous("in"):
+        if not self.is_continuous(self.q_role):
             return t
-        full = sum(p.full_size for p in self.segment_partitions("in"))
-        width = self.size("in", full)
+        parts = self.segment_partitions(self.q_role)
+        ratio = sum(p.size for p in parts) / sum(p.full_size for p in parts)
         for name in ("qkv.weight", "qkv.bias"):
             if name in t:
                 qkv = t[name]
                 third = qkv.shape[0] // 3
-                scale = self.quadrature_scale("in", qkv) * (width / full) ** 0.5
+                scale = self.quadrature_scale(self.q_role, qkv)[:third]
+                if self.rescaled:
+                    scale = scale * ratio**0.5
                 t[name] = torch.cat([qkv[:third] * _rows(scale, qkv), qkv[third:]])
         return t
 
