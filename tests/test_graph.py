@@ -169,3 +169,25 @@ def test_wrong_example_input_is_a_clear_error():
         trace(Residual().eval(), torch.randn(1, 5, 4, 4))
     with pytest.raises(inn.ConversionError, match="tensor or a tuple"):
         trace(Residual().eval(), [1, 2])
+
+
+class FlattenIntoConv(nn.Module):
+    """Channels of 4 features each (a flatten) read by a 1x1 convolution: no rule but a
+    Linear's reads blocks of features, so the convolution's input stays at full width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 6, 1), nn.Conv2d(24, 5, 1)
+
+    def forward(self, x):
+        h = self.a(x).flatten(1)
+        return self.b(h.view(h.shape[0], -1, 1, 1))
+
+
+def test_blocks_of_features_are_not_read_as_channels():
+    x = torch.randn(2, 3, 2, 2)
+    model = FlattenIntoConv().eval()
+    imodel = inn.convert(model, x)
+    assert not {g.name: g for g in imodel.groups}["a:out"].resizable
+    with torch.no_grad():
+        assert torch.allclose(imodel(x), model(x), atol=1e-5)

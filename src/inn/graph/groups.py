@@ -50,13 +50,15 @@ class ModuleRoles:
 
     Attributes:
         name: the module's path (for kind ``"attribute"``: the tensor's path).
-        kind: ``"conv"``, ``"conv_transpose"``, ``"linear"``, ``"norm"``, ``"depthwise"``,
-            ``"wrapped"`` (resampled through :class:`~inn.graph.rules.Wrapped`),
-            ``"attention"`` or ``"attribute"``.
-        roles: role (``"in"``, ``"out"``) -> the segments of that channel axis.
+        kind: ``"conv"``, ``"grouped"``, ``"conv_transpose"``, ``"linear"``, ``"norm"``,
+            ``"depthwise"``, ``"wrapped"`` (resampled through its own forward, see
+            :class:`~inn.graph.rules.Wrapped`), ``"attention"``, ``"window_attention"`` or
+            ``"attribute"``.
+        roles: role (``"in"``, ``"out"``, an attention's ``"qkv_head_dim"``...) -> the
+            segments of that channel axis, in the order of the tensor dim it runs along.
         groups: a grouped convolution's groups: ``roles["in"]`` is one group's input channels
             and ``roles["out"]`` all output channels (``groups`` repeats of one group's).
-        wrapped: for kinds ``"wrapped"`` and ``"attention"``, how its tensors are laid out.
+        wrapped: for the wrapped and attention kinds, how its tensors are laid out.
         tensor_dims: for kind ``"attribute"``, the tensor's channel dim.
     """
 

@@ -39,6 +39,11 @@ class Layout:
     def channels(self) -> int:
         return sum(s.size * s.block for s in self.segments)
 
+    @property
+    def blocked(self) -> bool:
+        """Some channel spans several features (after a flatten): only a Linear reads those."""
+        return any(s.block != 1 for s in self.segments)
+
     def with_segments(self, segments: Sequence[Segment]) -> Layout:
         return Layout(self.dim, self.ndim, tuple(segments))
 

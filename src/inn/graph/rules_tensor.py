@@ -93,7 +93,7 @@ def bind_attribute(ctx: Analyser, attribute: Any, x: Layout) -> None:
     if dim < 0 or attribute.shape[dim] == 1:
         return  # the same value for every channel
     source = attribute.source_dim(dim)
-    if attribute.shape[dim] != x.channels or source is None:
+    if attribute.shape[dim] != x.channels or source is None or x.blocked:
         ctx.pin_value(x, f"combined with tensor attribute {attribute.target!r}")
         return
     ctx.record(attribute.target, "attribute", {"out": x.segments}, tensor_dims=source)

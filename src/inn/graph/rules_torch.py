@@ -93,7 +93,7 @@ except ImportError:  # pragma: no cover - torchvision is optional
 @module_rule(nn.modules.batchnorm._BatchNorm)
 def batch_norm(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
     x = ctx.input(node)
-    if not isinstance(x, Layout) or x.dim != 1 or type(module) not in _BATCHNORMS:
+    if not isinstance(x, Layout) or x.dim != 1 or x.blocked or type(module) not in _BATCHNORMS:
         return ctx.unknown(node, f"module {node.target!r} ({type(module).__name__})")
     ctx.record(str(node.target), "norm", {"in": x.segments, "out": x.segments})
     return x
@@ -110,6 +110,7 @@ def convolution(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
     if (
         not isinstance(x, Layout)
         or x.dim != 1
+        or x.blocked
         or conv.padding_mode not in ("zeros", "reflect", "replicate", "circular")
     ):
         return ctx.unknown(node, f"convolution {name!r}")
@@ -133,7 +134,7 @@ def convolution(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
 @module_rule(nn.ConvTranspose2d)
 def conv_transpose(ctx: Analyser, node: fx.Node, conv: nn.ConvTranspose2d) -> Any:
     x = ctx.input(node)
-    if not isinstance(x, Layout) or x.dim != 1 or conv.groups != 1:
+    if not isinstance(x, Layout) or x.dim != 1 or x.blocked or conv.groups != 1:
         return ctx.unknown(node, f"module {node.target!r} (ConvTranspose2d)")
     return ctx.producer(str(node.target), "conv_transpose", x, conv.out_channels)
 
@@ -149,7 +150,11 @@ def linear(ctx: Analyser, node: fx.Node, module: nn.Linear) -> Any:
 def wrapped(ctx: Analyser, node: fx.Node, spec: Wrapped, channel_dim: int | None = None) -> Any:
     """A module resampled through its own forward (see :class:`Wrapped`)."""
     name, x = str(node.target), ctx.input(node)
-    if not isinstance(x, Layout) or (channel_dim is not None and x.dim != channel_dim % x.ndim):
+    if (
+        not isinstance(x, Layout)
+        or x.blocked
+        or (channel_dim is not None and x.dim != channel_dim % x.ndim)
+    ):
         return ctx.unknown(node, f"module {name!r} (channels on another axis)")
     segments = x.segments
     if spec.groups > 1:
@@ -218,7 +223,7 @@ def window_attention(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
     """torchvision's Swin attention: its function splits the embedding into ``num_heads``
     equal heads, so the embedding becomes that many pieces tied to one partition."""
     name, x = str(node.target), ctx.input(node)
-    if not isinstance(x, Layout) or x.dim != x.ndim - 1:
+    if not isinstance(x, Layout) or x.dim != x.ndim - 1 or x.blocked:
         return ctx.unknown(node, f"window attention {name!r} (embedding not on the last axis)")
     pieces = ctx.axes.pieces(x.segments, module.num_heads)
     if pieces is None or not all(
@@ -290,7 +295,7 @@ def self_attention(
     dimension shared by every head (the head count stays). ``names`` maps ``qkv.weight``,
     ``qkv.bias``, ``proj.weight``, ``proj.bias`` to the module's own tensor names."""
     name, x = str(node.target), ctx.input(node)
-    if not isinstance(x, Layout) or x.dim != x.ndim - 1:
+    if not isinstance(x, Layout) or x.dim != x.ndim - 1 or x.blocked:
         return ctx.unknown(node, f"attention {name!r} (embedding not on the last axis)")
     qkv_weight = module.get_parameter(names["qkv.weight"])
     heads = module.num_heads
