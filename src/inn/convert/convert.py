@@ -88,7 +88,8 @@ def _integral_layer(
             roles.wrapped.tensors,
             parts,
             q_role="qkv_head_dim" if timm_style else "in",
-            rescaled=not timm_style or bool(getattr(module, "fused_attn", False)),
+            # the logits' scale: Swin's follows the head dim, timm's where fused, MaxViT's is fixed
+            rescaled=bool(getattr(module, "fused_attn", not hasattr(module, "scale_factor"))),
             integrated=roles.wrapped.integrated,
             rule=rule,
         )

@@ -252,7 +252,7 @@ def permute(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     return Layout([d % x.ndim for d in order].index(x.dim), x.ndim, x.segments)
 
 
-@function_rule(torch.transpose, "transpose")
+@function_rule(torch.transpose, torch.swapaxes, torch.swapdims, "transpose", "swapaxes", "swapdims")
 def transpose(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     d0, d1 = ctx.argument(node, 1, "dim0"), ctx.argument(node, 2, "dim1")

@@ -219,22 +219,42 @@ _WINDOW_ATTENTION = Wrapped(
 )
 
 
-def window_attention(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
-    """torchvision's Swin attention: its function splits the embedding into ``num_heads``
-    equal heads, so the embedding becomes that many pieces tied to one partition."""
+_MAXVIT_ATTENTION = Wrapped(
+    {
+        "to_qkv.weight": {0: "qkv", 1: "in"},
+        "to_qkv.bias": {0: "qkv"},
+        "merge.weight": {0: "out", 1: "in"},
+        "merge.bias": {0: "out"},
+    },
+    integrated={"to_qkv.weight": 1, "merge.weight": 1},
+    one_axis=False,
+)
+
+
+def window_attention(
+    ctx: Analyser, node: fx.Node, module: nn.Module, spec: Wrapped = _WINDOW_ATTENTION
+) -> Any:
+    """torchvision's Swin and MaxViT attention: the heads split the embedding (``C //
+    num_heads`` per head), so the embedding becomes that many pieces tied to one partition."""
     name, x = str(node.target), ctx.input(node)
     if not isinstance(x, Layout) or x.dim != x.ndim - 1 or x.blocked:
         return ctx.unknown(node, f"window attention {name!r} (embedding not on the last axis)")
-    pieces = ctx.axes.pieces(x.segments, module.num_heads)
+    heads = getattr(module, "num_heads", getattr(module, "n_heads", 0))
+    pieces = ctx.axes.pieces(x.segments, heads)
     if pieces is None or not all(
         ctx.axes.tie(pieces[0], p, f"heads of {name!r}") for p in pieces[1:]
     ):
-        return ctx.unknown(node, f"window attention {name!r} ({module.num_heads} heads)")
+        return ctx.unknown(node, f"window attention {name!r} ({heads} heads)")
     segments = ctx.axes.expand(x.segments)
-    out = ctx.new_output(name, module.proj.out_features)
+    out_name = next(t for t, dims in spec.tensors.items() if dims.get(0) == "out")
+    out = ctx.new_output(name, module.get_parameter(out_name).shape[0])
     roles = {"in": segments, "qkv": segments * 3, "out": out}
-    ctx.record(name, "window_attention", roles, wrapped=_WINDOW_ATTENTION)
+    ctx.record(name, "window_attention", roles, wrapped=spec)
     return x.with_segments(out)
+
+
+def maxvit_attention(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
+    return window_attention(ctx, node, module, _MAXVIT_ATTENTION)
 
 
 def patch_merging(ctx: Analyser, node: fx.Node, module: Any) -> Any:
@@ -254,6 +274,10 @@ try:
     module_rule(swin_transformer.ShiftedWindowAttention)(window_attention)
     register_leaf_module(swin_transformer.ShiftedWindowAttention)
     function_rule(swin_transformer._patch_merging_pad)(patch_merging)
+    from torchvision.models import maxvit
+
+    module_rule(maxvit.RelativePositionalMultiHeadAttention)(maxvit_attention)
+    register_leaf_module(maxvit.RelativePositionalMultiHeadAttention)
 except ImportError:  # pragma: no cover - torchvision is optional
     pass
 

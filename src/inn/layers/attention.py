@@ -198,7 +198,8 @@ def _linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
 
 class IntegralWindowAttention(IntegralWrapped):
     """Window attention (Swin: torchvision's ``ShiftedWindowAttention``, timm's
-    ``WindowAttention``), resized through its own forward.
+    ``WindowAttention``; MaxViT's ``RelativePositionalMultiHeadAttention``), resized through
+    its own forward.
 
     The sum over the head dimension in ``q . k`` is an integral: q is multiplied by the
     quadrature weights of ``q_role`` (the role along its rows) and, where the attention scales
@@ -224,10 +225,12 @@ class IntegralWindowAttention(IntegralWrapped):
     ) -> None:
         super().__init__(module, tensors, partitions, integrated=integrated, rule=rule)
         self.q_role, self.rescaled = q_role, rescaled
+        # the tensors whose rows are q | k | v
+        self.qkv_names = [n for n, dims in tensors.items() if dims.get(0) in ("qkv", q_role)]
         if self.is_continuous(q_role):
             with torch.no_grad():
-                for key in ("qkv__weight", "qkv__bias"):
-                    function = getattr(self, f"{key}_function", None)
+                for name in self.qkv_names:
+                    function = getattr(self, f"{self.tensor_names[name]}_function", None)
                     if function is not None:
                         q = function.values[: function.values.shape[0] // 3]
                         q /= _rows(self._full_scale(q_role, q)[: q.shape[0]], q)
@@ -238,7 +241,7 @@ class IntegralWindowAttention(IntegralWrapped):
             return t
         parts = self.segment_partitions(self.q_role)
         ratio = sum(p.size for p in parts) / sum(p.full_size for p in parts)
-        for name in ("qkv.weight", "qkv.bias"):
+        for name in self.qkv_names:
             if name in t:
                 qkv = t[name]
                 third = qkv.shape[0] // 3
@@ -247,6 +250,12 @@ class IntegralWindowAttention(IntegralWrapped):
                     scale = scale * ratio**0.5
                 t[name] = torch.cat([qkv[:third] * _rows(scale, qkv), qkv[third:]])
         return t
+
+    def fit_sizes(self, module: nn.Module) -> None:
+        super().fit_sizes(module)
+        if self.q_role == "in" and hasattr(module, "head_dim"):  # MaxViT reshapes with it
+            heads = getattr(module, "n_heads", getattr(module, "num_heads", 1))
+            module.head_dim = self.widths()["in"] // heads
 
 
 def _rows(scale: Tensor, like: Tensor) -> Tensor:

@@ -80,13 +80,17 @@ class IntegralWrapped(IntegralLayer):
     def widths(self) -> dict[str, int]:
         return {role: self.size(role, n) for role, n in self.full_sizes.items()}
 
+    def fit_sizes(self, module: nn.Module) -> None:
+        """Set ``module``'s channel-count attributes to the current widths."""
+        _set_sizes(module, self._originals, self.widths())
+
     def tensors(self) -> dict[str, Tensor]:
         """The module's tensors at the current widths, by their names in the module."""
         t = self.sampled()
         return {name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        _set_sizes(self.module, self._originals, self.widths())
+        self.fit_sizes(self.module)
         return functional_call(self.module, self.tensors(), args, kwargs)
 
     def to_discrete(self) -> nn.Module:
@@ -100,7 +104,7 @@ class IntegralWrapped(IntegralLayer):
                 owner.register_parameter(attr, nn.Parameter(value))
             else:
                 owner.register_buffer(attr, value)
-        _set_sizes(plain, self._originals, self.widths())
+        self.fit_sizes(plain)
         return plain
 
 
