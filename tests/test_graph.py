@@ -191,3 +191,29 @@ def test_blocks_of_features_are_not_read_as_channels():
     assert not {g.name: g for g in imodel.groups}["a:out"].resizable
     with torch.no_grad():
         assert torch.allclose(imodel(x), model(x), atol=1e-5)
+
+
+class Shifted(nn.Module):
+    """A cyclic shift and a flip of the spatial axes keep the channels; a roll of the channels
+    does not."""
+
+    def __init__(self, over_channels: bool = False) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 6, 1), nn.Conv2d(6, 2, 1)
+        self.over_channels = over_channels
+
+    def forward(self, x):
+        h = self.a(x)
+        if self.over_channels:
+            return self.b(torch.roll(h, shifts=1, dims=1))
+        return self.b(torch.roll(h, shifts=(1, -1), dims=(2, 3)) + torch.flip(h, dims=[3]))
+
+
+def test_roll_and_flip_of_spatial_axes_keep_the_channels():
+    x = torch.randn(2, 3, 5, 5)
+    imodel = inn.convert(Shifted().eval(), x)
+    imodel.resize(widths={"a:out": 4})
+    with torch.no_grad():
+        assert torch.allclose(imodel.export()(x), imodel(x), atol=1e-6)
+    pinned = {g.name: g for g in inn.convert(Shifted(True).eval(), x).groups}["a:out"]
+    assert not pinned.resizable and "roll of the channels" in pinned.reason

@@ -262,6 +262,20 @@ def transpose(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     return Layout(swap.get(x.dim, x.dim), x.ndim, x.segments)
 
 
+@function_rule(torch.roll, torch.flip, "roll", "flip")
+def roll(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """Shifting or flipping other axes (Swin's cyclic shift) keeps the channels."""
+    x = ctx.input(node)
+    flip = node.target in (torch.flip, "flip")
+    dims = ctx.argument(node, 1 if flip else 2, "dims")
+    dims = [dims] if isinstance(dims, int) else dims
+    if not isinstance(x, Layout) or not dims or not all(isinstance(d, int) for d in dims):
+        return ctx.unknown(node, f"a {'flip' if flip else 'roll'} of all axes or of channels")
+    if x.dim in [d % x.ndim for d in dims]:
+        return ctx.unknown(node, f"a {'flip' if flip else 'roll'} of the channels")
+    return x
+
+
 @function_rule(torch.softmax, F.softmax, "softmax")
 def softmax(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
