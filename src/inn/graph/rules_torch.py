@@ -207,28 +207,24 @@ def group_norm(ctx: Analyser, node: fx.Node, module: nn.GroupNorm) -> Any:
     return wrapped(ctx, node, spec, channel_dim=1)
 
 
-_WINDOW_ATTENTION = Wrapped(
-    {
-        "qkv.weight": {0: "qkv", 1: "in"},
-        "qkv.bias": {0: "qkv"},
-        "proj.weight": {0: "out", 1: "in"},
-        "proj.bias": {0: "out"},
-    },
-    integrated={"qkv.weight": 1, "proj.weight": 1},
-    one_axis=False,
-)
+def _heads_split_attention(qkv: str, proj: str) -> Wrapped:
+    """The layout of an attention whose heads split the embedding: ``qkv`` (q | k | v rows,
+    each the embedding's channels) and the output projection ``proj`` (reads the embedding's
+    channels), by their module names."""
+    return Wrapped(
+        {
+            f"{qkv}.weight": {0: "qkv", 1: "in"},
+            f"{qkv}.bias": {0: "qkv"},
+            f"{proj}.weight": {0: "out", 1: "in"},
+            f"{proj}.bias": {0: "out"},
+        },
+        integrated={f"{qkv}.weight": 1, f"{proj}.weight": 1},
+        one_axis=False,
+    )
 
 
-_MAXVIT_ATTENTION = Wrapped(
-    {
-        "to_qkv.weight": {0: "qkv", 1: "in"},
-        "to_qkv.bias": {0: "qkv"},
-        "merge.weight": {0: "out", 1: "in"},
-        "merge.bias": {0: "out"},
-    },
-    integrated={"to_qkv.weight": 1, "merge.weight": 1},
-    one_axis=False,
-)
+_WINDOW_ATTENTION = _heads_split_attention("qkv", "proj")
+_MAXVIT_ATTENTION = _heads_split_attention("to_qkv", "merge")
 
 
 def window_attention(
