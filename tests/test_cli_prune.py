@@ -82,3 +82,15 @@ def test_prune_cli_meets_a_mac_budget_with_round_to(tmp_path, capsys):
     assert main(["prune", "mobilenet_v2", "--budget", "macs:0.001", "-o", str(out),
                  "--input-shape", "1,3,32,32"]) == 2  # fmt: skip
     assert "floor" in capsys.readouterr().err
+
+
+def test_version_through_the_entry_point():
+    import subprocess
+    import sys
+
+    import inn
+
+    done = subprocess.run(
+        [sys.executable, "-m", "inn.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == f"inn {inn.__version__}"

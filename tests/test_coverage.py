@@ -233,3 +233,30 @@ def test_inspect_command_lists_groups_and_share(capsys):
     assert "layer1.0.conv1:out" in out and "no: model input" in out
     # every layer has a resizable axis (the stem's output, the classifier's input)
     assert re.search(r"100.0% of [\d,]+ parameters lie in layers with a resizable channel", out)
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return self.conv(x) if x.sum() > 0 else x  # data-dependent: torch.fx cannot trace it
+
+
+def test_untraceable_model_names_the_module_to_register():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), Branchy(), nn.Conv2d(4, 2, 1)).eval()
+    with pytest.raises(inn.ConversionError, match=r"forward of [\w.]*Branchy\)"):
+        inn.convert(model, torch.randn(1, 3, 4, 4))
+    inn.register_leaf_module(Branchy)  # the way out the message names
+    imodel = inn.convert(model, torch.randn(1, 3, 4, 4))
+    assert not {g.name: g for g in imodel.groups}["0:out"].resizable
+
+
+def test_integral_model_repr_is_a_short_summary():
+    model, x = _build("timm_vit")
+    imodel = inn.convert(model, x, permute=False)
+    imodel.resize(compression=0.3)
+    text = repr(imodel)
+    assert text.count("\n") == 0 and len(text) < 400
+    assert "narrowed" in text and f"of {imodel.original_parameters:,} parameters" in text

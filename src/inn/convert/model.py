@@ -292,6 +292,15 @@ class IntegralModel(nn.Module):
             fold_batchnorms(plain)
         return plain.train(self.training)
 
-    def extra_repr(self) -> str:
-        resizable = self.resizable_groups
-        return f"groups={len(self._partitions)}, resizable={len(resizable)}"
+    def __repr__(self) -> str:
+        """A short summary (a notebook cell ending in ``imodel.resize(...)`` prints this, not
+        the whole traced network: ``imodel.graph_module`` has that)."""
+        groups = self.resizable_groups
+        changed = [g for g in groups if g.size != g.full_size]
+        shown = ", ".join(f"{g.name}: {g.size}/{g.full_size}" for g in changed[:4])
+        more = f", ... {len(changed) - 4} more" if len(changed) > 4 else ""
+        return (
+            f"IntegralModel({type(self.graph_module).__name__}, {len(self._partitions)} groups, "
+            f"{len(groups)} resizable, {len(changed)} narrowed{': ' + shown if shown else ''}"
+            f"{more}; {self.num_parameters():,} of {self.original_parameters:,} parameters)"
+        )

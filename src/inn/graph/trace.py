@@ -61,10 +61,13 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
     try:
         graph = _Tracer().trace(model)
     except Exception as err:  # fx raises many types; all mean "cannot trace"
+        culprit = _failing_module(err, model)
+        name = f"{culprit.__module__}.{culprit.__qualname__}"
         raise ConversionError(
-            f"torch.fx cannot trace {type(model).__name__}: {type(err).__name__}: {err}. Data-dependent "
-            "control flow cannot be traced: register the module that contains it with "
-            "inn.register_leaf_module(ModuleClass) (its channels then stay at full width)."
+            f"torch.fx cannot trace {type(model).__name__}: {type(err).__name__}: {err} (in "
+            f"the forward of {name}). Data-dependent control flow cannot be traced: register "
+            f"that module with inn.register_leaf_module({culprit.__name__}) (its channels then "
+            "stay at full width) or teach its channels with inn.register_channel_rule."
         ) from err
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
     try:
@@ -77,3 +80,15 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
             f"{type(err).__name__}: {err}. Pass inputs of the shape the model expects."
         ) from err
     return gm
+
+
+def _failing_module(err: BaseException, model: nn.Module) -> type[nn.Module]:
+    """The class of the innermost module whose ``forward`` was running when tracing failed."""
+    culprit: type[nn.Module] = type(model)
+    frame = err.__traceback__
+    while frame is not None:
+        owner = frame.tb_frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and frame.tb_frame.f_code.co_name == "forward":
+            culprit = type(owner)
+        frame = frame.tb_next
+    return culprit
