@@ -155,16 +155,14 @@ def _prune(args: argparse.Namespace) -> int:
     import torch
 
     import inn
-    from inn.cli_inspect import load_architecture
+    from inn.cli_inspect import load_weights, parse_shape
     from inn.cost import count_macs, count_parameters
 
     if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
         raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")
-    model = load_architecture(args.arch, args.num_classes, "inn prune")
-    if args.weights:
-        model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
-    model.eval()
-    shape = tuple(int(s) for s in args.input_shape.split(","))
+    shape = parse_shape(args.input_shape)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the long work
+    model = load_weights(args.arch, args.weights, args.num_classes, "inn prune").eval()
     x = torch.randn(shape)
     imodel = inn.convert(model, x, seed=args.seed)
     if args.widths is not None:
@@ -196,6 +194,7 @@ def _prune(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inn", description="Integral Neural Networks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     from inn import __version__
 
     parser.add_argument("--version", action="version", version=f"inn {__version__}")
@@ -290,8 +289,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except InnError as err:
+        if args.debug:
+            raise
         print(f"inn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: one line, the traceback only on request
+        if args.debug:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(
+            f"inn {args.command}: error: {type(err).__name__}: {first} (--debug shows where)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""``inn inspect MODEL``: every channel group, whether it can shrink and why not."""
+"""``inn inspect MODEL`` (every channel group, whether it can shrink and why not), and the
+models, weights and shapes the command line reads, each mistake answered in one line."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
+import re
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_inspect_parser", "load_architecture"]
+from inn.errors import InnError
+
+__all__ = ["add_inspect_parser", "load_architecture", "load_weights", "parse_shape"]
 
 
 def load_architecture(spec: str, num_classes: int | None = None, command: str = "inn") -> Any:
@@ -42,13 +48,78 @@ def load_architecture(spec: str, num_classes: int | None = None, command: str = 
     return torchvision.models.get_model(spec, weights=None, **kwargs)
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,224,224"``, ``"1x3x224x224"``, ``"1 3 224 224"`` or ``"(1, 3, 224, 224)"``."""
+    parts = [p for p in re.split(r"[\s,x×*()\[\]]+", text.strip().lower()) if p]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise InnError(
+            f"--input-shape {text!r} is not a shape: give positive sizes like 1,3,224,224 "
+            "(or 1x3x224x224)"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def load_weights(spec: str, path: str | None, num_classes: int | None, command: str) -> Any:
+    """The model of ``spec`` with the state_dict in ``path``; where only the classifier's size
+    differs and ``num_classes`` was not given, it is read from the weights."""
+    import torch
+    from torch import nn
+
+    model = load_architecture(spec, num_classes, command)
+    if path is None:
+        return model
+    file = Path(path)
+    if not file.is_file():
+        raise InnError(f"no weights file {path!r}: give the path of a saved state_dict")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err):
+            raise InnError(
+                f"{path} holds a pickled object, not a state_dict: save it with "
+                "torch.save(model.state_dict(), path) and pass that file (inn does not unpickle "
+                "arbitrary objects)"
+            ) from None
+        raise InnError(f"cannot read {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InnError(f"{path} is not a state_dict (a dict of tensors): {type(state).__name__}")
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    owners = {k.rpartition(".")[0] for k in wrong}
+    layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if num_classes is None and layers and owners == {layers[-1]}:  # only the classifier differs
+        classes = state[wrong[0]].shape[0]
+        print(f"{command}: the weights have {classes} classes: using --num-classes {classes}")
+        return load_weights(spec, path, classes, command)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if wrong or missing or unexpected:
+        problems = []
+        if wrong:
+            k = wrong[0]
+            problems.append(
+                f"{len(wrong)} tensors of another shape (e.g. {k}: {tuple(state[k].shape)} in the "
+                f"file, {tuple(own[k].shape)} in {spec})"
+            )
+        if missing:
+            problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise InnError(
+            f"the weights in {path} do not fit {spec}: {'; '.join(problems)}. Check the "
+            "architecture name and --num-classes"
+        )
+    model.load_state_dict(state)
+    return model
+
+
 def _inspect(args: argparse.Namespace) -> int:
     import torch
 
     import inn
 
-    model = load_architecture(args.model, args.num_classes, "inn inspect").eval()
-    shape = tuple(int(s) for s in args.input_shape.split(","))
+    model = load_weights(args.model, args.weights, args.num_classes, "inn inspect").eval()
+    shape = parse_shape(args.input_shape)
     imodel = inn.convert(model, torch.randn(shape), permute=False)
     report = imodel.coverage()
     width = max(len(g.name) for g in report.groups)
@@ -68,4 +139,5 @@ def add_inspect_parser(sub: Any) -> None:
         "--input-shape", default="1,3,224,224", help="example input shape (default 1,3,224,224)"
     )
     inspect.add_argument("--num-classes", type=int, help="number of classes of the model")
+    inspect.add_argument("--weights", help="state_dict file (.pt) of the model")
     inspect.set_defaults(func=_inspect)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 
 import torch
@@ -70,16 +72,35 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
             "stay at full width) or teach its channels with inn.register_channel_rule."
         ) from err
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
+    prop = _QuietShapeProp(gm)
     try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(*inputs)
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            prop.propagate(*inputs)
     except Exception as err:
+        cause = err.__cause__ or err
+        node = prop.current
+        where = f"{node.op} {node.target!r}" if node is not None else "the graph"
+        if node is not None and node.op == "call_module":
+            where += f" ({type(gm.get_submodule(str(node.target))).__name__})"
         shapes = [tuple(t.shape) for t in inputs]
+        first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         raise ConversionError(
             f"the example inputs of shapes {shapes} do not run through {type(model).__name__}: "
-            f"{type(err).__name__}: {err}. Pass inputs of the shape the model expects."
+            f"{where} failed with {type(cause).__name__}: {first_line}. Pass inputs of the "
+            "shape the model expects."
         ) from err
     return gm
+
+
+class _QuietShapeProp(ShapeProp):
+    """ShapeProp that remembers the node it is running (ShapeProp's own report of a failure is
+    a printed traceback, which the caller silences and replaces with one message)."""
+
+    current: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> object:
+        self.current = n
+        return super().run_node(n)
 
 
 def _failing_module(err: BaseException, model: nn.Module) -> type[nn.Module]:

@@ -1,0 +1,93 @@
+"""Every common mistake on the command line, through the real entry point: a non-zero exit,
+one or two lines that name the problem and the fix, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from inn.cli_inspect import parse_shape
+from inn.errors import InnError
+from tests.cli_models import tiny
+
+PRUNE = [sys.executable, "-m", "inn.cli", "prune", "tests.cli_models:tiny", "--compression", "0.3"]
+
+
+def run(args: list[str], cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    torch.save(tiny(10).state_dict(), folder / "ten.pt")
+    torch.save(tiny(7).state_dict(), folder / "seven.pt")
+    torch.save(tiny(10), folder / "pickled.pt")  # a whole module, not a state_dict
+    other = torch.nn.Linear(3, 2).state_dict()
+    torch.save(other, folder / "other.pt")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--input-shape", "1,3,abc"], "--input-shape '1,3,abc' is not a shape"),
+        (["--input-shape", "1,3,8"], "do not run through"),
+        (["--weights", "missing.pt"], "no weights file 'missing.pt'"),
+        (["--weights", "{files}/pickled.pt"], "torch.save(model.state_dict(), path)"),
+        (["--weights", "{files}/other.pt"], "Check the architecture name and --num-classes"),
+        (["--compression", "0.999"], "floor"),
+    ],
+)
+def test_mistakes_end_in_one_line(extra, message, files):
+    extra = [e.replace("{files}", str(files)) for e in extra]
+    done = run([*PRUNE, "--input-shape", "1,3,16,16", *extra, "-o", str(files / "out.pt")])
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr + done.stdout
+    assert message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
+
+
+def test_unknown_architecture_names_close_matches(files):
+    done = run([sys.executable, "-m", "inn.cli", "prune", "resnet1", "--compression", "0.3"])
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "resnet18" in done.stderr
+
+
+def test_class_count_is_read_from_the_weights_and_folders_are_created(files):
+    out = files / "new" / "folder" / "small.pt"
+    command = [*PRUNE, "--weights", str(files / "seven.pt"), "--input-shape", "1x3x16x16"]
+    done = run([*command, "-o", str(out)])
+    assert done.returncode == 0, done.stderr
+    assert "the weights have 7 classes: using --num-classes 7" in done.stdout
+    small = torch.load(out, weights_only=False)
+    assert small(torch.randn(2, 3, 16, 16)).shape == (2, 7)
+
+
+def test_debug_shows_the_traceback(files):
+    done = run([sys.executable, "-m", "inn.cli", "--debug", *PRUNE[3:], "--weights", "missing.pt"])
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_timm_names_without_timm_say_what_to_install():
+    code = (
+        "import sys; sys.modules['timm'] = None; from inn.cli import main; "
+        "sys.exit(main(['inspect', 'timm:resnet18']))"
+    )
+    done = run([sys.executable, "-c", code])
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "pip install timm" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    "text", ["1,3,224,224", "1x3x224x224", "1 3 224 224", "(1, 3, 224, 224)", "[1,3,224,224]"]
+)
+def test_input_shape_forms(text):
+    assert parse_shape(text) == (1, 3, 224, 224)
+
+
+@pytest.mark.parametrize("text", ["", "a,b", "1,0,3", "1.5,3"])
+def test_input_shape_mistakes(text):
+    with pytest.raises(InnError, match="is not a shape"):
+        parse_shape(text)
