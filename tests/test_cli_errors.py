@@ -63,6 +63,33 @@ def test_class_count_is_read_from_the_weights_and_folders_are_created(files):
     assert "the weights have 7 classes: using --num-classes 7" in done.stdout
     small = torch.load(out, weights_only=False)
     assert small(torch.randn(2, 3, 16, 16)).shape == (2, 7)
+    # rebuilt without unpickling: the architecture, the widths, the state_dict
+    import json
+
+    import inn
+
+    recipe = json.loads((out.parent / "small.widths.json").read_text())
+    assert recipe["num_classes"] == 7 and recipe["model_kwargs"] == {}
+    model = tiny(recipe["num_classes"]).eval()
+    imodel = inn.convert(model, torch.randn(recipe["input_shape"]))
+    imodel.resize(widths=recipe["widths"])
+    rebuilt = imodel.export()
+    rebuilt.load_state_dict(torch.load(out.parent / "small.state_dict.pt", weights_only=True))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), small(x), atol=1e-6)
+
+
+def test_model_kwargs_reach_the_callable(files):
+    done = run([*PRUNE, "--model-kwargs", '{"num_classes": 4}', "--input-shape", "1,3,16,16",
+                "-o", str(files / "four.pt")])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert torch.load(files / "four.pt", weights_only=False)(torch.randn(1, 3, 16, 16)).shape == (
+        1,
+        4,
+    )
+    bad = run([*PRUNE, "--model-kwargs", "{num_classes: 4}", "-o", str(files / "x.pt")])
+    assert bad.returncode != 0 and "--model-kwargs is not JSON" in bad.stderr
 
 
 def test_debug_shows_the_traceback(files):
@@ -91,3 +118,14 @@ def test_input_shape_forms(text):
 def test_input_shape_mistakes(text):
     with pytest.raises(InnError, match="is not a shape"):
         parse_shape(text)
+
+
+@pytest.mark.parametrize("command", [["demo"], ["experiment", "pruning"], ["train"]])
+def test_missing_extras_are_named_before_any_work(command):
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from inn.cli import main; "
+        f"sys.exit(main({command!r}))"
+    )
+    done = run([sys.executable, "-c", code])
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert 'pip install "inn[experiments]"' in done.stderr and "matplotlib" in done.stderr

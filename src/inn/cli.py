@@ -32,6 +32,9 @@ def _report(results, out: Path, title: str, command: str) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import importlib.util
 
+    from inn.cli_inspect import require_experiment_packages
+
+    require_experiment_packages("demo")
     from inn.experiments import budget, workloads
 
     start = time.perf_counter()
@@ -110,6 +113,9 @@ def _budget_experiment(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    from inn.cli_inspect import require_experiment_packages
+
+    require_experiment_packages("experiment")
     from inn.experiments import pruning, workloads
 
     if args.name == "budget":
@@ -155,14 +161,16 @@ def _prune(args: argparse.Namespace) -> int:
     import torch
 
     import inn
-    from inn.cli_inspect import load_weights, parse_shape
+    from inn.cli_inspect import load_weights, parse_model_kwargs, parse_shape
     from inn.cost import count_macs, count_parameters
 
     if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
         raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")
     shape = parse_shape(args.input_shape)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the long work
-    model = load_weights(args.arch, args.weights, args.num_classes, "inn prune").eval()
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    model, classes = load_weights(args.arch, args.weights, args.num_classes, "inn prune", kwargs)
+    model.eval()
     x = torch.randn(shape)
     imodel = inn.convert(model, x, seed=args.seed)
     if args.widths is not None:
@@ -185,8 +193,24 @@ def _prune(args: argparse.Namespace) -> int:
         f"MACs at input {shape}: {before[1]:,} -> {after[1]:,} ({1 - after[1] / before[1]:.1%} removed)"
     )
     torch.save(small, args.output)
+    out = Path(args.output)
+    state_path = out.with_name(f"{out.stem}.state_dict.pt")
+    widths_path = out.with_name(f"{out.stem}.widths.json")
+    torch.save(small.state_dict(), state_path)
+    recipe = {
+        "architecture": args.arch,
+        "model_kwargs": kwargs,
+        "num_classes": classes,
+        "input_shape": list(shape),
+        "widths": {g.name: g.size for g in imodel.resizable_groups},
+        "rebuild": "imodel = inn.convert(model, torch.randn(input_shape)); "
+        "imodel.resize(widths=widths); small = imodel.export(); "
+        "small.load_state_dict(torch.load(state_dict, weights_only=True))",
+    }
+    widths_path.write_text(json.dumps(recipe, indent=2) + "\n")
     print(
-        f"pruned model saved to {args.output} (a plain torch.nn.Module: torch.load(..., weights_only=False))"
+        f"pruned model saved to {args.output} (a plain torch.nn.Module: torch.load(..., "
+        f"weights_only=False)); without pickling: {state_path} + {widths_path} (widths per group)"
     )
     return 0
 
@@ -270,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "--num-classes", type=int, help="number of classes of a torchvision architecture"
     )
     prune.add_argument("--seed", type=int, default=0, help="seed of the channel permutation")
+    prune.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
     prune.add_argument(
         "-o", "--output", default="pruned.pt", help="output file (default pruned.pt)"
     )

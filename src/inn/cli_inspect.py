@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pickle
 import re
 from pathlib import Path
@@ -12,15 +13,29 @@ from typing import Any
 
 from inn.errors import InnError
 
-__all__ = ["add_inspect_parser", "load_architecture", "load_weights", "parse_shape"]
+__all__ = [
+    "add_inspect_parser",
+    "load_architecture",
+    "load_weights",
+    "parse_model_kwargs",
+    "parse_shape",
+    "require_experiment_packages",
+]
 
 
-def load_architecture(spec: str, num_classes: int | None = None, command: str = "inn") -> Any:
-    """A model from a torchvision name, ``timm:NAME`` or ``package.module:callable`` (random
-    initialisation: nothing is downloaded)."""
+def load_architecture(
+    spec: str,
+    num_classes: int | None = None,
+    command: str = "inn",
+    model_kwargs: dict[str, Any] | None = None,
+) -> Any:
+    """A model from a torchvision name, ``timm:NAME`` or ``package.module:callable`` called
+    with ``model_kwargs`` (random initialisation: nothing is downloaded)."""
     from torch import nn
 
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs = dict(model_kwargs or {})
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
     if spec.startswith("timm:"):
         try:
             import timm
@@ -48,6 +63,25 @@ def load_architecture(spec: str, num_classes: int | None = None, command: str = 
     return torchvision.models.get_model(spec, weights=None, **kwargs)
 
 
+# what the commands that run experiments import, and the extra that installs it
+_EXPERIMENT_PACKAGES = {"matplotlib": "matplotlib", "mlxtend": "mlxtend"}
+
+
+def require_experiment_packages(command: str) -> None:
+    """Stop before any work if ``inn[experiments]``'s packages are missing."""
+    missing = []
+    for module, package in _EXPERIMENT_PACKAGES.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise SystemExit(
+            f"inn {command}: needs {', '.join(missing)}, which the experiments extra installs: "
+            'pip install "inn[experiments]"'
+        )
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"1,3,224,224"``, ``"1x3x224x224"``, ``"1 3 224 224"`` or ``"(1, 3, 224, 224)"``."""
     parts = [p for p in re.split(r"[\s,x×*()\[\]]+", text.strip().lower()) if p]
@@ -59,15 +93,37 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def load_weights(spec: str, path: str | None, num_classes: int | None, command: str) -> Any:
-    """The model of ``spec`` with the state_dict in ``path``; where only the classifier's size
-    differs and ``num_classes`` was not given, it is read from the weights."""
+def parse_model_kwargs(text: str | None) -> dict[str, Any]:
+    """``--model-kwargs '{"num_classes": 10}'``: a JSON object of keyword arguments."""
+    if not text:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InnError(
+            f"--model-kwargs is not JSON ({err}): give e.g. '{{\"width\": 8}}'"
+        ) from None
+    if not isinstance(kwargs, dict):
+        raise InnError(f"--model-kwargs must be a JSON object of keyword arguments, got {text!r}")
+    return kwargs
+
+
+def load_weights(
+    spec: str,
+    path: str | None,
+    num_classes: int | None,
+    command: str,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, int | None]:
+    """The model of ``spec`` with the state_dict in ``path``, and the ``num_classes`` it was
+    built with: where only the classifier's size differs and ``num_classes`` was not given, it
+    is read from the weights."""
     import torch
     from torch import nn
 
-    model = load_architecture(spec, num_classes, command)
+    model = load_architecture(spec, num_classes, command, model_kwargs)
     if path is None:
-        return model
+        return model, num_classes
     file = Path(path)
     if not file.is_file():
         raise InnError(f"no weights file {path!r}: give the path of a saved state_dict")
@@ -90,7 +146,7 @@ def load_weights(spec: str, path: str | None, num_classes: int | None, command: 
     if num_classes is None and layers and owners == {layers[-1]}:  # only the classifier differs
         classes = state[wrong[0]].shape[0]
         print(f"{command}: the weights have {classes} classes: using --num-classes {classes}")
-        return load_weights(spec, path, classes, command)
+        return load_weights(spec, path, classes, command, model_kwargs)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if wrong or missing or unexpected:
@@ -110,7 +166,7 @@ def load_weights(spec: str, path: str | None, num_classes: int | None, command: 
             "architecture name and --num-classes"
         )
     model.load_state_dict(state)
-    return model
+    return model, num_classes
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -118,7 +174,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
     import inn
 
-    model = load_weights(args.model, args.weights, args.num_classes, "inn inspect").eval()
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    model, _ = load_weights(args.model, args.weights, args.num_classes, "inn inspect", kwargs)
+    model.eval()
     shape = parse_shape(args.input_shape)
     imodel = inn.convert(model, torch.randn(shape), permute=False)
     report = imodel.coverage()
@@ -140,4 +198,5 @@ def add_inspect_parser(sub: Any) -> None:
     )
     inspect.add_argument("--num-classes", type=int, help="number of classes of the model")
     inspect.add_argument("--weights", help="state_dict file (.pt) of the model")
+    inspect.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
     inspect.set_defaults(func=_inspect)

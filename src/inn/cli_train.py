@@ -73,6 +73,9 @@ def add_train_parser(sub: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from inn.cli_inspect import require_experiment_packages
+
+    require_experiment_packages("train")  # the digits and the plots
     import torch
     import torch.distributed as dist
 
