@@ -129,3 +129,10 @@ def test_missing_extras_are_named_before_any_work(command):
     done = run([sys.executable, "-c", code])
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert 'pip install "inn[experiments]"' in done.stderr and "matplotlib" in done.stderr
+
+
+def test_quiet_prints_no_progress(files):
+    done = run([sys.executable, "-m", "inn.cli", "--quiet", *PRUNE[3:], "--input-shape", "1,3,16,16",
+                "-o", str(files / "quiet.pt")])  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "pruned model saved" in done.stdout

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inn", description="Integral Neural Networks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     from inn import __version__
 
     parser.add_argument("--version", action="version", version=f"inn {__version__}")
@@ -312,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     from inn.errors import InnError
 
     try:
-        return args.func(args)
+        with contextlib.ExitStack() as stack:
+            if args.quiet:  # progress bars and warnings go to stderr; errors are printed after
+                stack.enter_context(contextlib.redirect_stderr(stack.enter_context(
+                    open(os.devnull, "w")
+                )))  # fmt: skip
+            return args.func(args)
     except InnError as err:
         if args.debug:
             raise

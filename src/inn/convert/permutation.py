@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from inn.graph import GraphAnalysis
 from inn.permute import channel_distances, open_path_order, total_variation
@@ -121,7 +122,13 @@ def permute_groups(
     """
     report = PermutationReport()
     generator = torch.Generator().manual_seed(seed)
-    for key, members in group_members(root, analysis).items():
+    groups = tqdm(
+        list(group_members(root, analysis).items()),
+        desc="permuting channels",
+        leave=False,
+        disable=None,  # a bar in a terminal only (conversions of large models take a while)
+    )
+    for key, members in groups:
         group = analysis.groups[key]
         if not group.resizable or group.full_size < 3:
             continue

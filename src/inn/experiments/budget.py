@@ -74,6 +74,7 @@ def _inn(
     steps: int,
     seed: int,
     trained: inn.IntegralModel | None = None,
+    progress: bool = False,
 ) -> nn.Module:
     budget = {kind: fraction}
     if method == "inn-trained":
@@ -83,7 +84,8 @@ def _inn(
             return trained.resize(budget=budget).export()
     if method in ("inn", "inn+tune"):
         return inn.prune(model, example, budget=budget, calib=calib, tune=method == "inn+tune",
-                         convert_options={"seed": seed}, tune_options={"steps": steps})  # fmt: skip
+                         convert_options={"seed": seed},
+                         tune_options={"steps": steps, "progress": progress})  # fmt: skip
     if method == "l1-alloc+bn":
         widths = inn.convert(model, example, fold_batchnorm=False).plan(budget, data=calib).widths
         small = baselines.prune_l1(model, example, widths=widths, keep_batchnorm=True)
@@ -95,7 +97,7 @@ def _inn(
         imodel.resize(budget=budget)
     else:  # inn-uniform+tune
         imodel.resize(budget=budget, sensitivity="uniform")
-        inn.tune_partition(imodel, calib, steps=steps)
+        inn.tune_partition(imodel, calib, steps=steps, progress=progress)
     return imodel.export()
 
 
@@ -107,12 +109,13 @@ def _peer(
     cost: Callable[[nn.Module], float],
     target: float,
     steps: int,
+    progress: bool = False,
 ) -> nn.Module:
     importance = method.split("+")[0].removeprefix("tp-")
     small = peers.torch_pruning_prune(model, example, calib, cost, target, importance=importance)
     inn.reestimate_batchnorm(small, calib)
     if method.endswith("+calib"):
-        baselines.calibrate(small, model, calib, steps=steps)
+        baselines.calibrate(small, model, calib, steps=steps, progress=progress)
     return small
 
 
@@ -153,9 +156,12 @@ def run(
         torch.manual_seed(seed)
         start = time.perf_counter()
         if not method.startswith("tp-"):
-            small = _inn(method, model, example, calib, kind, fraction, steps, seed, trained)
+            small = _inn(
+                method, model, example, calib, kind, fraction, steps, seed, trained, progress
+            )
         else:
-            small = _peer(method, model, example, calib, costs[kind], fraction * full[kind], steps)
+            target = fraction * full[kind]
+            small = _peer(method, model, example, calib, costs[kind], target, steps, progress)
         seconds = time.perf_counter() - start
         small.eval()
         latency = 1e3 * measure_latency(small, (example,))
