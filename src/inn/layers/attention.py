@@ -114,12 +114,11 @@ class IntegralAttention(IntegralLayer):
         )  # fmt: skip
 
     def to_discrete(self) -> nn.Module:
-        qkv, qkv_bias, proj, proj_bias = self.projections()
-        plain = PlainAttention(
-            qkv, qkv_bias, proj, proj_bias, self.heads, self.scale, self.batch_first,
-            self.returns_weights,
-        )  # fmt: skip
-        return fx.symbolic_trace(plain)
+        return fx.symbolic_trace(
+            PlainAttention(
+                *self.projections(), self.heads, self.scale, self.batch_first, self.returns_weights
+            )
+        )
 
 
 def _attend(
@@ -179,10 +178,9 @@ def plain_attention(module: nn.Module) -> fx.GraphModule:
     w = AttentionWeights(module)
     return fx.symbolic_trace(
         PlainAttention(
-            w.qkv_weight.detach(), None if w.qkv_bias is None else w.qkv_bias.detach(),
-            w.proj_weight.detach(), None if w.proj_bias is None else w.proj_bias.detach(),
-            w.heads, w.scale, w.batch_first, w.returns_weights,
-        )
+            w.qkv_weight, w.qkv_bias, w.proj_weight, w.proj_bias, w.heads, w.scale,
+            w.batch_first, w.returns_weights,
+        )  # the tensors are copied into new Linear layers
     )  # fmt: skip
 
 
