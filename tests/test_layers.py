@@ -119,6 +119,26 @@ def test_depthwise_conv_input_and_output_are_one_axis():
         inn.IntegralConv2d(conv, {"out": inn.Partition(9), "in": inn.Partition(9)})
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_with_output_blocks_resamples_whole_sub_pixel_blocks(groups):
+    """Before a PixelShuffle(2), 3 channels per group of 4 sub-pixels each; sub-pixel k of the
+    resampled conv is the resampling of sub-pixel k of the original (hand reference)."""
+    conv = rand_conv(nn.Conv2d, 4, 12 * groups, 3, padding=1, groups=groups)
+    layer = inn.IntegralConv2d(conv, out_block=4)
+    x = torch.randn(2, 4, 6, 6)
+    assert torch.allclose(layer(x), conv(x), atol=1e-6)
+    layer.partitions["out"][0].resize(2)
+    assert layer.out_channels == 8 * groups and layer.to_discrete().out_channels == 8 * groups
+    w = conv.weight.detach().numpy().reshape(groups, 3, 4, 4 // groups, 3, 3)
+    ref = keys_resample(w, 2, axis=1).reshape(8 * groups, 4 // groups, 3, 3)
+    ref_b = keys_resample(conv.bias.detach().numpy().reshape(groups, 3, 4), 2, axis=1)
+    expected = F.conv2d(x.double(), torch.from_numpy(ref), torch.from_numpy(ref_b.reshape(-1)),
+                        padding=1, groups=groups)  # fmt: skip
+    assert torch.allclose(layer(x).double(), expected, atol=1e-5)
+    with pytest.raises(inn.ShapeError, match="out_block=5"):
+        inn.IntegralConv2d(conv, out_block=5)
+
+
 def test_linear_with_channel_blocks_and_a_discrete_output():
     torch.manual_seed(1)
     linear = nn.Linear(5 * 4, 3)  # after flatten of 5 channels x 2 x 2

@@ -115,8 +115,14 @@ def _budget_experiment(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from inn.cli_inspect import require_experiment_packages
+    from inn.cli_inspect import IMAGE_PACKAGES, require_experiment_packages
 
+    if args.name in ("sr", "reconstruction"):
+        from inn import cli_sr
+
+        require_experiment_packages(f"experiment {args.name}", IMAGE_PACKAGES)
+        run = cli_sr.sr_experiment if args.name == "sr" else cli_sr.reconstruction_experiment
+        return run(args, _command_line(args.argv))
     require_experiment_packages("experiment")
     from inn.experiments import pruning, workloads
 
@@ -143,7 +149,8 @@ def _experiment(args: argparse.Namespace) -> int:
     methods = pruning.applicable(methods, work.model)
     if args.methods:
         methods = tuple(m for m in methods if m in args.methods.split(","))
-    compressions = tuple(float(c) for c in args.compressions.split(","))
+    given = args.compressions or "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7"
+    compressions = tuple(float(c) for c in given.split(","))
     results = pruning.run(
         work.model,
         work.test,
@@ -239,14 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     exp = sub.add_parser(
         "experiment",
         help="the paper's pipelines: pipeline-a (training), pipeline-b, pipeline-c, pruning "
-        "(both); budget: inn vs Torch-Pruning at parameter and MAC budgets",
+        "(both); budget: inn vs Torch-Pruning at parameter and MAC budgets; sr: SRCNN and EDSR "
+        "pruned without fine-tuning; reconstruction: images on fixed vs trainable partitions",
     )
     exp.add_argument(
-        "name", choices=["pipeline-a", "pipeline-b", "pipeline-c", "pruning", "budget"]
-    )
+        "name",
+        choices=["pipeline-a", "pipeline-b", "pipeline-c", "pruning", "budget", "sr",
+                 "reconstruction"],
+    )  # fmt: skip
     exp.add_argument(
         "--model",
-        help="zoo model (cifar_resnet18, nin, mobilenet_v2, vit) or, with cifar10, an architecture",
+        help="zoo model (cifar_resnet18, nin, mobilenet_v2, vit; sr: srcnn or edsr) or, with "
+        "cifar10, an architecture",
     )
     exp.add_argument(
         "--budgets",
@@ -259,7 +270,16 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", help="folder with CIFAR-10 (torchvision layout), for --dataset cifar10"
     )
     exp.add_argument("--weights", help="state_dict of the model, for --dataset cifar10")
-    exp.add_argument("--compressions", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7")
+    exp.add_argument(
+        "--compressions",
+        help="fractions of parameters removed (default 0,0.1,...,0.7; sr: 0,0.2,0.4,0.6)",
+    )
+    exp.add_argument(
+        "--budgets-reconstruction", help="reconstruction: parameter counts (default 300,600,1200)"
+    )
+    exp.add_argument(
+        "--steps-reconstruction", type=int, default=400, help="reconstruction: Adam steps per fit"
+    )
     exp.add_argument(
         "--seeds", type=int, default=3, help="number of seeds for permutation / random choice"
     )
@@ -304,10 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     prune.set_defaults(func=_prune)
 
     from inn.cli_inspect import add_inspect_parser
+    from inn.cli_sr import add_upscale_parser
     from inn.cli_train import add_train_parser
 
     add_train_parser(sub)
     add_inspect_parser(sub)
+    add_upscale_parser(sub)
 
     args = parser.parse_args(argv)
     args.argv = argv

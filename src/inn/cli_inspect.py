@@ -65,12 +65,18 @@ def load_architecture(
 
 # what the commands that run experiments import, and the extra that installs it
 _EXPERIMENT_PACKAGES = {"matplotlib": "matplotlib", "mlxtend": "mlxtend"}
+IMAGE_PACKAGES = {
+    "matplotlib": "matplotlib", "PIL": "pillow", "skimage": "scikit-image", "pywt": "PyWavelets",
+    "sklearn": "scikit-learn",
+}  # fmt: skip
+"""What the super-resolution and reconstruction experiments need (their images and SSIM)."""
 
 
-def require_experiment_packages(command: str) -> None:
-    """Stop before any work if ``inn[experiments]``'s packages are missing."""
+def require_experiment_packages(command: str, packages: dict[str, str] | None = None) -> None:
+    """Stop before any work if ``inn[experiments]``'s packages (or ``packages``: import name ->
+    package) are missing."""
     missing = []
-    for module, package in _EXPERIMENT_PACKAGES.items():
+    for module, package in (packages or _EXPERIMENT_PACKAGES).items():
         try:
             importlib.import_module(module)
         except ImportError:

@@ -25,8 +25,12 @@ import torch
 from torch import nn
 
 from inn.errors import InnError
+from inn.sr.models import EDSR, SRCNN, edsr, srcnn
 
 __all__ = [
+    "EDSR",
+    "SRCNN",
+    "SR_ZOO",
     "ZOO",
     "BasicBlock",
     "CifarResNet",
@@ -35,16 +39,20 @@ __all__ = [
     "VisionTransformer",
     "checkpoint_dir",
     "cifar_resnet18",
+    "edsr",
+    "example_input",
     "load_integral",
     "load_pretrained",
     "mobilenet_v2",
     "nin",
     "pretrained_info",
+    "srcnn",
     "vit",
 ]
 
 TRAIN_COMMAND = "python scripts/train_zoo.py"
 TWIN_COMMAND = "python scripts/train_twin.py"
+SR_TRAIN_COMMAND = "python scripts/train_sr.py"
 
 TWIN_RECIPE: dict[str, Any] = {
     "epochs": 15,
@@ -280,6 +288,13 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
 }
 """Name -> constructor; the default arguments build the architecture of each checkpoint."""
 
+SR_ZOO: dict[str, Callable[..., nn.Module]] = {"srcnn": srcnn, "edsr": edsr}
+"""Super-resolution networks (:mod:`inn.sr.models`): SRCNN x3 on the Y channel, EDSR x4 on RGB,
+trained on :class:`inn.sr.SRPatches` by ``python scripts/train_sr.py``."""
+
+EXAMPLE_SHAPES: dict[str, tuple[int, ...]] = {"srcnn": (1, 1, 33, 33), "edsr": (1, 3, 24, 24)}
+"""An input shape of each model (default: the zoo's ``(1, 1, 28, 28)`` MNIST digits)."""
+
 
 def checkpoint_dir() -> Path:
     """The folder of the committed checkpoints (``inn/checkpoints`` next to this module)."""
@@ -287,8 +302,24 @@ def checkpoint_dir() -> Path:
 
 
 def _check_name(name: str) -> None:
-    if name not in ZOO:
-        raise PretrainedNotFoundError(f"unknown zoo model {name!r}; known: {sorted(ZOO)}")
+    if name not in ZOO and name not in SR_ZOO:
+        known = sorted([*ZOO, *SR_ZOO])
+        raise PretrainedNotFoundError(f"unknown zoo model {name!r}; known: {known}")
+
+
+def _command(name: str) -> str:
+    return SR_TRAIN_COMMAND if name in SR_ZOO else TRAIN_COMMAND
+
+
+def _twin_command(name: str) -> str:
+    if name in SR_ZOO:
+        return f"{SR_TRAIN_COMMAND} --models {name}-inn"
+    return f"{TWIN_COMMAND} --model {name}"
+
+
+def example_input(name: str) -> torch.Tensor:
+    """A zero input of the shape zoo model ``name`` takes (for :func:`inn.convert`)."""
+    return torch.zeros(EXAMPLE_SHAPES.get(name, (1, 1, 28, 28)))
 
 
 def pretrained_info(name: str) -> dict[str, Any]:
@@ -297,7 +328,7 @@ def pretrained_info(name: str) -> dict[str, Any]:
     path = checkpoint_dir() / f"{name}.json"
     if not path.is_file():
         raise PretrainedNotFoundError(
-            f"no metadata for {name!r} at {str(path)!r}; create it with `{TRAIN_COMMAND}`"
+            f"no metadata for {name!r} at {str(path)!r}; create it with `{_command(name)}`"
         )
     return json.loads(path.read_text())
 
@@ -305,8 +336,9 @@ def pretrained_info(name: str) -> dict[str, Any]:
 def load_pretrained(name: str) -> nn.Module:
     """Build zoo model ``name`` with its default arguments and load its committed weights.
 
-    The weights were trained on the 4,000 training digits of :func:`inn.data.mnist_splits`
-    (``seed=0``); the model is returned in eval mode.
+    The classifiers were trained on the 4,000 training digits of :func:`inn.data.mnist_splits`
+    (``seed=0``), the SR networks on :class:`inn.sr.SRPatches`; the model is returned in eval
+    mode.
 
     Raises:
         PretrainedNotFoundError: if the name is unknown or the checkpoint file is missing (the
@@ -316,10 +348,10 @@ def load_pretrained(name: str) -> nn.Module:
     path = checkpoint_dir() / f"{name}.pt"
     if not path.is_file():
         raise PretrainedNotFoundError(
-            f"no checkpoint for {name!r} at {str(path)!r}; create it with `{TRAIN_COMMAND}` "
+            f"no checkpoint for {name!r} at {str(path)!r}; create it with `{_command(name)}` "
             "(run from the repository root)"
         )
-    model = ZOO[name]()
+    model = {**ZOO, **SR_ZOO}[name]()
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
@@ -339,11 +371,11 @@ def load_integral(name: str) -> nn.Module:
     if not path.is_file():
         raise PretrainedNotFoundError(
             f"no random-width twin for {name!r} at {str(path)!r}; create it with "
-            f"`{TWIN_COMMAND} --model {name}` (run from the repository root)"
+            f"`{_twin_command(name)}` (run from the repository root)"
         )
     from inn.convert import convert
 
-    example = torch.zeros(1, 1, 28, 28)  # the zoo's MNIST digits
-    imodel = convert(ZOO[name]().eval(), example, permute=False, fold_batchnorm=False)
+    model = {**ZOO, **SR_ZOO}[name]().eval()
+    imodel = convert(model, example_input(name), permute=False, fold_batchnorm=False)
     imodel.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return imodel.eval()

@@ -107,8 +107,10 @@ def _integral_layer(
         tensors = {n: d for n, d in spec.tensors.items() if _has_tensor(module, n)}
         return IntegralWrapped(module, tensors, parts, integrated=spec.integrated, rule=rule)
     if isinstance(module, nn.Linear):
-        blocks = {s.block for s in roles.roles["in"]}
-        return IntegralLinear(module, parts, rule=rule, in_block=blocks.pop())
+        return IntegralLinear(module, parts, rule=rule, in_block=roles.roles["in"][0].block)
+    if roles.kind in ("conv", "grouped"):
+        block = roles.roles["out"][0].block  # one per layer (Analyser.pin_unsupported_blocks)
+        return _INTEGRAL_TYPES[type(module)](module, parts, rule=rule, out_block=block)
     return _INTEGRAL_TYPES[type(module)](module, parts, rule=rule)
 
 

@@ -283,6 +283,7 @@ class Analyser:
         axes = self.axes
         for roles in self.modules.values():
             roles.roles = {r: axes.expand(s) for r, s in roles.roles.items()}
+            self.pin_unsupported_blocks(roles)
             if roles.kind == "attribute" and roles.name in self.attribute_pins:
                 for s in roles.roles["out"]:
                     axes.pin(s.axis, self.attribute_pins[roles.name])
@@ -300,6 +301,24 @@ class Analyser:
         }
         return GraphAnalysis(groups, self.modules, axes.root, splits)
 
+    def pin_unsupported_blocks(self, roles: ModuleRoles) -> None:
+        """Channels of several features each (after a flatten, before a pixel shuffle) are read
+        by a plain Linear's input and written by a plain convolution's output, one block size
+        per layer; anywhere else they are pinned."""
+        module = self.gm.get_submodule(roles.owner)
+        for role, segments in roles.roles.items():
+            blocks = {s.block for s in segments}
+            if blocks == {1}:
+                continue
+            supported = len(blocks) == 1 and (
+                (role == "in" and type(module) is nn.Linear)
+                or (role == "out" and roles.kind in ("conv", "grouped") and type(module) in _CONVS)
+            )
+            if not supported:
+                for s in segments:
+                    self.axes.pin(s.axis, f"{roles.name} ({roles.kind}, {role}) meets channels "
+                                  "in blocks of features (a flatten or a pixel shuffle)")
+
     def group_name(self, root: int) -> str:
         """The name of the first axis of the group, or of the axis it was split from when all
         the pieces of that axis are tied into this group (a grouped convolution's input)."""
@@ -312,6 +331,7 @@ class Analyser:
 
 
 _RESHAPES = (torch.reshape, "view", "reshape")
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _flat_nodes(obj: Any) -> list[fx.Node]:

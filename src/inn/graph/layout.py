@@ -58,6 +58,7 @@ class Axes:
         self.pin_reason: dict[int, str] = {}
         self.members: dict[int, list[int]] = {}  # root -> axes of its class
         self.children: dict[int, tuple[int, ...]] = {}  # split axis -> its pieces
+        self.block: dict[int, int] = {}  # factored axis's child -> features per channel
 
     def new(self, size: int, name: str, pinned: str = "") -> int:
         axis = len(self.parent)
@@ -116,16 +117,39 @@ class Axes:
                 self.union(mine, theirs)
         return self.children[axis]
 
+    def factor(self, axis: int, block: int) -> int:
+        """Regroup an unsplit axis (and every axis tied to it) into channels of ``block``
+        consecutive features (``n`` channels become ``n / block``: the sub-pixel channels before a
+        ``PixelShuffle``); returns the coarse axis of ``axis``."""
+        root = self.root(axis)
+        assert axis not in self.children and self.size[root] % block == 0
+        reason = self.pin_reason.get(root, "")
+        first = None
+        for member in list(self.members[root]):
+            coarse = self.new(self.size[root] // block, f"{self.name[member]}/{block}", reason)
+            self.children[member], self.block[coarse] = (coarse,), block
+            first = coarse if first is None else first
+            self.union(coarse, first)
+        return self.children[axis][0]
+
     def leaves(self, axis: int) -> list[int]:
+        return [leaf for leaf, _ in self._leaves(axis)]
+
+    def _leaves(self, axis: int) -> list[tuple[int, int]]:
+        """Unsplit axes under ``axis`` with their features per channel, relative to it."""
         if axis not in self.children:
-            return [axis]
-        return [leaf for child in self.children[axis] for leaf in self.leaves(child)]
+            return [(axis, 1)]
+        return [
+            (leaf, block * self.block.get(child, 1))
+            for child in self.children[axis]
+            for leaf, block in self._leaves(child)
+        ]
 
     def expand(self, segments: Sequence[Segment]) -> tuple[Segment, ...]:
         """``segments`` in terms of unsplit axes."""
         out: list[Segment] = []
         for s in segments:
-            out += [Segment(a, self.size[a], s.block) for a in self.leaves(s.axis)]
+            out += [Segment(a, self.size[a], s.block * b) for a, b in self._leaves(s.axis)]
         return tuple(out)
 
     def refine(self, segments: Sequence[Segment], cuts: set[int]) -> tuple[Segment, ...] | None:

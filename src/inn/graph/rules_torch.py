@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from inn.graph.layout import Layout
+from inn.graph.layout import Layout, Segment
 from inn.graph.rules import ChannelRule, Wrapped, function_rule, module_rule
 from inn.graph.trace import register_leaf_module
 
@@ -137,6 +138,34 @@ def conv_transpose(ctx: Analyser, node: fx.Node, conv: nn.ConvTranspose2d) -> An
     if not isinstance(x, Layout) or x.dim != 1 or x.blocked or conv.groups != 1:
         return ctx.unknown(node, f"module {node.target!r} (ConvTranspose2d)")
     return ctx.producer(str(node.target), "conv_transpose", x, conv.out_channels)
+
+
+@module_rule(nn.PixelShuffle)
+@function_rule(F.pixel_shuffle, torch.pixel_shuffle)
+def pixel_shuffle(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """``(N, C r^2, H, W) -> (N, C, H r, W r)``: output channel ``c`` is input channels
+    ``c r^2 .. c r^2 + r^2 - 1``, so the input's channels are regrouped into blocks of ``r^2``
+    (every axis tied to them too: the producing convolution then keeps or drops whole blocks)."""
+    x = ctx.input(node)
+    r = module.upscale_factor if module is not None else ctx.argument(node, 1, "upscale_factor")
+    if not isinstance(x, Layout) or x.dim != 1 or x.ndim < 3 or not isinstance(r, int):
+        return ctx.unknown(node, f"pixel shuffle {node.name}")
+    block = r * r
+    segments = ctx.axes.expand(x.segments)
+    offsets = [0, *itertools.accumulate(s.size * s.block for s in segments)]
+    if any(o % block for o in offsets):
+        return ctx.unknown(node, f"pixel shuffle {node.name} (an r^2 block spans two axes)")
+    out = []
+    for seg in segments:
+        (s,) = ctx.axes.expand([seg])  # an axis seen twice (grouped copies) is factored once
+        if s.block % block == 0:
+            out.append(Segment(s.axis, s.size, s.block // block))
+        elif block % s.block == 0 and s.size % (block // s.block) == 0:
+            coarse = ctx.axes.factor(s.axis, block // s.block)
+            out.append(Segment(coarse, ctx.axes.size[coarse], 1))
+        else:
+            return ctx.unknown(node, f"pixel shuffle {node.name} (an r^2 block spans two axes)")
+    return x.with_segments(out)
 
 
 @module_rule(nn.Linear)

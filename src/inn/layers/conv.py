@@ -46,12 +46,20 @@ class _IntegralConvNd(IntegralLayer):
         conv: the discrete convolution to start from.
         partitions: ``{"out": ..., "in": ...}`` (a missing or ``None`` role stays discrete).
         rule: quadrature rule of the input axis.
+        out_block: output features per output channel (dense and grouped): before a
+            ``PixelShuffle(r)`` the ``C r^2`` outputs are ``C`` channels of ``r^2`` sub-pixels
+            each; only ``C`` is continuous, whole blocks are kept or dropped.
     """
 
     nd: int
 
     def __init__(
-        self, conv: nn.Module, partitions: PartitionSpec | None = None, *, rule: str = "rectangle"
+        self,
+        conv: nn.Module,
+        partitions: PartitionSpec | None = None,
+        *,
+        rule: str = "rectangle",
+        out_block: int = 1,
     ) -> None:
         super().__init__(rule)
         if not isinstance(conv, _CONV_TYPES[self.nd]):
@@ -64,6 +72,9 @@ class _IntegralConvNd(IntegralLayer):
         self.padding_mode = conv.padding_mode
         self.full_out, self.full_in = conv.out_channels, conv.in_channels
         w, g = conv.weight, conv.groups
+        self.out_block = out_block
+        if self.mode == "depthwise" and out_block != 1:
+            raise ShapeError("a depthwise convolution has no output blocks (out_block must be 1)")
         if self.mode == "depthwise":
             shared = shared_partition(
                 partitions, conv.out_channels, rule, "a depthwise convolution"
@@ -72,11 +83,17 @@ class _IntegralConvNd(IntegralLayer):
             self._register("weight", w, {0: "out"})
             self._register("bias", conv.bias, {0: "out"})
             return
-        self._set_partitions(partitions, {"out": w.shape[0] // g, "in": w.shape[1]}, rule)
-        grouped = w.reshape(g, w.shape[0] // g, *w.shape[1:])
-        self._register("weight", grouped, {1: "out", 2: "in"}, integrated=2, merge=(0, 1))
-        bias = None if conv.bias is None else conv.bias.reshape(g, -1)
-        self._register("bias", bias, {1: "out"}, merge=(0, 1))
+        if out_block < 1 or (w.shape[0] // g) % out_block:
+            raise ShapeError(
+                f"out_block={out_block} does not divide the {w.shape[0] // g} output channels per "
+                f"group of the {type(conv).__name__}"
+            )
+        per_group = w.shape[0] // g // out_block
+        self._set_partitions(partitions, {"out": per_group, "in": w.shape[1]}, rule)
+        blocks = w.reshape(g, per_group, out_block, *w.shape[1:])
+        self._register("weight", blocks, {1: "out", 3: "in"}, integrated=3, merge=(0, 2))
+        bias = None if conv.bias is None else conv.bias.reshape(g, per_group, out_block)
+        self._register("bias", bias, {1: "out"}, merge=(0, 2))
 
     @property
     def groups(self) -> int:
@@ -86,7 +103,8 @@ class _IntegralConvNd(IntegralLayer):
     def out_channels(self) -> int:
         if self.mode == "depthwise":
             return self.groups
-        return self.size("out", self.full_out // self.groups_full) * self.groups_full
+        per_group = self.full_out // self.groups_full // self.out_block
+        return self.size("out", per_group) * self.out_block * self.groups_full
 
     @property
     def in_channels(self) -> int:
