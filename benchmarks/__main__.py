@@ -22,6 +22,7 @@ from benchmarks import (
     random_width,
     training,
     tuning,
+    upscale,
 )
 from benchmarks.common import describe, machine
 
@@ -34,6 +35,7 @@ SECTIONS = {
     "tuning": tuning,
     "budget": budget,
     "random_width": random_width,
+    "upscale": upscale,
 }
 
 

@@ -24,4 +24,6 @@ def test_benchmarks_smoke(tmp_path, monkeypatch, capsys):
     assert worst <= 1.05  # within 5 % of the brute-force optimum for n <= 9
     for row in report["permutation"]["trained"]:  # a permutation never adds total variation
         assert row["greedy-2opt"] <= row["identity"] and row["fast-tsp"] <= row["identity"]
+    upscale = {r["width"]: r for r in report["upscale"]}
+    assert upscale["60 % params"]["parameter_ratio"] < 0.7 and upscale["full"]["mac_ratio"] == 1
     assert "| model |" in (tmp_path / "summary-smoke.md").read_text()

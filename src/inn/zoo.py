@@ -4,6 +4,8 @@
 * :func:`nin`: Network-in-Network (three mlpconv blocks, global average pooling).
 * :func:`mobilenet_v2`: torchvision's MobileNetV2 at half width.
 * :func:`vit`: a small vision transformer (``nn.MultiheadAttention``, ``nn.LayerNorm``).
+* :func:`srcnn`, :func:`edsr` (:data:`SR_ZOO`): super-resolution networks x3 and x4
+  (:mod:`inn.sr`), trained by ``scripts/train_sr.py`` on image patches.
 
 Both default to narrower widths than the paper's so that they train in minutes on a CPU; the
 width is a constructor argument. :func:`load_pretrained` returns one of them with the weights

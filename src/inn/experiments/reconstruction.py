@@ -42,6 +42,7 @@ __all__ = [
 
 METHODS = ("uniform", "separable", "scattered")
 IMAGES = TEST_IMAGES
+_EDGE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,10 @@ def _warped_matrix(partition: TrainablePartition, n: int, like: Tensor) -> Tenso
     m = p.numel()
     x = _pixels(n, like)
     knots = uniform(m, dtype=like.dtype)  # where node k sits on the uniform lattice
-    i = (torch.searchsorted(p.detach(), x) - 1).clamp(0, m - 2)  # cell, extended at the ends
+    i = (torch.searchsorted(p.detach(), x) - 1).clamp(0, m - 2)  # the cell (the outer ones extended)
     frac = (x - p[i]) / (p[i + 1] - p[i])
     t = knots[i] + frac * (knots[i + 1] - knots[i])
-    return interpolation_matrix(m, t)
+    return interpolation_matrix(m, t.clamp(0, 1))  # beyond the outer nodes: at most half a cell
 
 
 class Separable(nn.Module):
@@ -135,7 +136,7 @@ class Scattered(nn.Module):
         g = torch.Generator().manual_seed(0)
         grid = torch.stack(torch.meshgrid(uniform(side), uniform(side), indexing="ij"), -1)
         start = grid.reshape(-1, 2)[torch.randperm(side * side, generator=g)[:k]].float()
-        self.logits = nn.Parameter(torch.logit(start.clamp(1e-3, 1 - 1e-3)))  # (K, 2)
+        self.logits = nn.Parameter(torch.logit((start - _EDGE) / (1 - 2 * _EDGE)))  # (K, 2)
         self.bandwidth = 0.7 / math.sqrt(k)
         h, w = target.shape
         ys, xs = torch.meshgrid(_pixels(h, target), _pixels(w, target), indexing="ij")
@@ -147,8 +148,9 @@ class Scattered(nn.Module):
 
     @property
     def points(self) -> Tensor:
-        """``(K, 2)`` in (0, 1)^2, as (row, column)."""
-        return torch.sigmoid(self.logits)
+        """``(K, 2)`` inside [e, 1 - e]^2 (e = 0.001, also where the sigmoid saturates), as
+        (row, column)."""
+        return _EDGE + (1 - 2 * _EDGE) * torch.sigmoid(self.logits)
 
     def weights(self) -> Tensor:
         """``(H W, K)``: each pixel's normalised Gaussian weights of the points."""

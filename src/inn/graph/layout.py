@@ -5,7 +5,9 @@ An *axis* is a run of channels with one partition. A tensor's channels are a tup
 per channel after a flatten). Axes are merged where the network ties them, and *split* where a
 layer needs finer pieces than a producer made (a grouped convolution reads ``g`` equal pieces
 of one convolution's output; ``torch.split`` cuts a tensor in two): splitting an axis splits every
-axis tied to it the same way, so a group is always a set of whole, equal-sized axes.
+axis tied to it the same way, so a group is always a set of whole, equal-sized axes. An axis can
+also be *factored* into channels of several features each (before a ``PixelShuffle(r)``, every
+``r^2`` consecutive channels are one channel of the shuffled tensor).
 """
 
 from __future__ import annotations
