@@ -36,9 +36,9 @@ from inn.zoo import SR_ZOO, checkpoint_dir
 # images; the twin is EDSR converted and fine-tuned by inn.train over random widths
 SR_RECIPES: dict[str, dict[str, Any]] = {
     "srcnn": {"scale": 3, "patch": 16, "batch_size": 32, "steps": 2500, "lr": 2e-3, "loss": "mse"},
-    "edsr": {"scale": 4, "patch": 24, "batch_size": 16, "steps": 3000, "lr": 1e-3, "loss": "l1"},
+    "edsr": {"scale": 4, "patch": 24, "batch_size": 16, "steps": 9000, "lr": 1e-3, "loss": "l1"},
     "edsr-inn": {
-        "from": "edsr", "scale": 4, "patch": 24, "batch_size": 16, "steps": 600, "lr": 2e-4,
+        "from": "edsr", "scale": 4, "patch": 24, "batch_size": 16, "steps": 1500, "lr": 4e-4,
         "widths": (0.3, 1.0), "num_random": 1, "smoothness": 0.0,
     },
 }  # fmt: skip

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inn.zoo import checkpoint_dir
-
 UPSCALE = [sys.executable, "-m", "inn.cli", "upscale"]
 
 
@@ -42,9 +40,6 @@ def test_mistakes_get_one_clear_line(picture, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(
-    not (checkpoint_dir() / "edsr-inn.pt").is_file(), reason="EDSR checkpoints not trained"
-)
 @pytest.mark.parametrize("scale", [4, 3])
 def test_upscales_a_users_image_at_a_smaller_width(picture, scale):
     out = picture / f"big{scale}.png"

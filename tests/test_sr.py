@@ -172,3 +172,28 @@ def test_pixel_unshuffle_is_pinned():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.PixelUnshuffle(2), nn.Conv2d(32, 3, 1))
     imodel = _exact(model, torch.rand(1, 3, 8, 8))
     assert not any(g.resizable for g in imodel.groups)
+
+
+# -- the committed networks -----------------------------------------------------------------------
+@pytest.mark.parametrize("name, scale", [("srcnn", 3), ("edsr", 4)])
+def test_committed_networks_beat_bicubic_on_unseen_images(name, scale):
+    from inn.sr import evaluate
+    from inn.zoo import load_pretrained, pretrained_info
+
+    model = load_pretrained(name)
+    images = ("chelsea", "camera")  # test images: never trained on
+    ours, bicubic = evaluate(model, scale, images), evaluate("bicubic", scale, images)
+    assert ours["psnr"] > bicubic["psnr"] + 0.3
+    info = pretrained_info(name)
+    assert info["test"]["psnr"] > info["bicubic"]["psnr"]
+
+
+def test_committed_edsr_twin_works_at_narrow_widths():
+    from inn.sr import evaluate
+    from inn.zoo import load_integral
+
+    twin = load_integral("edsr")
+    full = evaluate(twin, 4, ("chelsea",))["psnr"]
+    twin.resize(widths=inn.train.uniform_widths(twin, 0.5))
+    half = evaluate(twin.export(), 4, ("chelsea",))["psnr"]
+    assert half > evaluate("bicubic", 4, ("chelsea",))["psnr"] and half > full - 1.0
