@@ -1,6 +1,7 @@
 """``inn upscale``'s work: EDSR x4 on a 256x256 image, exported at 60 % and other widths against
-the full model, interleaved (the ratio should follow the MACs, which scale with the parameters
-of the body).
+the full model, interleaved. ``inn upscale --compression`` plans widths to the parameter count
+(``sensitivity="uniform"``), which keeps the upsampler wider than the body; the last row halves
+every group.
 
 The models are the committed zoo EDSR and its random-width twin (what ``inn upscale`` runs);
 with ``smoke`` a freshly initialised EDSR on a 32x32 image (no checkpoint needed).
@@ -31,6 +32,8 @@ def run(smoke: bool = False) -> list[dict]:
     for label, compression in FRACTIONS.items():
         twin.resize(compression=compression, sensitivity="uniform")
         models[label] = twin.export().eval()
+    twin.resize(widths=inn.train.uniform_widths(twin, 0.5))
+    models["50 % width, every group"] = twin.export().eval()
     x = torch.rand(1, 3, size, size)
     with torch.no_grad():
         samples = interleaved({k: (lambda m=m: m(x)) for k, m in models.items()},

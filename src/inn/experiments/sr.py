@@ -217,11 +217,10 @@ def save(rows: Sequence[Row], curve: dict[str, dict[float, float]],
     fig.savefig(out / "psnr.png", dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.4))
+    fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.4), layout="constrained")
     for ax, (label, (picture, value)) in zip(axes, shown.items(), strict=True):
         ax.imshow(picture.permute(1, 2, 0).clamp(0, 1).numpy())
         ax.set_title(label if value == float("inf") else f"{label}\n{value:.2f} dB", fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
     fig.savefig(out / "crops.png", dpi=110)
     plt.close(fig)

@@ -90,10 +90,14 @@ class _IntegralConvNd(IntegralLayer):
             )
         per_group = w.shape[0] // g // out_block
         self._set_partitions(partitions, {"out": per_group, "in": w.shape[1]}, rule)
-        blocks = w.reshape(g, per_group, out_block, *w.shape[1:])
-        self._register("weight", blocks, {1: "out", 3: "in"}, integrated=3, merge=(0, 2))
-        bias = None if conv.bias is None else conv.bias.reshape(g, per_group, out_block)
-        self._register("bias", bias, {1: "out"}, merge=(0, 2))
+        # (groups, channels[, block], in, *kernel); no block dim at 1: state_dicts stay as before
+        shape = (g, per_group, out_block) if out_block > 1 else (g, per_group)
+        last = len(shape) - 1
+        weight = w.reshape(*shape, *w.shape[1:])
+        self._register("weight", weight, {1: "out", last + 1: "in"}, integrated=last + 1,
+                       merge=(0, last))  # fmt: skip
+        bias = None if conv.bias is None else conv.bias.reshape(shape)
+        self._register("bias", bias, {1: "out"}, merge=(0, last))
 
     @property
     def groups(self) -> int:
