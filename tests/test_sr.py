@@ -203,3 +203,24 @@ def test_committed_edsr_twin_works_at_narrow_widths():
     l1 = evaluate(prune_l1(load_pretrained("edsr"), example_input("edsr"), widths=widths), 4,
                   ("chelsea",))["psnr"]  # fmt: skip
     assert narrow > full - 1.0 and narrow > l1 + 3.0
+
+
+def test_a_luma_model_changes_y_and_keeps_the_chroma():
+    """SRCNN's output replaces Y of the bicubic upscaling; Cb and Cr (skimage) stay."""
+    from inn.sr import super_resolve
+
+    class Brighter(nn.Module):  # a "luma model": adds 0.02 to Y
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 1)
+            nn.init.ones_(self.conv.weight)
+            nn.init.constant_(self.conv.bias, 0.02)
+
+        def forward(self, y):
+            return self.conv(y)
+
+    low = 0.2 + 0.6 * torch.rand(3, 6, 6, generator=torch.Generator().manual_seed(3))
+    out, up = super_resolve(Brighter(), low, 2), bicubic_up(low, 2)
+    ycc = [rgb2ycbcr(t.permute(1, 2, 0).double().numpy()) / 255 for t in (out, up)]
+    assert np.allclose(ycc[0][..., 0], ycc[1][..., 0] + 0.02, atol=1e-5)
+    assert np.allclose(ycc[0][..., 1:], ycc[1][..., 1:], atol=1e-5)
