@@ -224,3 +224,34 @@ def test_a_luma_model_changes_y_and_keeps_the_chroma():
     ycc = [rgb2ycbcr(t.permute(1, 2, 0).double().numpy()) / 255 for t in (out, up)]
     assert np.allclose(ycc[0][..., 0], ycc[1][..., 0] + 0.02, atol=1e-5)
     assert np.allclose(ycc[0][..., 1:], ycc[1][..., 1:], atol=1e-5)
+
+
+def test_sr_experiment_end_to_end(tmp_path):
+    """``inn experiment sr``'s functions at a tiny size: every method, the width curve, the
+    crops, and the files (the figures are read back)."""
+    from inn.experiments import sr
+
+    rows = sr.run(("edsr",), (0.0, 0.5), steps=2, progress=False, images=("coins",))
+    methods = {r.method for r in rows}
+    assert methods == {"bicubic", "unpruned", *sr.METHODS}
+    pruned = [r for r in rows if r.compression == 0.5]
+    assert len({r.parameters for r in pruned}) == 1  # every method at the same widths
+    unpruned = next(r for r in rows if r.method == "unpruned")
+    assert all(r.parameters < 0.6 * unpruned.parameters for r in pruned)
+    curve = sr.widths_curve((0.5, 1.0), progress=False, images=("coins",))
+    assert curve["l1"][1.0] == pytest.approx(unpruned.psnr)
+    shown = sr.crops(steps=2)
+    sr.save(rows, curve, shown, tmp_path, "test", 1.0)
+    assert "| inn+tune |" in (tmp_path / "results.md").read_text()
+    from PIL import Image
+
+    assert Image.open(tmp_path / "psnr.png").size[0] > 0 and Image.open(tmp_path / "crops.png")
+
+
+def test_reconstruction_experiment_end_to_end(tmp_path):
+    from inn.experiments import reconstruction as rec
+
+    rows, pictures = rec.run(("coins",), budgets=(60, 120), steps=3, size=24, progress=False)
+    assert len(rows) == 2 * len(rec.METHODS) and set(pictures) == {*rec.METHODS, "original"}
+    rec.save(rows, pictures, tmp_path, "test", 1.0)
+    assert "| parameters |" in (tmp_path / "results.md").read_text()

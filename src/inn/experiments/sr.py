@@ -30,9 +30,12 @@ from tqdm.auto import tqdm
 
 import inn
 from inn import baselines, zoo
-from inn.sr import SRPatches, bicubic_up, evaluate, pair, psnr, super_resolve
+from inn.sr import TEST_IMAGES, SRPatches, bicubic_up, evaluate, pair, psnr, super_resolve
 
-__all__ = ["METHODS", "Row", "calibration_inputs", "crops", "markdown", "run", "save", "widths_curve"]
+__all__ = [
+    "METHODS", "Row", "calibration_inputs", "crops", "markdown", "plot_crops", "run", "save",
+    "widths_curve",
+]  # fmt: skip
 
 METHODS = ("inn+tune", "inn", "l1", "l1+calib")
 SCALES = {"srcnn": 3, "edsr": 4}
@@ -67,21 +70,26 @@ def run(
     methods: Sequence[str] = METHODS,
     steps: int = 100,
     progress: bool = True,
+    images: Sequence[str] = TEST_IMAGES,
 ) -> list[Row]:
-    """Every method at every compression for each zoo SR network; ``steps`` is the budget of
-    partition tuning and of bias calibration alike."""
-    return [r for name in names for r in _run_model(name, compressions, methods, steps, progress)]
+    """Every method at every compression for each zoo SR network, evaluated on ``images``;
+    ``steps`` is the budget of partition tuning and of bias calibration alike."""
+    return [
+        r for name in names
+        for r in _run_model(name, compressions, methods, steps, progress, images)
+    ]  # fmt: skip
 
 
 def _run_model(
-    name: str, compressions: Sequence[float], methods: Sequence[str], steps: int, progress: bool
-) -> list[Row]:
+    name: str, compressions: Sequence[float], methods: Sequence[str], steps: int, progress: bool,
+    images: Sequence[str],
+) -> list[Row]:  # fmt: skip
     model, scale = zoo.load_pretrained(name), SCALES[name]
     calib = calibration_inputs(name)
     example = calib[0][:1]
 
     def row(method: str, c: float, small: nn.Module | str) -> Row:
-        quality = evaluate(small, scale)
+        quality = evaluate(small, scale, images)
         size = 0 if isinstance(small, str) else _count(small)
         return Row(name, method, c, size, quality["psnr"], quality["ssim"])
 
@@ -106,7 +114,8 @@ def _run_model(
 
 
 def widths_curve(fractions: Sequence[float] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
-                 progress: bool = True) -> dict[str, dict[float, float]]:  # fmt: skip
+                 progress: bool = True, images: Sequence[str] = TEST_IMAGES,
+                 ) -> dict[str, dict[float, float]]:  # fmt: skip
     """Figure 7: PSNR of EDSR x4 at each width fraction (every group alike): the random-width
     twin, the converted EDSR (no training) and the discrete EDSR pruned by L1."""
     model, twin = zoo.load_pretrained("edsr"), zoo.load_integral("edsr")
@@ -117,9 +126,10 @@ def widths_curve(fractions: Sequence[float] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
     for f in tqdm(fractions, desc="edsr widths", disable=not progress):
         for label, imodel in (("inn trained with random widths", twin), ("inn converted", converted)):
             imodel.resize(widths=inn.train.uniform_widths(imodel, f))
-            out[label][f] = evaluate(imodel.export(), 4)["psnr"]
+            out[label][f] = evaluate(imodel.export(), 4, images)["psnr"]
         widths = inn.train.uniform_widths(converted, f)
-        out["l1"][f] = evaluate(baselines.prune_l1(model, example, widths=widths), 4)["psnr"]
+        small = baselines.prune_l1(model, example, widths=widths)
+        out["l1"][f] = evaluate(small, 4, images)["psnr"]
     return out
 
 
@@ -217,10 +227,21 @@ def save(rows: Sequence[Row], curve: dict[str, dict[float, float]],
     fig.savefig(out / "psnr.png", dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.4), layout="constrained")
+    plot_crops(shown, out / "crops.png")
+
+
+def plot_crops(shown: dict[str, tuple[Tensor, float]], path: Path) -> None:
+    """The crops of :func:`crops` side by side, each titled with its PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.6))
     for ax, (label, (picture, value)) in zip(axes, shown.items(), strict=True):
         ax.imshow(picture.permute(1, 2, 0).clamp(0, 1).numpy())
         ax.set_title(label if value == float("inf") else f"{label}\n{value:.2f} dB", fontsize=9)
         ax.axis("off")
-    fig.savefig(out / "crops.png", dpi=110)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.84, wspace=0.04)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
