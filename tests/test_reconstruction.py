@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from inn.cost import count_parameters
 from inn.experiments import reconstruction as rec
 from inn.numerics import interpolation_matrix
 
@@ -17,7 +18,7 @@ def target():
 @pytest.mark.parametrize("budget", [150, 300, 600, 1200])
 def test_the_three_methods_have_equal_parameter_counts(target, budget):
     plan = rec.equal_budgets(budget)
-    counts = {m: rec.count_parameters(rec.represent(m, target, plan)) for m in rec.METHODS}
+    counts = {m: count_parameters(rec.represent(m, target, plan)) for m in rec.METHODS}
     assert set(counts.values()) == {plan.parameters}, counts
     assert abs(plan.parameters - budget) <= 0.1 * budget
 

@@ -255,3 +255,15 @@ def test_reconstruction_experiment_end_to_end(tmp_path):
     assert len(rows) == 2 * len(rec.METHODS) and set(pictures) == {*rec.METHODS, "original"}
     rec.save(rows, pictures, tmp_path, "test", 1.0)
     assert "| parameters |" in (tmp_path / "results.md").read_text()
+
+
+def test_sr_experiment_without_edsr_and_with_an_unknown_model(tmp_path):
+    from inn.experiments import sr
+
+    rows = sr.run(("srcnn",), (0.0, 0.5), ("inn", "l1"), steps=2, progress=False,
+                  images=("coins",))  # fmt: skip
+    sr.save(rows, {}, None, tmp_path, "test", 1.0)  # no Figure 7, no crops: EDSR's
+    assert "**srcnn**" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "psnr.png").is_file() and not (tmp_path / "crops.png").exists()
+    with pytest.raises(inn.InnError, match="no super-resolution network"):
+        sr.run(("vit",))

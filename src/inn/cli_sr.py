@@ -24,14 +24,15 @@ def sr_experiment(args: argparse.Namespace, command: str) -> int:
     methods = tuple(args.methods.split(",")) if args.methods else sr.METHODS
     names = (args.model,) if args.model else ("srcnn", "edsr")
     rows = sr.run(names, compressions, methods, steps=args.steps)
-    curve = sr.widths_curve() if "edsr" in names else {}
-    shown = sr.crops(steps=args.steps)
+    with_edsr = "edsr" in names  # Figure 7 and the crops are EDSR's
+    curve = sr.widths_curve() if with_edsr else {}
+    shown = sr.crops(steps=args.steps) if with_edsr else None
     out = Path(args.out or "out/sr")
     seconds = time.perf_counter() - start
     sr.save(rows, curve, shown, out, command, seconds)
     print(f"\n{(out / 'results.md').read_text()}")
-    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'psnr.png'}, "
-          f"{out / 'crops.png'} ({seconds:.0f} s)")  # fmt: skip
+    written = ["results.json", "results.md", "psnr.png", *(["crops.png"] if with_edsr else [])]
+    print(f"written: {', '.join(str(out / f) for f in written)} ({seconds:.0f} s)")
     return 0
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from inn.cost import count_parameters
 from inn.numerics import TrainablePartition, interpolation_matrix, uniform
 from inn.sr import TEST_IMAGES, load_image, psnr, rgb_to_y
 
@@ -168,10 +169,6 @@ def represent(method: str, target: Tensor, plan: Budget) -> nn.Module:
     if method == "separable":
         return Separable(target, plan.separable)
     return Scattered(target.float(), plan.scattered)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def fit(model: nn.Module, target: Tensor, steps: int, lr: float = 0.01) -> float:

@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 
 import inn
 from inn import baselines, zoo
+from inn.cost import count_parameters
+from inn.errors import InnError
 from inn.sr import TEST_IMAGES, SRPatches, bicubic_up, evaluate, pair, psnr, super_resolve
 
 __all__ = [
@@ -52,10 +54,6 @@ class Row:
     ssim: float
 
 
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def calibration_inputs(name: str, count: int = 64, batch: int = 16, seed: int = 1) -> list[Tensor]:
     """``count`` low-resolution training patches (inputs only: the loss is label-free)."""
     luma = name == "srcnn"
@@ -74,6 +72,9 @@ def run(
 ) -> list[Row]:
     """Every method at every compression for each zoo SR network, evaluated on ``images``;
     ``steps`` is the budget of partition tuning and of bias calibration alike."""
+    unknown = [n for n in names if n not in SCALES]
+    if unknown:
+        raise InnError(f"no super-resolution network {unknown}; the zoo has {sorted(SCALES)}")
     return [
         r for name in names
         for r in _run_model(name, compressions, methods, steps, progress, images)
@@ -90,7 +91,7 @@ def _run_model(
 
     def row(method: str, c: float, small: nn.Module | str) -> Row:
         quality = evaluate(small, scale, images)
-        size = 0 if isinstance(small, str) else _count(small)
+        size = 0 if isinstance(small, str) else count_parameters(small)
         return Row(name, method, c, size, quality["psnr"], quality["ssim"])
 
     rows = [row("bicubic", 0.0, "bicubic"), row("unpruned", 0.0, model)]
@@ -179,8 +180,10 @@ def markdown(rows: Sequence[Row]) -> str:
 
 
 def save(rows: Sequence[Row], curve: dict[str, dict[float, float]],
-         shown: dict[str, tuple[Tensor, float]], out: Path, command: str,
+         shown: dict[str, tuple[Tensor, float]] | None, out: Path, command: str,
          seconds: float) -> None:  # fmt: skip
+    """JSON, markdown, ``psnr.png`` and (given ``shown``) ``crops.png``; without EDSR, ``curve``
+    and ``shown`` may be empty / None."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,22 +193,22 @@ def save(rows: Sequence[Row], curve: dict[str, dict[float, float]],
     data = {"command": command, "seconds": round(seconds, 1), "rows": [asdict(r) for r in rows],
             "edsr_psnr_at_width": {k: {str(f): v for f, v in c.items()} for k, c in curve.items()}}
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
-    figure7 = "\n".join(
-        f"| {label} | " + " | ".join(f"{v:.2f}" for v in c.values()) + " |"
-        for label, c in curve.items()
-    )
-    fractions = next(iter(curve.values())).keys()
-    (out / "results.md").write_text(
-        f"# Super-resolution without fine-tuning\n\n{markdown(rows)}\n"
-        "**EDSR x4, PSNR (dB) at each width kept** (every group alike)\n\n"
-        "| model | " + " | ".join(f"{f:.0%}" for f in fractions) + " |\n"
-        + "|---" * (len(fractions) + 1) + "|\n" + figure7
-        + f"\n\n`{command}` ({seconds:.0f} s)\n"
-    )
+    text = f"# Super-resolution without fine-tuning\n\n{markdown(rows)}\n"
+    if curve:
+        fractions = next(iter(curve.values())).keys()
+        text += (
+            "**EDSR x4, PSNR (dB) at each width kept** (every group alike)\n\n"
+            "| model | " + " | ".join(f"{f:.0%}" for f in fractions) + " |\n"
+            + "|---" * (len(fractions) + 1) + "|\n"
+            + "\n".join(f"| {label} | " + " | ".join(f"{v:.2f}" for v in c.values()) + " |"
+                        for label, c in curve.items()) + "\n"
+        )  # fmt: skip
+    (out / "results.md").write_text(f"{text}\n`{command}` ({seconds:.0f} s)\n")
 
     names = list(dict.fromkeys(r.model for r in rows))
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(5 * (len(names) + 1), 4))
-    for ax, name in zip(axes, names, strict=False):
+    panels = len(names) + bool(curve)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=False):
         mine = [r for r in rows if r.model == name]
         ref = {r.method: r.psnr for r in mine if r.compression == 0}
         for method in dict.fromkeys(r.method for r in mine if r.compression > 0):
@@ -216,18 +219,21 @@ def save(rows: Sequence[Row], curve: dict[str, dict[float, float]],
         ax.set(title=f"{name} x{SCALES[name]} (no fine-tuning)", xlabel="parameters removed (%)",
                ylabel="PSNR (dB), Y channel")  # fmt: skip
         ax.legend(fontsize=8)
-    ax = axes[-1]
-    for label, c in curve.items():
-        ax.plot([100 * f for f in c], list(c.values()), marker="o", label=label)
-    ax.axhline(next(r.psnr for r in rows if r.model == "edsr" and r.method == "bicubic"),
-               color="gray", ls="--", label="bicubic")  # fmt: skip
-    ax.set(title="EDSR x4 at each width (Figure 7)", xlabel="width kept (%)", ylabel="PSNR (dB)")
-    ax.legend(fontsize=8)
+    if curve:
+        ax = axes[0, -1]
+        for label, c in curve.items():
+            ax.plot([100 * f for f in c], list(c.values()), marker="o", label=label)
+        bicubic = [r.psnr for r in rows if r.model == "edsr" and r.method == "bicubic"]
+        if bicubic:
+            ax.axhline(bicubic[0], color="gray", ls="--", label="bicubic")
+        ax.set(title="EDSR x4 at each width (Figure 7)", xlabel="width kept (%)",
+               ylabel="PSNR (dB)")  # fmt: skip
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "psnr.png", dpi=110)
     plt.close(fig)
-
-    plot_crops(shown, out / "crops.png")
+    if shown:
+        plot_crops(shown, out / "crops.png")
 
 
 def plot_crops(shown: dict[str, tuple[Tensor, float]], path: Path) -> None:

@@ -45,8 +45,6 @@ def evaluate(
     model: nn.Module | str,
     scale: int,
     images: Sequence[str] = TEST_IMAGES,
-    *,
-    luma: bool | None = None,
 ) -> dict[str, Any]:
     """Mean and per-image PSNR / SSIM (Y channel, ``scale`` pixels cropped at each border).
 
@@ -58,7 +56,7 @@ def evaluate(
         low, hr = pair(name, scale)
         if isinstance(model, str):  # "bicubic", the reference row
             out = bicubic_up(low, scale)
-        elif luma if luma is not None else is_luma(model):
+        elif is_luma(model):
             with torch.no_grad():
                 out = model(rgb_to_y(bicubic_up(low, scale))[None])[0]
             hr = rgb_to_y(hr)
