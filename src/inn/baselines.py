@@ -29,9 +29,9 @@ from inn.convert.permutation import Member, group_members
 from inn.errors import InnError
 from inn.graph import GraphAnalysis
 from inn.layers.attention import plain_attention
-from inn.layers.wrapped import fit_size_attributes
 from inn.loop import FitReport as TuneReport
 from inn.loop import as_batches, fit_calibration
+from inn.module_sizes import fit_size_attributes
 
 __all__ = [
     "calibrate",

@@ -65,7 +65,7 @@ def foldable(
 
 def _has_statistics(module: nn.Module) -> bool:
     """A BatchNorm (plain or integral) with running statistics."""
-    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm):
         return module.running_mean is not None
     # integral BatchNorms; not subclasses that do more (timm's BatchNormAct2d activates too)
     return (

@@ -28,8 +28,8 @@ from inn.errors import ConversionError
 from inn.graph import rules_timm  # noqa: F401  (fills the registry)
 from inn.graph.layout import Attribute, Axes, Layout, Segment
 from inn.graph.rules import Wrapped, rule_for
+from inn.graph.rules_probe import probed
 from inn.graph.rules_tensor import ChannelCount, ShapeOf
-from inn.graph.trace import is_leaf_module
 
 __all__ = ["Analyser", "ChannelGroup", "GraphAnalysis", "ModuleRoles", "analyse"]
 
@@ -113,6 +113,8 @@ class GraphAnalysis:
     root: Callable[[int], int]
     # split node name -> (channel dim, the segments of each piece): sizes follow the widths
     splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = field(default_factory=dict)
+    # operations without a rule found channel-wise by probing: description -> finding
+    probed: dict[str, str] = field(default_factory=dict)
 
     def group_of(self, segment: Segment) -> ChannelGroup:
         return self.groups[self.root(segment.axis)]
@@ -129,6 +131,7 @@ class Analyser:
         self.module_out: dict[str, tuple[Segment, ...]] = {}
         self.attribute_pins: dict[str, str] = {}
         self.splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = {}
+        self.probed: dict[str, str] = {}  # operation without a rule -> what probing found
 
     # -- reading the graph --------------------------------------------------------------------
     def input(self, node: fx.Node, i: int = 0) -> Any:
@@ -250,16 +253,8 @@ class Analyser:
             self.pin_reads(node)  # a getitem picks a size; a reshape checks where it goes
         module = self.gm.get_submodule(str(node.target)) if node.op == "call_module" else None
         rule, by_user = rule_for(node, module)
-        if module is not None and rule is None and is_leaf_module(module):
-            return self.unknown(node, f"registered leaf module {node.target!r}")
         if rule is None:
-            what = (
-                f"module {node.target!r} ({type(module).__name__})"
-                if module is not None
-                else f"{'method' if node.op == 'call_method' else 'function'} "
-                f"{getattr(node.target, '__name__', str(node.target))!r}"
-            )
-            return self.unknown(node, what)
+            return self.checked(node, probed(self, node, module, _describe(node, module)), False)
         return self.checked(node, rule(self, node, module), by_user)
 
     def checked(self, node: fx.Node, value: Any, by_user: bool) -> Any:
@@ -299,7 +294,7 @@ class Analyser:
             name: (dim, [axes.expand(p) for p in pieces])
             for name, (dim, pieces) in self.splits.items()
         }
-        return GraphAnalysis(groups, self.modules, axes.root, splits)
+        return GraphAnalysis(groups, self.modules, axes.root, splits, self.probed)
 
     def pin_unsupported_blocks(self, roles: ModuleRoles) -> None:
         """Channels of several features each (after a flatten, before a pixel shuffle) are read
@@ -331,6 +326,14 @@ class Analyser:
 
 
 _RESHAPES = (torch.reshape, "view", "reshape")
+
+
+def _describe(node: fx.Node, module: nn.Module | None) -> str:
+    """How a reason names an operation: ``module 'act' (PReLU)``, ``function 'addcmul'``."""
+    if module is not None:
+        return f"module {node.target!r} ({type(module).__name__})"
+    kind = "method" if node.op == "call_method" else "function"
+    return f"{kind} {getattr(node.target, '__name__', str(node.target))!r}"
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 

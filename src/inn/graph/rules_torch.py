@@ -15,12 +15,13 @@ from torch import nn
 
 from inn.graph.layout import Layout, Segment
 from inn.graph.rules import ChannelRule, Wrapped, function_rule, module_rule
+from inn.graph.rules_probe import probed
 from inn.graph.trace import register_leaf_module
 
 if TYPE_CHECKING:
     from inn.graph.groups import Analyser
 
-__all__ = ["declared_rule", "self_attention", "wrapped"]
+__all__ = ["BATCHNORMS", "declared_rule", "self_attention", "wrapped"]
 
 _ELEMENTWISE = (
     nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
@@ -93,14 +94,18 @@ except ImportError:  # pragma: no cover - torchvision is optional
 # -- layers -----------------------------------------------------------------------------------
 @module_rule(nn.modules.batchnorm._BatchNorm)
 def batch_norm(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
+    """BatchNorm (and SyncBatchNorm, the same in eval); a subclass that does more is probed."""
     x = ctx.input(node)
-    if not isinstance(x, Layout) or x.dim != 1 or x.blocked or type(module) not in _BATCHNORMS:
-        return ctx.unknown(node, f"module {node.target!r} ({type(module).__name__})")
+    what = f"module {node.target!r} ({type(module).__name__})"
+    if type(module) not in BATCHNORMS:
+        return probed(ctx, node, module, what)
+    if not isinstance(x, Layout) or x.dim != 1 or x.blocked:
+        return ctx.unknown(node, what)
     ctx.record(str(node.target), "norm", {"in": x.segments, "out": x.segments})
     return x
 
 
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 @module_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -100,7 +100,16 @@ class _QuietShapeProp(ShapeProp):
 
     def run_node(self, n: fx.Node) -> object:
         self.current = n
-        return super().run_node(n)
+        result = super().run_node(n)
+        if _is_constant(result):  # a shape or a number: what probing an op needs besides tensors
+            n.meta["value"] = result
+        return result
+
+
+def _is_constant(value: object) -> bool:
+    if isinstance(value, (list, tuple)):  # torch.Size is a tuple
+        return all(_is_constant(v) for v in value)
+    return value is None or isinstance(value, (int, float, bool, str, torch.dtype, torch.device))
 
 
 def _failing_module(err: BaseException, model: nn.Module) -> type[nn.Module]:

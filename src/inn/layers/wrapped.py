@@ -14,19 +14,9 @@ from torch.func import functional_call
 
 from inn.continuous import Partition
 from inn.layers.base import IntegralLayer, PartitionSpec
+from inn.module_sizes import set_size_attributes, size_attributes
 
-__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped", "fit_size_attributes"]
-
-# attribute -> the role whose width it holds
-_SIZE_ATTRIBUTES = {
-    "num_features": "out",
-    "num_channels": "out",
-    "out_channels": "out",
-    "out_features": "out",
-    "in_channels": "in",
-    "in_features": "in",
-}
-
+__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped"]
 
 class IntegralWrapped(IntegralLayer):
     """A module whose named tensors are continuous along their channel dims; it runs its own
@@ -61,6 +51,10 @@ class IntegralWrapped(IntegralLayer):
             for dim, role in dims.items():
                 if tensor is not None:
                     full_sizes[role] = tensor.shape[dim]
+        for role, given in partitions.items():  # a role of size attributes only
+            if given is not None and role not in full_sizes:
+                parts = [given] if isinstance(given, Partition) else list(given)
+                full_sizes[role] = sum(p.full_size for p in parts)
         self._set_partitions(
             {r: p for r, p in partitions.items() if r in full_sizes}, full_sizes, rule
         )
@@ -75,14 +69,14 @@ class IntegralWrapped(IntegralLayer):
                 trainable=isinstance(tensor, nn.Parameter),
             )
         self.module = module
-        self._originals = _size_attributes(module)
+        self._originals = size_attributes(module)
 
     def widths(self) -> dict[str, int]:
         return {role: self.size(role, n) for role, n in self.full_sizes.items()}
 
     def fit_sizes(self, module: nn.Module) -> None:
         """Set ``module``'s channel-count attributes to the current widths."""
-        _set_sizes(module, self._originals, self.widths())
+        set_size_attributes(module, self._originals, self.widths())
 
     def tensors(self) -> dict[str, Tensor]:
         """The module's tensors at the current widths, by their names in the module."""
@@ -136,35 +130,6 @@ def _pop_tensor(module: nn.Module, name: str) -> Tensor | None:
     if attr in owner._buffers:
         return owner._buffers.pop(attr)
     raise AttributeError(f"{type(module).__name__} has no parameter or buffer {name!r}")
-
-
-def _size_attributes(module: nn.Module) -> dict[str, Any]:
-    """The module's attributes that hold a channel count, with their full-width values."""
-    names = [a for a in (*_SIZE_ATTRIBUTES, "normalized_shape") if hasattr(module, a)]
-    groups = getattr(module, "groups", 1)
-    if isinstance(groups, int) and groups > 1 and groups == getattr(module, "in_channels", 0):
-        names.append("groups")  # depthwise: one group per channel
-    return {a: copy.copy(getattr(module, a)) for a in names}
-
-
-def fit_size_attributes(module: nn.Module, widths: Mapping[str, int]) -> None:
-    """Make a module's channel-count attributes (``num_features``, ``normalized_shape``...)
-    agree with ``widths`` (role -> channels), e.g. after its tensors were sliced."""
-    _set_sizes(module, _size_attributes(module), widths)
-
-
-def _set_sizes(module: nn.Module, originals: Mapping[str, Any], widths: Mapping[str, int]) -> None:
-    """Make the module's size attributes agree with ``widths`` (role -> channels)."""
-    out = widths.get("out", widths.get("in"))
-    inp = widths.get("in", out)
-    for attr, original in originals.items():
-        if attr == "normalized_shape":
-            value: Any = (*original[:-1], out)
-        elif attr == "groups":
-            value = out
-        else:
-            value = out if _SIZE_ATTRIBUTES[attr] == "out" else inp
-        setattr(module, attr, value)
 
 
 class IntegralSplit(nn.Module):
