@@ -162,9 +162,7 @@ CASES = {
     ),
     "user_dense_matmul": (lambda: Tokens(nn.Identity(), DenseMatmul(8, 16)), FEATURES, DenseMatmul),
     "timm_window_attention": (_tiny_timm_swin, X, timm.models.swin_transformer.WindowAttention),
-}
-# layers found channel-wise by probing: checked where this version wraps them
-SOON = {
+    # layers found channel-wise by probing, and a recurrent layer
     "prelu": (lambda: Convs(nn.PReLU(16)), X, nn.PReLU),
     "instancenorm": (lambda: Convs(nn.InstanceNorm2d(16, affine=True)), X, nn.InstanceNorm2d),
     "lstm": (LSTMNet, TOKENS, nn.LSTM),
@@ -183,19 +181,12 @@ def _check_costs(imodel: inn.IntegralModel, x: torch.Tensor) -> None:
     small(x)
 
 
-@pytest.mark.parametrize("name", [*CASES, *SOON])
+@pytest.mark.parametrize("name", list(CASES))
 def test_wrapped_layers_are_counted(name):
-    build, x, kind = CASES.get(name) or SOON[name]
+    build, x, kind = CASES[name]
     torch.manual_seed(0)
-    try:
-        imodel = inn.convert(_randomise(build()), x, permute=False)
-    except inn.ConversionError:
-        if name in SOON:
-            pytest.skip(f"{kind.__name__} is not converted by this version")
-        raise
+    imodel = inn.convert(_randomise(build()), x, permute=False)
     wrapped = [m for m in imodel.modules() if isinstance(m, IntegralWrapped)]
-    if name in SOON and not any(isinstance(m.module, kind) for m in wrapped):
-        pytest.skip(f"{kind.__name__} is not resized through its forward by this version")
     assert any(isinstance(m.module, kind) for m in wrapped), "not resized through its forward"
     _check_costs(imodel, x)  # full width
     imodel.resize(compression=0.3)

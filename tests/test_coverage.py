@@ -235,6 +235,16 @@ def test_inspect_command_lists_groups_and_share(capsys):
     assert re.search(r"100.0% of [\d,]+ parameters lie in layers with a resizable channel", out)
 
 
+def test_inspect_names_probed_and_mixing_operations(capsys):
+    from inn.cli import main
+
+    assert main(["inspect", "tests.cli_models:prelu_net", "--input-shape", "1,3,12,12"]) == 0
+    out = capsys.readouterr().out
+    assert "probed and found channel-wise: PReLU x2" in out
+    assert re.search(r"4:out +6 +no: used by module '5' \(Softmax2d\), which mixes channels", out)
+    assert re.search(r"0:out +8 +yes", out)
+
+
 class Branchy(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -191,6 +191,9 @@ def _inspect(args: argparse.Namespace) -> int:
     for g in report.groups:
         print(f"{g.name:<{width}}  {g.full_size:>8}  {'yes' if g.resizable else 'no: ' + g.reason}")
     print(f"\n{args.model}: {report}")
+    if imodel.report.probed:
+        probed = ", ".join(f"{op} x{n}" for op, n in imodel.report.probed.items())
+        print(f"no rule needed, probed and found channel-wise: {probed}")
     return 0
 
 

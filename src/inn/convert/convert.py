@@ -26,7 +26,9 @@ from inn.layers import (
     IntegralConv1d,
     IntegralConv2d,
     IntegralConv3d,
+    IntegralConvTranspose1d,
     IntegralConvTranspose2d,
+    IntegralConvTranspose3d,
     IntegralLayer,
     IntegralLinear,
     IntegralSplit,
@@ -43,7 +45,9 @@ _INTEGRAL_TYPES: dict[type[nn.Module], type[IntegralLayer]] = {
     nn.Conv1d: IntegralConv1d,
     nn.Conv2d: IntegralConv2d,
     nn.Conv3d: IntegralConv3d,
+    nn.ConvTranspose1d: IntegralConvTranspose1d,
     nn.ConvTranspose2d: IntegralConvTranspose2d,
+    nn.ConvTranspose3d: IntegralConvTranspose3d,
     nn.BatchNorm1d: IntegralBatchNorm1d,
     nn.BatchNorm2d: IntegralBatchNorm2d,
     nn.BatchNorm3d: IntegralBatchNorm3d,
@@ -96,6 +100,12 @@ def _integral_layer(
     if roles.kind == "grouped":
         out = parts["out"]
         parts = {**parts, "out": None if out is None else out[: len(out) // roles.groups]}
+    if roles.kind == "conv_transpose" and roles.groups > 1:  # the layer takes one group's axes
+        parts = {
+            r: None if p is None else p[: len(p) // roles.groups]
+            for r, p in parts.items()
+            if r in ("in", "out")
+        }
     spec = roles.wrapped if roles.kind == "wrapped" else None
     if spec is None and type(module) not in _INTEGRAL_TYPES and type(module) is not nn.Linear:
         spec = _AS_WRAPPED.get(roles.kind)
@@ -181,6 +191,7 @@ def prepare(
 
     clock = time.perf_counter()
     analysis = analyse(gm)
+    report.probed = dict(sorted(analysis.probed.items()))
     gm.recompile()  # the analysis may have made reshapes follow the channels (-1 sizes)
     names = {g.name for g in analysis.groups.values()}
     unknown = [n for n in discrete if n not in names]

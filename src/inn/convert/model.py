@@ -43,11 +43,14 @@ class Group:
 class ConversionReport:
     """What :func:`inn.convert` did: seconds per stage (``trace``, ``fold``, ``analyse``,
     ``permute`` = ``distances`` + ``order`` + applying it, ``initialise``), total variation of each
-    permuted group before/after."""
+    permuted group before/after, and the operations without a channel rule that probing found
+    channel-wise (see :mod:`inn.graph.probe`; the ones found to mix channels name it in the
+    reason of the groups they pin)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     folded_batchnorms: list[str] = field(default_factory=list)
     total_variation: dict[str, tuple[float, float]] = field(default_factory=dict)
+    probed: dict[str, int] = field(default_factory=dict)
 
 
 def _layer_parameters(layer: IntegralLayer) -> int:

@@ -25,7 +25,7 @@ import torch.fx as fx
 from torch import nn
 
 from inn.errors import ConversionError
-from inn.graph import rules_timm  # noqa: F401  (fills the registry)
+from inn.graph import rules_sequence, rules_timm  # noqa: F401  (fill the registry)
 from inn.graph.layout import Attribute, Axes, Layout, Segment
 from inn.graph.rules import Wrapped, rule_for
 from inn.graph.rules_probe import probed
@@ -39,6 +39,9 @@ TENSOR_AXES: dict[str, dict[str, list[tuple[str, int]]]] = {
     "grouped": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
     "linear": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
     "conv_transpose": {"out": [("weight", 1), ("bias", 0)], "in": [("weight", 0)]},
+    "conv_transpose_grouped": {
+        "out": [("bias", 0)], "out_group": [("weight", 1)], "in": [("weight", 0)],
+    },
     "depthwise": {"out": [("weight", 0), ("bias", 0)]},
     "norm": {"out": [("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)]},
 }
@@ -84,6 +87,8 @@ class ModuleRoles:
                 for dim, role in dims.items():
                     axes.setdefault(role, []).append((tensor, dim))
             return axes
+        if self.kind == "conv_transpose" and "out_group" in self.roles:
+            return TENSOR_AXES["conv_transpose_grouped"]
         return TENSOR_AXES[self.kind]
 
 
@@ -113,8 +118,8 @@ class GraphAnalysis:
     root: Callable[[int], int]
     # split node name -> (channel dim, the segments of each piece): sizes follow the widths
     splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = field(default_factory=dict)
-    # operations without a rule found channel-wise by probing: description -> finding
-    probed: dict[str, str] = field(default_factory=dict)
+    # operations without a rule found channel-wise by probing: class or function -> calls
+    probed: dict[str, int] = field(default_factory=dict)
 
     def group_of(self, segment: Segment) -> ChannelGroup:
         return self.groups[self.root(segment.axis)]
@@ -131,7 +136,7 @@ class Analyser:
         self.module_out: dict[str, tuple[Segment, ...]] = {}
         self.attribute_pins: dict[str, str] = {}
         self.splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = {}
-        self.probed: dict[str, str] = {}  # operation without a rule -> what probing found
+        self.probed: dict[str, int] = {}  # op without a rule found channel-wise -> calls
 
     # -- reading the graph --------------------------------------------------------------------
     def input(self, node: fx.Node, i: int = 0) -> Any:

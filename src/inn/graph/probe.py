@@ -145,8 +145,8 @@ def probe(
 
     per_channel: dict[str, int] = {}
     for name, tensor in tensors.items():
-        if not tensor.is_floating_point():
-            continue
+        if not tensor.is_floating_point() or channels not in tensor.shape:
+            continue  # shared by every channel (one PReLU slope): kept whole
         for dim in (d for d, n in enumerate(tensor.shape) if n == channels):
 
             def perturb(mask: Tensor, name: str = name, tensor: Tensor = tensor, dim: int = dim):

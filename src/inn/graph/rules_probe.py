@@ -69,7 +69,8 @@ def probed(ctx: Analyser, node: fx.Node, module: nn.Module | None, what: str) ->
         spec = Wrapped({name: {dim: "out"} for name, dim in found.tensors.items()})
         ctx.record(str(node.target), "wrapped", {"in": first.segments, "out": first.segments},
                    wrapped=spec)
-    ctx.probed[what] = "channel-wise"
+    op = type(module).__name__ if module is not None else what
+    ctx.probed[op] = ctx.probed.get(op, 0) + 1
     out_ndim = len(ctx.shape(node) or ())
     return Layout(found.out_dim, out_ndim, first.segments)
 

@@ -206,6 +206,28 @@ def _reshaped_attribute(node: fx.Node, x: Any, shape_out: tuple[int, ...] | None
     return Attribute(x.target, shape_out, x.is_parameter, tuple(dims))
 
 
+def _indexed_attribute(x: Attribute, index: Any) -> Attribute | None:
+    """``weight[:, None, None]``: an attribute given new axes (full slices and None only)."""
+    index = index if isinstance(index, tuple) else (index,)
+    if not all(i is None or i == slice(None) or i is Ellipsis for i in index):
+        return None
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        fill = len(x.shape) - sum(i is not None for i in index if i is not Ellipsis)
+        index = (*index[:at], *[slice(None)] * fill, *index[at + 1 :])
+    index = (*index, *[slice(None)] * (len(x.shape) - sum(i is not None for i in index)))
+    shape, dims, d = [], [], 0
+    for i in index:
+        if i is None:
+            shape.append(1)
+            dims.append(None)
+        else:
+            shape.append(x.shape[d])
+            dims.append(x.source_dim(d))
+            d += 1
+    return Attribute(x.target, tuple(shape), x.is_parameter, tuple(dims))
+
+
 def _infer_channels(node: fx.Node, dim: int) -> bool:
     """Rewrite ``x.reshape(n, 768, h * w)`` as ``x.reshape(n, -1, h * w)`` (the same at full
     width, and it follows the channels at any other) where no other size is ``-1``. The graph
@@ -225,16 +247,27 @@ def _flat_ints(args: Any) -> list[Any]:
     return [b for a in args for b in (a if isinstance(a, (list, tuple)) else [a])]
 
 
-@function_rule(torch.mean, torch.sum, torch.amax, "mean", "sum", "amax")
+_AVERAGES = (torch.mean, torch.amax, torch.amin, torch.var, torch.std, "mean", "amax", "amin",
+             "var", "std")  # fmt: skip
+
+
+@function_rule(*_AVERAGES, torch.sum, "sum")
 def reduce(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """A reduction over other axes keeps the channels. An average over the channels (a mean, a
+    variance, a maximum: a hand-written LayerNorm, GlobalResponseNorm) is what the network at
+    that width computes (a mean is the rectangle rule's integral), so the channels stay
+    resizable; the result, broadcast back, has one channel. A sum grows with the width: pinned."""
     x = ctx.input(node)
     dims = ctx.argument(node, 1, "dim")
-    keepdim = ctx.argument(node, 2, "keepdim", False)
+    moments = node.target in (torch.var, torch.std, "var", "std")  # arg 2 is not keepdim
+    keepdim = node.kwargs.get("keepdim", False) if moments else ctx.argument(node, 2, "keepdim")
     if not isinstance(x, Layout) or dims is None:
         return ctx.unknown(node, "a reduction over all axes")
     dims = [d % x.ndim for d in ([dims] if isinstance(dims, int) else dims)]
     if x.dim in dims:
-        return ctx.unknown(node, "a reduction over channels")
+        if node.target not in _AVERAGES or not keepdim:
+            return ctx.unknown(node, "a sum over channels, or an average that drops their axis")
+        return ctx.fresh(node, f"an average over channels ({node.name})", x.dim)
     if keepdim:
         return x
     return Layout(x.dim - sum(d < x.dim for d in dims), x.ndim - len(dims), x.segments)
@@ -349,6 +382,8 @@ def getitem(ctx: Analyser, node: fx.Node, module: Any) -> Any:
         return ChannelCount(x.layout) if x.layout.dim in picked else None
     if isinstance(x, (list, tuple)):
         return x[index] if isinstance(index, int) and -len(x) <= index < len(x) else None
+    if isinstance(x, Attribute):
+        return _indexed_attribute(x, index)
     if not isinstance(x, Layout):
         return ctx.unknown(node, "an index of an untracked tensor")
     index = index if isinstance(index, tuple) else (index,)

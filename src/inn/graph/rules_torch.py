@@ -113,10 +113,12 @@ def convolution(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
     """Dense: new output channels. Depthwise: one axis through. Grouped (``g`` groups): the
     input is ``g`` equal pieces tied to one partition, the output ``g`` copies of a new axis."""
     name, x = str(node.target), ctx.input(node)
+    if isinstance(x, Layout) and x.blocked:
+        return ctx.unknown(node, f"convolution {name!r}, which reads channels in blocks of "
+                           "features (after a flatten or a pixel unshuffle)")
     if (
         not isinstance(x, Layout)
         or x.dim != 1
-        or x.blocked
         or conv.padding_mode not in ("zeros", "reflect", "replicate", "circular")
     ):
         return ctx.unknown(node, f"convolution {name!r}")
@@ -137,12 +139,34 @@ def convolution(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
     return x.with_segments(out)
 
 
-@module_rule(nn.ConvTranspose2d)
-def conv_transpose(ctx: Analyser, node: fx.Node, conv: nn.ConvTranspose2d) -> Any:
-    x = ctx.input(node)
-    if not isinstance(x, Layout) or x.dim != 1 or x.blocked or conv.groups != 1:
-        return ctx.unknown(node, f"module {node.target!r} (ConvTranspose2d)")
-    return ctx.producer(str(node.target), "conv_transpose", x, conv.out_channels)
+@module_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def conv_transpose(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
+    """As :func:`convolution`; a grouped one's weight ``(in, out / g, ...)`` holds every
+    group's input channels (role ``"in"``) and one group's output channels (``"out_group"``)."""
+    name, x = str(node.target), ctx.input(node)
+    if (
+        not isinstance(x, Layout)
+        or x.dim != 1
+        or x.blocked
+        or conv.padding_mode != "zeros"
+        or len(node.args) + len(node.kwargs) > 1  # an output_size
+    ):
+        return ctx.unknown(node, f"transposed convolution {name!r}")
+    g = conv.groups
+    if g == 1:
+        return ctx.producer(name, "conv_transpose", x, conv.out_channels)
+    if g == conv.in_channels == conv.out_channels:
+        ctx.record(name, "depthwise", {"in": x.segments, "out": x.segments})
+        return x
+    pieces = ctx.axes.pieces(x.segments, g)
+    if pieces is None or not all(
+        ctx.axes.tie(pieces[0], p, f"groups of {name!r} split differently") for p in pieces[1:]
+    ):
+        return ctx.unknown(node, f"grouped transposed convolution {name!r} (groups={g})")
+    out = ctx.new_output(name, conv.out_channels // g, copies=g)
+    roles = {"in": [s for p in pieces for s in p], "out": out, "out_group": out[:1]}
+    ctx.record(name, "conv_transpose", roles, groups=g)
+    return x.with_segments(out)
 
 
 @module_rule(nn.PixelShuffle)
@@ -171,6 +195,49 @@ def pixel_shuffle(ctx: Analyser, node: fx.Node, module: Any) -> Any:
         else:
             return ctx.unknown(node, f"pixel shuffle {node.name} (an r^2 block spans two axes)")
     return x.with_segments(out)
+
+
+@module_rule(nn.PixelUnshuffle)
+@function_rule(F.pixel_unshuffle, torch.pixel_unshuffle)
+def pixel_unshuffle(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """``(N, C, H r, W r) -> (N, C r^2, H, W)``: each channel becomes a block of ``r^2``
+    consecutive sub-pixel channels (a consumer that reads whole blocks, a Linear after a
+    flatten, can follow; a convolution pins them)."""
+    x = ctx.input(node)
+    r = module.downscale_factor if module is not None else ctx.argument(
+        node, 1, "downscale_factor"
+    )
+    if not isinstance(x, Layout) or x.dim != 1 or x.ndim < 3 or not isinstance(r, int):
+        return ctx.unknown(node, f"pixel unshuffle {node.name}")
+    return x.with_segments([Segment(s.axis, s.size, s.block * r * r) for s in x.segments])
+
+
+@module_rule(nn.ChannelShuffle)
+@function_rule(F.channel_shuffle, torch.channel_shuffle)
+def channel_shuffle(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """``g`` equal pieces of the channels interleaved: output channel ``k`` is piece ``k % g``'s
+    channel ``k // g``. Pinned: the output would hold each channel of the (tied) pieces as a
+    block of ``g``, which no convolution reads."""
+    g = module.groups if module is not None else ctx.argument(node, 1, "groups")
+    return ctx.unknown(node, f"channel shuffle {node.name} (interleaves its {g} groups)")
+
+
+@module_rule(nn.GLU)
+@function_rule(F.glu)
+def glu(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """GLU along the channels: ``a * sigmoid(b)`` of the two halves, whose channels are tied
+    pairwise (one partition); along another axis the channels pass."""
+    x = ctx.input(node)
+    dim = module.dim if module is not None else ctx.argument(node, 1, "dim", -1)
+    what = f"GLU {node.name}"
+    if not isinstance(x, Layout) or not isinstance(dim, int):
+        return ctx.unknown(node, what)
+    if dim % x.ndim != x.dim:
+        return x
+    halves = ctx.axes.pieces(x.segments, 2)
+    if halves is None or not ctx.axes.tie(halves[0], halves[1], f"halves of {what}"):
+        return ctx.unknown(node, f"{what} (its halves split differently)")
+    return x.with_segments(halves[0])
 
 
 @module_rule(nn.Linear)
@@ -232,6 +299,17 @@ def layer_norm(ctx: Analyser, node: fx.Node, module: nn.LayerNorm) -> Any:
 def channels_first_norm(ctx: Analyser, node: fx.Node, module: nn.Module) -> Any:
     """A LayerNorm over dim 1 of ``(N, C, H, W)`` (torchvision's and timm's LayerNorm2d)."""
     return wrapped(ctx, node, _AFFINE, channel_dim=1)
+
+
+@module_rule(nn.RMSNorm)
+def rms_norm(ctx: Analyser, node: fx.Node, module: nn.RMSNorm) -> Any:
+    """RMSNorm over the channels only (channels-last), like :func:`layer_norm`."""
+    if type(module) is not nn.RMSNorm or len(module.normalized_shape) != 1:
+        return probed(ctx, node, module, f"module {node.target!r} ({type(module).__name__})")
+    return wrapped(ctx, node, _WEIGHT, channel_dim=-1)
+
+
+_WEIGHT = Wrapped({"weight": {0: "out"}})
 
 
 @module_rule(nn.GroupNorm)
@@ -388,7 +466,9 @@ def multihead_attention(ctx: Analyser, node: fx.Node, module: nn.MultiheadAttent
     """``nn.MultiheadAttention`` called as self-attention without masks."""
     q = node.args[0] if node.args else node.kwargs.get("query")
     same = all(ctx.argument(node, i, k, q) is q for i, k in ((1, "key"), (2, "value")))
-    allowed = {"need_weights": False, "attn_mask": None, "key_padding_mask": None}
+    allowed = {
+        "need_weights": False, "attn_mask": None, "key_padding_mask": None, "is_causal": False,
+    }
     weights_read = any(
         u.target is not operator.getitem or (u.args[1] != 0 and u.users) for u in node.users
     )

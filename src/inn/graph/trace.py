@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -13,9 +15,23 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from inn.errors import ConversionError
 
-__all__ = ["as_tuple", "is_leaf_module", "register_leaf_module", "trace"]
+__all__ = [
+    "as_tuple",
+    "is_leaf_module",
+    "register_leaf_module",
+    "register_traced_forward",
+    "trace",
+]
 
 _LEAF_TYPES: set[type[nn.Module]] = set()
+# torch.nn modules traced through (not kept whole), with the forward the tracer follows
+_TRACED_FORWARDS: dict[type[nn.Module], Callable[..., Any]] = {}
+
+
+def register_traced_forward(cls: type[nn.Module], forward: Callable[..., Any]) -> None:
+    """Trace through ``cls`` (a ``torch.nn`` module fx would keep whole) by following
+    ``forward(module, *args, **kwargs)``, a traceable path computing the same as its own."""
+    _TRACED_FORWARDS[cls] = forward
 
 
 def register_leaf_module(cls: type[nn.Module]) -> type[nn.Module]:
@@ -36,7 +52,16 @@ def is_leaf_module(module: nn.Module) -> bool:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if type(m) in _TRACED_FORWARDS:
+            return False
         return is_leaf_module(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict
+    ) -> Any:
+        if type(m) in _TRACED_FORWARDS:
+            forward = functools.partial(_TRACED_FORWARDS[type(m)], m)
+        return super().call_module(m, forward, args, kwargs)
 
 
 def as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:

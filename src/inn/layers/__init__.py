@@ -6,7 +6,9 @@ from inn.layers.conv import (
     IntegralConv1d,
     IntegralConv2d,
     IntegralConv3d,
+    IntegralConvTranspose1d,
     IntegralConvTranspose2d,
+    IntegralConvTranspose3d,
     conv_mode,
 )
 from inn.layers.linear import IntegralLinear
@@ -21,7 +23,9 @@ __all__ = [
     "IntegralConv1d",
     "IntegralConv2d",
     "IntegralConv3d",
+    "IntegralConvTranspose1d",
     "IntegralConvTranspose2d",
+    "IntegralConvTranspose3d",
     "IntegralLayer",
     "IntegralLinear",
     "IntegralSplit",

@@ -1,4 +1,4 @@
-"""Integral convolutions: Conv1d/2d/3d (dense, grouped, depthwise) and ConvTranspose2d."""
+"""Integral convolutions: Conv1d/2d/3d and ConvTranspose1d/2d/3d (dense, grouped, depthwise)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ __all__ = [
     "IntegralConv1d",
     "IntegralConv2d",
     "IntegralConv3d",
+    "IntegralConvTranspose1d",
     "IntegralConvTranspose2d",
+    "IntegralConvTranspose3d",
     "conv_mode",
 ]
 
@@ -22,7 +24,7 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_TYPES = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
-def conv_mode(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> str:
+def conv_mode(conv: nn.Module) -> str:
     """``"dense"`` (groups = 1), ``"depthwise"`` (one input and one output channel per group:
     the input and output channels are one axis) or ``"grouped"`` (fixed number of groups whose
     widths are continuous)."""
@@ -162,68 +164,106 @@ class IntegralConv3d(_IntegralConvNd):
     nd = 3
 
 
-class IntegralConvTranspose2d(IntegralLayer):
-    """Transposed 2-D convolution (``groups = 1``) with weight ``W(t, s)`` continuous along the
-    input ``t`` (integrated) and output ``s`` channels. Weight layout ``(in, out, kh, kw)``."""
+_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+_CONV_TRANSPOSE_TYPES = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+class _IntegralConvTransposeNd(IntegralLayer):
+    """Transposed convolution whose weight ``(in, out / groups, *kernel)`` is continuous along
+    its input (integrated) and output channels: dense, grouped (per-group axes shared by every
+    group, the group count stays) or depthwise (one axis; the group count follows it).
+
+    Args:
+        conv: the discrete transposed convolution (``padding_mode="zeros"``).
+        partitions: ``{"out": ..., "in": ...}`` (one group's channels where grouped).
+        rule: quadrature rule of the input axis.
+    """
+
+    nd: int
 
     def __init__(
-        self,
-        conv: nn.ConvTranspose2d,
-        partitions: PartitionSpec | None = None,
-        *,
-        rule: str = "rectangle",
+        self, conv: nn.Module, partitions: PartitionSpec | None = None, *, rule: str = "rectangle"
     ) -> None:
         super().__init__(rule)
-        if conv.groups != 1:
+        if not isinstance(conv, _CONV_TRANSPOSE_TYPES[self.nd]):
             raise ShapeError(
-                f"IntegralConvTranspose2d supports groups=1 only, got groups={conv.groups}; keep "
-                "this layer's channels discrete"
+                f"{type(self).__name__} needs an nn.ConvTranspose{self.nd}d, got "
+                f"{type(conv).__name__}"
             )
         if conv.padding_mode != "zeros":
             raise ShapeError(
-                f"ConvTranspose2d supports padding_mode='zeros' only, got {conv.padding_mode!r}"
+                f"{type(conv).__name__} supports padding_mode='zeros' only, got "
+                f"{conv.padding_mode!r}"
             )
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.output_padding = conv.output_padding
-        self.full_in, self.full_out = conv.in_channels, conv.out_channels
-        self._set_partitions(partitions, {"out": conv.out_channels, "in": conv.in_channels}, rule)
-        self._register("weight", conv.weight, {0: "in", 1: "out"}, integrated=0)
-        self._register("bias", conv.bias, {0: "out"})
+        self.full_in, self.full_out, self.groups_full = (
+            conv.in_channels, conv.out_channels, conv.groups,
+        )  # fmt: skip
+        self.mode = conv_mode(conv)
+        w, g = conv.weight, conv.groups
+        if self.mode == "depthwise":
+            shared = shared_partition(partitions, g, rule, "a depthwise transposed convolution")
+            self._set_partitions({"out": shared, "in": shared}, {"out": g, "in": g}, rule)
+            self._register("weight", w, {0: "out"})
+            self._register("bias", conv.bias, {0: "out"})
+            return
+        per_in, per_out = conv.in_channels // g, conv.out_channels // g
+        self._set_partitions(partitions, {"out": per_out, "in": per_in}, rule)
+        weight = w.reshape(g, per_in, *w.shape[1:])
+        self._register("weight", weight, {1: "in", 2: "out"}, integrated=1, merge=(0, 1))
+        bias = None if conv.bias is None else conv.bias.reshape(g, per_out)
+        self._register("bias", bias, {1: "out"}, merge=(0, 1))
+
+    @property
+    def groups(self) -> int:
+        return self.size("out", self.full_out) if self.mode == "depthwise" else self.groups_full
 
     @property
     def in_channels(self) -> int:
-        return self.size("in", self.full_in)
+        if self.mode == "depthwise":
+            return self.groups
+        return self.size("in", self.full_in // self.groups_full) * self.groups_full
 
     @property
     def out_channels(self) -> int:
-        return self.size("out", self.full_out)
+        if self.mode == "depthwise":
+            return self.groups
+        return self.size("out", self.full_out // self.groups_full) * self.groups_full
 
     def forward(self, x: Tensor) -> Tensor:
         t = self.sampled()
-        return F.conv_transpose2d(
-            x,
-            t["weight"],
-            t.get("bias"),
-            self.stride,
-            self.padding,
-            self.output_padding,
-            1,
-            self.dilation,
-        )
+        return _CONV_TRANSPOSE[self.nd](
+            x, t["weight"], t.get("bias"), self.stride, self.padding, self.output_padding,
+            self.groups, self.dilation,
+        )  # fmt: skip
 
-    def to_discrete(self) -> nn.ConvTranspose2d:
+    def to_discrete(self) -> nn.Module:
         t = self.sampled()
         w = t["weight"]
-        layer = nn.ConvTranspose2d(
+        layer = _CONV_TRANSPOSE_TYPES[self.nd](
             self.in_channels,
             self.out_channels,
             tuple(w.shape[2:]),
             stride=self.stride,
             padding=self.padding,
             output_padding=self.output_padding,
+            groups=self.groups,
             dilation=self.dilation,
             bias="bias" in t,
             device=w.device,
             dtype=w.dtype,
         )
         return fill(layer, t)
+
+
+class IntegralConvTranspose1d(_IntegralConvTransposeNd):
+    nd = 1
+
+
+class IntegralConvTranspose2d(_IntegralConvTransposeNd):
+    nd = 2
+
+
+class IntegralConvTranspose3d(_IntegralConvTransposeNd):
+    nd = 3

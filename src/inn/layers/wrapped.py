@@ -85,7 +85,9 @@ class IntegralWrapped(IntegralLayer):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         self.fit_sizes(self.module)
-        return functional_call(self.module, self.tensors(), args, kwargs)
+        out = functional_call(self.module, self.tensors(), args, kwargs)
+        _forget_sampled(self.module)
+        return out
 
     def to_discrete(self) -> nn.Module:
         plain = copy.deepcopy(self.module)
@@ -95,11 +97,23 @@ class IntegralWrapped(IntegralLayer):
             owner = plain.get_submodule(owner_name)
             value = value.detach().clone()
             if getattr(self, f"{key}_function").values.requires_grad:
-                owner.register_parameter(attr, nn.Parameter(value))
+                setattr(owner, attr, nn.Parameter(value))  # (an RNN's __setattr__ notes it)
             else:
                 owner.register_buffer(attr, value)
         self.fit_sizes(plain)
         return plain
+
+
+def _forget_sampled(module: nn.Module) -> None:
+    """Drop sampled tensors a module kept from the last call (an RNN lists its weights in
+    ``_flat_weights``): they hold the sampling graph, which ``deepcopy`` cannot copy; the next
+    call sets them again."""
+    for m in module.modules():
+        for value in vars(m).values():
+            if isinstance(value, list):
+                for i, t in enumerate(value):
+                    if isinstance(t, Tensor) and t.grad_fn is not None:
+                        value[i] = None
 
 
 class IntegralTensor(IntegralLayer):
