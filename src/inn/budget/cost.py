@@ -34,7 +34,7 @@ from torch.utils.flop_counter import flop_registry
 from inn.convert.fold import foldable
 from inn.errors import InnError
 from inn.layers import IntegralLayer
-from inn.layers.conv import IntegralConvTranspose2d, _IntegralConvNd
+from inn.layers.conv import _IntegralConvNd, _IntegralConvTransposeNd
 from inn.layers.linear import IntegralLinear
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CostModel", "cost_models"]
 
-_MAC_LAYERS = (_IntegralConvNd, IntegralLinear, IntegralConvTranspose2d)
+_MAC_LAYERS = (_IntegralConvNd, IntegralLinear, _IntegralConvTransposeNd)
 _PLAIN_MAC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 _FOLD_INTO = (_IntegralConvNd, IntegralLinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -312,7 +312,7 @@ def _positions(
             handles.append(module.register_forward_hook(leave(name, module), with_kwargs=True))
         elif isinstance(module, _MAC_LAYERS + _PLAIN_MAC_LAYERS):
             transposed = isinstance(
-                module, (IntegralConvTranspose2d, nn.modules.conv._ConvTransposeNd)
+                module, (_IntegralConvTransposeNd, nn.modules.conv._ConvTransposeNd)
             )
             handles.append(module.register_forward_hook(hook(name, transposed)))
     try:
