@@ -38,7 +38,8 @@ def register_leaf_module(cls: type[nn.Module]) -> type[nn.Module]:
     """Let the tracer treat ``cls`` as one opaque call (usable as a class decorator).
 
     Use it for custom layers whose ``forward`` cannot be traced (data-dependent control flow).
-    The channels that flow into or out of such a layer are kept at full width.
+    Without a channel rule such a layer is probed (:mod:`inn.graph.probe`): channel-wise, it
+    resizes with its per-channel tensors; otherwise the channels around it stay at full width.
     """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TypeError(f"register_leaf_module needs an nn.Module subclass, got {cls!r}")
