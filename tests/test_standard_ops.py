@@ -43,9 +43,11 @@ import inn
 def torch_nn_modules() -> set[str]:
     """Public ``nn.Module`` subclasses exported by ``torch.nn``."""
     return {
-        name for name in dir(nn)
+        name
+        for name in dir(nn)
         if not name.startswith("_")
-        and inspect.isclass(obj := getattr(nn, name)) and issubclass(obj, nn.Module)
+        and inspect.isclass(obj := getattr(nn, name))
+        and issubclass(obj, nn.Module)
     }
 
 
@@ -56,7 +58,8 @@ def torch_functional() -> set[str]:
     """Public functions of ``torch.nn.functional`` (defined there or torch's own kernels; the
     helpers it imports from elsewhere, like ``handle_torch_function``, are not its API)."""
     return {
-        name for name in dir(F)
+        name
+        for name in dir(F)
         if not name.startswith("_")
         and (inspect.isfunction(obj := getattr(F, name)) or inspect.isbuiltin(obj))
         and getattr(obj, "__module__", None) in _FUNCTIONAL_HOMES
@@ -75,7 +78,10 @@ def torch_pointwise() -> set[str]:
             continue
         if not (hasattr(torch, name) or hasattr(Tensor, name)):
             continue
-        if torch.Tag.pointwise in getattr(getattr(torch.ops.aten, name), overload or "default").tags:
+        if (
+            torch.Tag.pointwise
+            in getattr(getattr(torch.ops.aten, name), overload or "default").tags
+        ):
             names.add(name)
     return names
 
@@ -99,8 +105,14 @@ class Net(nn.Module):
                  tensors: dict[str, Tensor] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.layout = layout
-        self.first = first if first is not None else (
-            nn.Linear(3, WIDTH) if layout == "last" else _CONVS[len(SHAPES[layout])](3, WIDTH, 3)
+        self.first = (
+            first
+            if first is not None
+            else (
+                nn.Linear(3, WIDTH)
+                if layout == "last"
+                else _CONVS[len(SHAPES[layout])](3, WIDTH, 3)
+            )
         )
         self.op = op
         self.fn = fn
@@ -223,6 +235,7 @@ def _ints(*shape: int, high: int = 10) -> Callable[[torch.Generator], Tensor]:
 
 def _params(**shapes: tuple[int, ...]) -> Callable[[torch.Generator], dict[str, Tensor]]:
     """Random parameters: per-channel ones (1-d) in [0.3, 0.9], others scaled to the fan-in."""
+
     def make(gen: torch.Generator) -> dict[str, Tensor]:
         out = {}
         for name, shape in shapes.items():
@@ -231,6 +244,7 @@ def _params(**shapes: tuple[int, ...]) -> Callable[[torch.Generator], dict[str, 
             else:
                 out[name] = torch.randn(shape, generator=gen) / math.sqrt(math.prod(shape[1:]))
         return out
+
     return make
 
 
@@ -246,17 +260,28 @@ def _pick(i: int):
 
 
 _ENC = dict(d_model=WIDTH, nhead=2, dim_feedforward=12, dropout=0.0, batch_first=True)
-_TF = dict(d_model=WIDTH, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=12,
-           dropout=0.0, batch_first=True)
+_TF = dict(
+    d_model=WIDTH,
+    nhead=2,
+    num_encoder_layers=1,
+    num_decoder_layers=1,
+    dim_feedforward=12,
+    dropout=0.0,
+    batch_first=True,
+)
 
 
 def _instance_norms(n: int, layout: str, lazy: bool = False) -> list[Case]:
     cls = getattr(nn, f"{'Lazy' if lazy else ''}InstanceNorm{n}d")
     args = () if lazy else (WIDTH,)
     return [
-        r(layout, lambda a=a, t=t: cls(*args, affine=a, track_running_stats=t),
-          note=f"affine={a},track={t}")
-        for a in (False, True) for t in (False, True)
+        r(
+            layout,
+            lambda a=a, t=t: cls(*args, affine=a, track_running_stats=t),
+            note=f"affine={a},track={t}",
+        )
+        for a in (False, True)
+        for t in (False, True)
     ]
 
 
@@ -265,20 +290,25 @@ def _convs(name: str, n: int) -> list[Case]:
     cls = getattr(nn, name)
     if name.startswith("Lazy"):
         return [r(f"{n}d", lambda: cls(6, 2))]
-    return [r(f"{n}d", lambda: cls(WIDTH, 6, 2)),
-            r(f"{n}d", lambda: cls(WIDTH, 6, 2, groups=2), note="groups=2")]
+    return [
+        r(f"{n}d", lambda: cls(WIDTH, 6, 2)),
+        r(f"{n}d", lambda: cls(WIDTH, 6, 2, groups=2), note="groups=2"),
+    ]
 
 
 def _pads(kind: str) -> dict[str, list[Case]]:
     extra = (0.5,) if kind == "Constant" else ()
-    return {f"{kind}Pad{n}d": [r(f"{n}d", lambda n=n: getattr(nn, f"{kind}Pad{n}d")(1, *extra))]
-            for n in (1, 2, 3)}
+    return {
+        f"{kind}Pad{n}d": [r(f"{n}d", lambda n=n: getattr(nn, f"{kind}Pad{n}d")(1, *extra))]
+        for n in (1, 2, 3)
+    }
 
 
 def _unpool(n: int) -> Callable[[], nn.Module]:
     """A max pool that returns its indices and the unpool that reads them (see _unpooled)."""
-    return lambda: nn.ModuleList([getattr(nn, f"MaxPool{n}d")(2, return_indices=True),
-                                  getattr(nn, f"MaxUnpool{n}d")(2)])
+    return lambda: nn.ModuleList(
+        [getattr(nn, f"MaxPool{n}d")(2, return_indices=True), getattr(nn, f"MaxUnpool{n}d")(2)]
+    )
 
 
 def _unpooled(m, h):
@@ -438,6 +468,7 @@ MODULES: dict[str, list[Case] | str] = {
 # --------------------------------------------------------------------------------------------
 # the catalogue: torch.nn.functional
 
+
 def _fn(f: Callable, *args, **kwargs) -> Callable:
     """``f(h, *args, **kwargs)``."""
     return lambda m, h: f(h, *args, **kwargs)
@@ -452,15 +483,32 @@ def _grid(m, h):
     return F.grid_sample(h, grid, align_corners=False)
 
 
-_THETA = dict(tensors=lambda gen: {"theta": torch.tensor([[1.0, 0.1, 0.05], [-0.1, 0.9, 0.0]])
-                                   .expand(2, 2, 3).clone()})
+_THETA = dict(
+    tensors=lambda gen: {
+        "theta": torch.tensor([[1.0, 0.1, 0.05], [-0.1, 0.9, 0.0]]).expand(2, 2, 3).clone()
+    }
+)
 _MHA = _params(in_w=(3 * WIDTH, WIDTH), in_b=(3 * WIDTH,), out_w=(WIDTH, WIDTH), out_b=(WIDTH,))
 
 
 def _mha(m, h):
     return F.multi_head_attention_forward(
-        h, h, h, WIDTH, 2, m.in_w, m.in_b, None, None, False, 0.0, m.out_w, m.out_b,
-        training=False, need_weights=False)[0]
+        h,
+        h,
+        h,
+        WIDTH,
+        2,
+        m.in_w,
+        m.in_b,
+        None,
+        None,
+        False,
+        0.0,
+        m.out_w,
+        m.out_b,
+        training=False,
+        need_weights=False,
+    )[0]
 
 
 FUNCTIONAL: dict[str, list[Case] | str] = {
@@ -610,31 +658,50 @@ def _pointwise(domain: str, names: str, call: Callable) -> None:
         _CALLS[name] = (domain, call)
 
 
-_pointwise("real", """abs angle asinh atan ceil ceil_ celu celu_ clone conj_physical
+_pointwise(
+    "real",
+    """abs angle asinh atan ceil ceil_ celu celu_ clone conj_physical
            conj_physical_ cos cos_ cosh cosh_ deg2rad deg2rad_ erf erf_ erfc erfc_ exp exp2 exp2_
            exp_ expm1 expm1_ floor floor_ frac frac_ hardshrink i0 i0_ nan_to_num nan_to_num_ neg
            neg_ positive rad2deg rad2deg_ relu relu_ round round_ selu selu_ sgn sgn_ sigmoid
            sigmoid_ sign sign_ sin sin_ sinc sinc_ sinh sinh_ square square_ tan tan_ tanh tanh_
-           trunc trunc_ asinh_ atan_""", lambda f, h: f(h))
-_pointwise("unit", """acos acos_ asin asin_ atanh atanh_ digamma digamma_ erfinv erfinv_ lgamma
+           trunc trunc_ asinh_ atan_""",
+    lambda f, h: f(h),
+)
+_pointwise(
+    "unit",
+    """acos acos_ asin asin_ atanh atanh_ digamma digamma_ erfinv erfinv_ lgamma
            lgamma_ log log10 log10_ log1p log1p_ log2 log2_ log_ logit logit_ reciprocal
-           reciprocal_ rsqrt rsqrt_ sqrt sqrt_""", lambda f, h: f(h))
+           reciprocal_ rsqrt rsqrt_ sqrt sqrt_""",
+    lambda f, h: f(h),
+)
 _pointwise("above1", "acosh acosh_", lambda f, h: f(h))
 _pointwise("real", "isfinite isinf isnan isneginf isposinf signbit", lambda f, h: _float(f(h)))
-_pointwise("real", """add add_ atan2 atan2_ copysign div div_ fmax fmin fmod fmod_ heaviside hypot
+_pointwise(
+    "real",
+    """add add_ atan2 atan2_ copysign div div_ fmax fmin fmod fmod_ heaviside hypot
            hypot_ ldexp ldexp_ logaddexp logaddexp2 max maximum min minimum mul mul_ nextafter
            nextafter_ remainder remainder_ rsub sub sub_ true_divide xlogy xlogy_""",
-           lambda f, h: f(h, _t(h)))
+    lambda f, h: f(h, _t(h)),
+)
 _pointwise("unit", "igamma igamma_ igammac igammac_ pow pow_", lambda f, h: f(h, _t(h)))
 _pointwise("real", "ge gt le lt", lambda f, h: _float(f(h, _t(h))))
 _pointwise("real", "eq ne", lambda f, h: _float(f(h.round(), _t(h).round())))
-_pointwise("real", """logical_and logical_and_ logical_or logical_or_ logical_xor logical_xor_
+_pointwise(
+    "real",
+    """logical_and logical_and_ logical_or logical_or_ logical_xor logical_xor_
            bitwise_and bitwise_and_ bitwise_or bitwise_or_ bitwise_xor bitwise_xor_""",
-           lambda f, h: _float(f(_bool(h), _bool(_t(h), 0.6))))
-_pointwise("real", "logical_not logical_not_ bitwise_not bitwise_not_",
-           lambda f, h: _float(f(_bool(h))))
-_pointwise("real", """bitwise_left_shift bitwise_left_shift_ bitwise_right_shift
-           bitwise_right_shift_""", lambda f, h: _float(f(_int(h), 1)))
+    lambda f, h: _float(f(_bool(h), _bool(_t(h), 0.6))),
+)
+_pointwise(
+    "real", "logical_not logical_not_ bitwise_not bitwise_not_", lambda f, h: _float(f(_bool(h)))
+)
+_pointwise(
+    "real",
+    """bitwise_left_shift bitwise_left_shift_ bitwise_right_shift
+           bitwise_right_shift_""",
+    lambda f, h: _float(f(_int(h), 1)),
+)
 _pointwise("real", "gcd lcm", lambda f, h: _float(f(_int(h) + 2, _int(_t(h)) + 3)))
 _pointwise("real", "addcmul addcmul_ addcdiv addcdiv_", lambda f, h: f(h, h, _t(h), value=0.5))
 _pointwise("real", "lerp lerp_", lambda f, h: f(h, _t(h), 0.3))
@@ -644,8 +711,11 @@ _pointwise("real", "clamp_min clamp_min_ clamp_max clamp_max_", lambda f, h: f(h
 _pointwise("real", "threshold", lambda f, h: f(h, 0.1, -1.0))
 _pointwise("real", "frexp", lambda f, h: f(h)[0])
 _pointwise("unit", "mvlgamma mvlgamma_", lambda f, h: f(h, 1))
-_pointwise("unit", "float_power float_power_",
-           lambda f, h: _float(f(h.to(torch.float64), _t(h).to(torch.float64))))
+_pointwise(
+    "unit",
+    "float_power float_power_",
+    lambda f, h: _float(f(h.to(torch.float64), _t(h).to(torch.float64))),
+)
 _pointwise("real", "rrelu", lambda f, h: f(h, 0.1, 0.3, training=False))
 # the condition or order comes first in torch.<name>: (torch form, method form)
 _ORDERED: dict[str, tuple[Callable, Callable]] = {
@@ -676,7 +746,8 @@ def _pointwise_cases(name: str) -> list[Case]:
             fn = lambda m, h, f=f, call=call: call(f, h)  # noqa: E731
         else:
             fn = lambda m, h, n=name, call=call: call(  # noqa: E731
-                lambda t, *a, **k: getattr(t, n)(*a, **k), h)
+                lambda t, *a, **k: getattr(t, n)(*a, **k), h
+            )
         cases.append(r("1d", fn=fn, domain=domain, note=f"{form}.{name}", x=_unit_x))
     return cases
 
@@ -740,7 +811,7 @@ LAYERS = _cases(("torch.nn", "torch.nn.functional"))
 # pointwise ops are checked a dozen to a network: each in a lane of its own (its own producer,
 # group, consumer and output), so one conversion decides twelve
 _POINTWISE = _cases(("pointwise",))
-BATCHES = [_POINTWISE[i:i + 12] for i in range(0, len(_POINTWISE), 12)]
+BATCHES = [_POINTWISE[i : i + 12] for i in range(0, len(_POINTWISE), 12)]
 
 
 def _plain(text: str) -> str:
@@ -805,7 +876,8 @@ def _check(name: str, case: Case) -> None:
         reason = _plain(primary.reason)
         for word in (name, *case.words):
             assert _plain(word) in reason, (
-                f"{name}: the reason {primary.reason!r} of {primary.name} lacks {word!r}")
+                f"{name}: the reason {primary.reason!r} of {primary.name} lacks {word!r}"
+            )
     else:
         assert inner, f"{name}: no channel group inside the network: {sorted(groups)}"
         pinned = {g.name: g.reason for g in inner if not g.resizable}
