@@ -9,10 +9,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test lint demo bench clean
 
+# facenet-pytorch ships MTCNN's pretrained weights (faces experiment and tests); it pins
+# torch<2.3, which its networks do not need: installed without its dependencies.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e ".[dev]" $(TORCH_PINS)
+	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 install: $(STAMP)

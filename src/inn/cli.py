@@ -123,6 +123,12 @@ def _experiment(args: argparse.Namespace) -> int:
         require_experiment_packages(f"experiment {args.name}", IMAGE_PACKAGES)
         run = cli_sr.sr_experiment if args.name == "sr" else cli_sr.reconstruction_experiment
         return run(args, _command_line(args.argv))
+    if args.name == "faces":
+        packages = {**IMAGE_PACKAGES, "torch_pruning": "torch-pruning"}
+        require_experiment_packages("experiment faces", packages)
+        from inn.experiments import faces
+
+        return faces.main(args, _command_line(args.argv))
     require_experiment_packages("experiment")
     from inn.experiments import pruning, workloads
 
@@ -247,17 +253,18 @@ def main(argv: list[str] | None = None) -> int:
         "experiment",
         help="the paper's pipelines: pipeline-a (training), pipeline-b, pipeline-c, pruning "
         "(both); budget: inn vs Torch-Pruning at parameter and MAC budgets; sr: SRCNN and EDSR "
-        "pruned without fine-tuning; reconstruction: images on fixed vs trainable partitions",
+        "pruned without fine-tuning; reconstruction: images on fixed vs trainable partitions; "
+        "faces: MTCNN's pretrained RNet and ONet (facenet-pytorch) vs Torch-Pruning",
     )
     exp.add_argument(
         "name",
         choices=["pipeline-a", "pipeline-b", "pipeline-c", "pruning", "budget", "sr",
-                 "reconstruction"],
+                 "reconstruction", "faces"],
     )  # fmt: skip
     exp.add_argument(
         "--model",
-        help="zoo model (cifar_resnet18, nin, mobilenet_v2, vit; sr: srcnn or edsr) or, with "
-        "cifar10, an architecture",
+        help="zoo model (cifar_resnet18, nin, mobilenet_v2, vit; sr: srcnn or edsr; faces: rnet "
+        "or onet, default both) or, with cifar10, an architecture",
     )
     exp.add_argument(
         "--budgets",
