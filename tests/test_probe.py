@@ -28,10 +28,10 @@ def test_probe_against_hand_made_operations():
     x = torch.randn(2, 6, 4, dtype=torch.float64)
     w = torch.rand(6, dtype=torch.float64)
     found = probe(_run(lambda x, w: x * w[:, None]), [Operand(x, 1)], {"w": w}, 6)
-    assert found.channelwise and found.out_dim == 1 and found.tensors == {"w": 0}
+    assert found.channelwise and found.out_dims == (1,) and found.tensors == {"w": 0}
     # channels moved to the last axis: found there
     found = probe(_run(lambda x: torch.tanh(x).transpose(1, 2)), [Operand(x, 1)], {}, 6)
-    assert found.out_dim == 2
+    assert found.out_dims == (2,)
     for mixing in (lambda x: x.flip(1), lambda x: x.cumsum(1), lambda x: x.softmax(1)):
         found = probe(_run(mixing), [Operand(x, 1)], {}, 6)
         assert not found.channelwise and "mixes channels" in found.reason
@@ -155,3 +155,29 @@ def test_recurrent_layers_resize_input_and_hidden_and_export_as_themselves(cls):
     small = imodel.export()
     assert type(small.rnn) is cls and (small.rnn.input_size, small.rnn.hidden_size) == (5, 4)
     assert torch.allclose(small(x), imodel(x), atol=1e-5)
+
+
+class MixerBlock(nn.Module):
+    """An MLP-Mixer/ResMLP block: a Linear over the tokens (channels elsewhere), a layer scale
+    viewed with a literal channel count, a boolean mask that cannot be probed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.tokens, self.head = nn.Linear(3, 8), nn.Linear(5, 5), nn.Linear(8, 4)
+        self.scale = nn.Parameter(torch.rand(8) + 0.5)
+
+    def forward(self, x):  # (N, 5 tokens, 3)
+        h = self.embed(x)
+        h = h + self.tokens(h.transpose(1, 2)).transpose(1, 2) * self.scale.view(1, 1, 8)
+        return self.head(torch.where(h > 0, h, 0.1 * h))
+
+
+def test_token_mixing_linear_and_literal_layer_scale_keep_channels_resizable():
+    torch.manual_seed(0)
+    model, x = MixerBlock().eval(), torch.randn(2, 5, 3)
+    imodel = inn.convert(model, x)
+    assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    assert {g.name: g for g in imodel.groups}["embed:out"].resizable
+    imodel.resize(widths={"embed:out": 5})
+    small = imodel.export()
+    assert small.scale.shape == (5,) and torch.allclose(small(x), imodel(x), atol=1e-5)

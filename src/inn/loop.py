@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from inn.errors import InnError
+from inn.outputs import output_tensors
 
 __all__ = [
     "LOSSES",
@@ -75,9 +77,19 @@ def as_batches(data: Iterable) -> list[Batch]:
 
 
 def distillation_loss(
-    output: Tensor, reference: Tensor | None, targets: Tensor | None, kind: str
+    output: Any, reference: Any, targets: Tensor | None, kind: str
 ) -> Tensor:
-    """``kl``: KL(teacher || student) on logits; ``mse``: on raw outputs; ``labels``: cross-entropy."""
+    """``kl``: KL(teacher || student) on logits; ``mse``: on raw outputs; ``labels``: cross-entropy.
+
+    A model with several outputs (a tuple: a detector's scores and boxes) is compared output by
+    output with the MSE (``kl`` needs logits, which such outputs need not be); ``labels`` reads
+    its first output."""
+    if not isinstance(output, Tensor):
+        outputs = output_tensors(output)
+        if kind == "labels":
+            return distillation_loss(outputs[0], None, targets, kind)
+        references = output_tensors(reference)
+        return sum(F.mse_loss(o, r) for o, r in zip(outputs, references, strict=True))
     if kind == "labels":
         if targets is None:
             raise InnError("loss='labels' needs (inputs, targets) batches; use loss='kl' or 'mse'")

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from inn.layers import IntegralLayer
 from inn.numerics import resampling_matrix
+from inn.outputs import output_tensors
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
@@ -149,8 +150,8 @@ def output_errors(
     with imodel.widths_kept():
         imodel.resize(widths=full)
         with torch.no_grad():
-            reference = [imodel(*b) for b in batches]
-            energy = sum(float(r.double().square().sum()) for r in reference)
+            reference = [_flat(imodel(*b)) for b in batches]
+            energy = sum(float(r.square().sum()) for r in reference)
             for g in imodel.resizable_groups:
                 levels = _levels(g.full_size, fractions)
                 values = []
@@ -158,7 +159,7 @@ def output_errors(
                     imodel.resize(widths={g.name: int(n)})
                     values.append(
                         sum(
-                            float((imodel(*b).double() - r.double()).square().sum())
+                            float((_flat(imodel(*b)) - r).square().sum())
                             for b, r in zip(batches, reference, strict=True)
                         )
                         / max(energy, 1e-30)
@@ -166,6 +167,11 @@ def output_errors(
                 imodel.resize(widths={g.name: g.full_size})
                 widths[g.name], errors[g.name] = levels, np.array(values)
     return Sensitivity(widths, errors, "outputs")
+
+
+def _flat(output: object) -> Tensor:
+    """A model's output (a tensor, or a tuple of them: a detector's) as one float64 vector."""
+    return torch.cat([t.double().reshape(-1) for t in output_tensors(output)])
 
 
 def _first_inputs(data: Iterable, limit: int) -> list[tuple[Tensor, ...]]:

@@ -45,18 +45,19 @@ class ProbeResult:
     """What probing found.
 
     Attributes:
-        out_dim: the output's channel dim (None where the operation is not channel-wise).
-        tensors: the per-channel tensors of a module: name -> their channel dim.
+        out_dims: per output tensor (one, or each of a tuple), its channel dim; None where the
+            operation is not channel-wise.
+        tensors: the per-channel tensors: name -> their channel dim.
         reason: why the operation is not channel-wise ("" when it is).
     """
 
-    out_dim: int | None
+    out_dims: tuple[int, ...] | None
     tensors: dict[str, int] = field(default_factory=dict)
     reason: str = ""
 
     @property
     def channelwise(self) -> bool:
-        return self.out_dim is not None
+        return self.out_dims is not None
 
 
 def channel_sets(channels: int) -> list[Tensor]:
@@ -95,36 +96,41 @@ def probe(
     gen = torch.Generator().manual_seed(seed)
     values = [o.value for o in operands]
     try:
-        base = run(values, tensors, channels)
+        base = _outputs(run(values, tensors, channels))
+        again = _outputs(run(values, tensors, channels))
     except Exception as err:  # any failure means: cannot be probed
         return ProbeResult(None, reason=f"fails on random inputs ({_first_line(err)})")
-    if not isinstance(base, Tensor) or not base.is_floating_point():
-        return ProbeResult(None, reason="does not return one floating-point tensor")
-    candidates = [d for d, n in enumerate(base.shape) if n == channels]
-    if not candidates:
+    if base is None:
+        return ProbeResult(None, reason="does not return a tensor or a tuple of tensors")
+    if any(_moved(a, b).any() for a, b in zip(again, base, strict=True)):
+        return ProbeResult(None, reason="gives other outputs for the same inputs (random)")
+    candidates = {(i, d) for i, t in enumerate(base) for d, n in enumerate(t.shape) if n == channels}
+    if {i for i, _ in candidates} != set(range(len(base))):
+        shapes = [tuple(t.shape) for t in base]
         return ProbeResult(
-            None, reason=f"has no axis of the {channels} channels in its output {tuple(base.shape)}"
+            None, reason=f"has no axis of the {channels} channels in its output {shapes}"
         )
     masks = channel_sets(channels)
 
     def valid_dims(
         perturb: Callable[[Tensor], tuple[list[Tensor], dict[str, Tensor]]], must_move: bool
-    ) -> set:
-        """The candidate dims along which every set moves only its own channels (none where
-        ``must_move`` and nothing moved: a tensor the operation ignored on these inputs)."""
+    ) -> set[tuple[int, int]]:
+        """The candidate (output, dim) along which every set moves only its own channels (none
+        where ``must_move`` and nothing moved: a tensor the operation ignored here)."""
         ok, any_moved = set(candidates), False
         for mask in masks:
             vals, tens = perturb(mask)
-            out = run(vals, tens, channels)
-            if not isinstance(out, Tensor) or out.shape != base.shape:
+            out = _outputs(run(vals, tens, channels))
+            if out is None or [t.shape for t in out] != [t.shape for t in base]:
                 return set()
-            moved = _moved(out, base)
-            any_moved = any_moved or bool(moved.any())
-            for d in list(ok):
-                others = [i for i in range(base.ndim) if i != d]
-                per_channel = moved.any(dim=others) if others else moved
-                if (per_channel & ~mask).any():
-                    ok.discard(d)
+            for i, (o, b) in enumerate(zip(out, base, strict=True)):
+                moved = _moved(o, b)
+                any_moved = any_moved or bool(moved.any())
+                for d in [d for j, d in ok if j == i]:
+                    others = [k for k in range(b.ndim) if k != d]
+                    per_channel = moved.any(dim=others) if others else moved
+                    if (per_channel & ~mask).any():
+                        ok.discard((i, d))
             if not ok:
                 break
         return ok if any_moved or not must_move else set()
@@ -138,21 +144,22 @@ def probe(
             return vals, dict(tensors)
 
         dims &= valid_dims(perturb, must_move=False)  # zeros_like(x) follows x's width
-        if not dims:
+        if {i for i, _ in dims} != set(range(len(base))):
             return ProbeResult(None, reason="mixes channels (probed: an output channel moves with "
                                "other input channels)")
-    out_dim = _preferred(dims, base.ndim, operands)
+    out_dims = tuple(_preferred({d for j, d in dims if j == i}, t.ndim, operands)
+                     for i, t in enumerate(base))  # fmt: skip
 
     per_channel: dict[str, int] = {}
     for name, tensor in tensors.items():
-        if not tensor.is_floating_point() or channels not in tensor.shape:
+        if channels not in tensor.shape:
             continue  # shared by every channel (one PReLU slope): kept whole
         for dim in (d for d, n in enumerate(tensor.shape) if n == channels):
 
             def perturb(mask: Tensor, name: str = name, tensor: Tensor = tensor, dim: int = dim):
                 return list(values), {**tensors, name: _perturbed(tensor, dim, mask, gen)}
 
-            if out_dim in valid_dims(perturb, must_move=True):
+            if all((i, d) in valid_dims(perturb, must_move=True) for i, d in enumerate(out_dims)):
                 per_channel[name] = dim
                 break
         else:
@@ -161,10 +168,19 @@ def probe(
                 reason=f"mixes channels through its tensor {name!r} {tuple(tensor.shape)} (or "
                 "ignored it on random inputs: a branch of its code the probe did not take)",
             )
-    problem = _resized_mismatch(run, operands, tensors, per_channel, channels, base, out_dim)
+    problem = _resized_mismatch(run, operands, tensors, per_channel, channels, base, out_dims)
     if problem:
         return ProbeResult(None, reason=problem)
-    return ProbeResult(out_dim, per_channel)
+    return ProbeResult(out_dims, per_channel)
+
+
+def _outputs(result: object) -> list[Tensor] | None:
+    """The operation's output tensors: one, or the elements of a tuple of tensors."""
+    if isinstance(result, Tensor):
+        return [result]
+    if isinstance(result, (tuple, list)) and result and all(isinstance(t, Tensor) for t in result):
+        return list(result)
+    return None
 
 
 def _resized_mismatch(
@@ -173,8 +189,8 @@ def _resized_mismatch(
     tensors: Mapping[str, Tensor],
     per_channel: Mapping[str, int],
     channels: int,
-    base: Tensor,
-    out_dim: int,
+    base: list[Tensor],
+    out_dims: tuple[int, ...],
 ) -> str:
     """Run at every other channel: "" if the output is those channels of the full output."""
     if channels < 2:
@@ -186,25 +202,36 @@ def _resized_mismatch(
         for n, t in tensors.items()
     }
     try:
-        out = run(values, sliced, len(keep))
+        out = _outputs(run(values, sliced, len(keep)))
     except Exception as err:
         return f"does not run at fewer channels ({_first_line(err)})"
-    want = base.index_select(out_dim, keep)
-    if not isinstance(out, Tensor) or out.shape != want.shape:
+    want = [b.index_select(d, keep) for b, d in zip(base, out_dims, strict=True)]
+    if out is None or [t.shape for t in out] != [t.shape for t in want]:
         return "gives another shape at fewer channels"
-    if not torch.allclose(out, want, rtol=1e-6, atol=1e-9, equal_nan=True):
-        return "gives other values at fewer channels than at full width"
+    for o, w in zip(out, want, strict=True):
+        if not torch.allclose(o.double(), w.double(), rtol=1e-6, atol=1e-9, equal_nan=True):
+            return "gives other values at fewer channels than at full width"
     return ""
 
 
 def _perturbed(value: Tensor, dim: int, mask: Tensor, gen: torch.Generator) -> Tensor:
+    """``value`` with random changes in the channels of ``mask`` (flips for a boolean)."""
     shape = [1] * value.ndim
     shape[dim] = -1
-    noise = torch.randn(value.shape, generator=gen, dtype=value.dtype)
-    return value + noise * mask.reshape(shape).to(value.dtype)
+    mask = mask.reshape(shape)
+    if value.dtype == torch.bool:
+        return value ^ ((torch.rand(value.shape, generator=gen) < 0.5) & mask)
+    if not value.is_floating_point():  # indices stay valid: the tensor's own values, shuffled
+        flat = value.flatten()
+        shuffled = flat[torch.randperm(flat.numel(), generator=gen)].reshape(value.shape)
+        return torch.where(mask, shuffled, value)
+    noise = torch.randn(value.shape, generator=gen, dtype=torch.float64)
+    return value + (noise * mask).to(value.dtype)
 
 
 def _moved(out: Tensor, base: Tensor) -> Tensor:
+    if not out.is_floating_point():
+        return out != base
     both_nan = out.isnan() & base.isnan()
     return ((out - base).abs() > 1e-12 * (1 + base.abs())) & ~both_nan | (
         out.isnan() ^ base.isnan()
@@ -214,9 +241,12 @@ def _moved(out: Tensor, base: Tensor) -> Tensor:
 def _preferred(dims: set[int], ndim: int, operands: Sequence[Operand]) -> int:
     """Where several output dims qualify: the one aligned with the first operand's channels
     (counted from the right, as broadcasting does), else the first."""
-    first = operands[0]
-    aligned = ndim - (first.value.ndim - first.dim)
-    return aligned if aligned in dims else min(dims)
+    if operands:
+        first = operands[0]
+        aligned = ndim - (first.value.ndim - first.dim)
+        if aligned in dims:
+            return aligned
+    return min(dims)
 
 
 def _first_line(err: BaseException) -> str:

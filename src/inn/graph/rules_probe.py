@@ -22,7 +22,6 @@ from torch.func import functional_call
 from inn.graph.layout import Attribute, Layout
 from inn.graph.probe import Operand, probe
 from inn.graph.rules import Wrapped
-from inn.graph.rules_tensor import bind_attribute
 from inn.module_sizes import set_size_attributes, size_attributes
 
 if TYPE_CHECKING:
@@ -40,44 +39,52 @@ def probed(ctx: Analyser, node: fx.Node, module: nn.Module | None, what: str) ->
         return ctx.unknown(node, what)
     first = wide[0][1]
     channels = first.channels
-    if any(x.channels != channels or x.blocked for _, x in wide):
-        return ctx.unknown(node, f"{what}, whose inputs have different channels")
+    others = [x for _, x in wide if x.channels != channels]  # a sampling grid's (x, y): constants
+    wide = [(a, x) for a, x in wide if x.channels == channels]
+    if any(x.blocked for _, x in wide):
+        return ctx.unknown(node, f"{what}, which reads channels in blocks of features")
     examples = _examples(ctx, node, inputs)
     if examples is None:
         return ctx.unknown(node, f"{what}, which cannot be probed (an input of unknown value)")
-    operands = [(a, x.dim) for a, x in wide]
-    attributes = []
-    for a in inputs:
-        value = ctx.values.get(a)
-        if isinstance(value, Attribute):
-            dim = first.dim - (first.ndim - len(value.shape))
-            if dim >= 0 and value.shape[dim] == channels:
-                operands.append((a, dim))
-                attributes.append(value)
-    run, tensors = _runner(node, module, examples, [a for a, _ in operands])
-    found = probe(run, [Operand(examples[a], d) for a, d in operands], tensors, channels)
+    attributes = {
+        a.name: (a, v) for a in inputs
+        if isinstance(v := ctx.values.get(a), Attribute) and channels in v.shape
+    }  # fmt: skip
+    try:
+        run, tensors = _runner(node, module, examples, [a for a, _ in wide], list(attributes))
+        operands = [Operand(examples[a], x.dim) for a, x in wide]
+        found = probe(run, operands, tensors, channels)
+    except Exception as err:  # probing must never stop a conversion: pin instead
+        return ctx.unknown(node, f"{what}, which cannot be probed ({type(err).__name__})")
     if not found.channelwise:
         return ctx.unknown(node, f"{what}, which {found.reason}")
     for _, x in wide[1:]:
         ctx.axes.tie(first.segments, x.segments, f"inputs of {node.name} split differently")
-    for attribute in attributes:
-        bind_attribute(ctx, attribute, first)
-    for _, x in layouts:
-        if x.channels == 1:
-            ctx.pin_value(x, "broadcast single channel")
-    if module is not None and (found.tensors or size_attributes(module)):
-        spec = Wrapped({name: {dim: "out"} for name, dim in found.tensors.items()})
+    for x in others + [x for _, x in layouts if x.channels == 1]:
+        ctx.pin_value(x, f"read by {what} beside its channels")
+    for key, (_, attribute) in attributes.items():
+        dim = attribute.source_dim(found.tensors[key]) if key in found.tensors else None
+        if dim is None:
+            ctx.pin_value(first, f"{what} uses tensor attribute {attribute.target!r}")
+        else:
+            ctx.record(attribute.target, "attribute", {"out": first.segments}, tensor_dims=dim)
+    own = {n: d for n, d in found.tensors.items() if n not in attributes}
+    if module is not None and (own or size_attributes(module)):
+        spec = Wrapped({name: {dim: "out"} for name, dim in own.items()})
         ctx.record(str(node.target), "wrapped", {"in": first.segments, "out": first.segments},
                    wrapped=spec)
     op = type(module).__name__ if module is not None else what
     ctx.probed[op] = ctx.probed.get(op, 0) + 1
-    out_ndim = len(ctx.shape(node) or ())
-    return Layout(found.out_dim, out_ndim, first.segments)
+    meta = node.meta.get("tensor_meta")
+    shapes = [meta] if hasattr(meta, "shape") else list(meta or [])
+    out = [Layout(d, len(m.shape), first.segments) for d, m in zip(found.out_dims, shapes,
+                                                                    strict=True)]
+    return out[0] if hasattr(meta, "shape") else out
 
 
 def _examples(ctx: Analyser, node: fx.Node, inputs: Sequence[fx.Node]) -> dict | None:
-    """A value for every input node: random float64 tensors of the traced shapes (other dtypes
-    kept), the recorded value of numbers and shapes; None where one is unknown."""
+    """A value for every input node: random tensors of the traced shapes (float64 for floating
+    ones), the recorded value of numbers and shapes; None where one is unknown."""
     gen = torch.Generator().manual_seed(len(ctx.values))
     out: dict[fx.Node, Any] = {}
     for a in inputs:
@@ -88,8 +95,8 @@ def _examples(ctx: Analyser, node: fx.Node, inputs: Sequence[fx.Node]) -> dict |
                 out[a] = torch.randn(shape, generator=gen, dtype=torch.float64)
             elif meta.dtype == torch.bool:
                 out[a] = torch.rand(shape, generator=gen) > 0.5
-            else:
-                return None  # indices or counts: random ones would mean nothing
+            else:  # indices or counts: 0 and 1 are valid wherever an index is
+                out[a] = torch.randint(0, 2, shape, generator=gen, dtype=meta.dtype)
         elif "value" in a.meta:
             out[a] = a.meta["value"]
         else:
@@ -98,11 +105,17 @@ def _examples(ctx: Analyser, node: fx.Node, inputs: Sequence[fx.Node]) -> dict |
 
 
 def _runner(
-    node: fx.Node, module: nn.Module | None, examples: Mapping[fx.Node, Any], probed: list
+    node: fx.Node,
+    module: nn.Module | None,
+    examples: Mapping[fx.Node, Any],
+    probed: list[fx.Node],
+    attributes: list[str],
 ) -> tuple[Any, dict[str, Tensor]]:
-    """``run(operand values, tensors, width)`` calling the node's operation, and the module's
-    floating tensors (float64) by name."""
+    """``run(operand values, tensors, width)`` calling the node's operation, and the tensors
+    probed beside the operands: a module's floating tensors (float64) or the tensor attributes
+    passed to a function (by node name)."""
     tensors: dict[str, Tensor] = {}
+    by_name = {a.name: a for a in examples}
     if module is not None:
         module = copy.deepcopy(module).double().eval()
         tensors = {
@@ -110,13 +123,18 @@ def _runner(
             if t.is_floating_point()
         }
         originals = size_attributes(module)
+    else:
+        tensors = {name: examples[by_name[name]] for name in attributes}
 
     def run(values: Sequence[Tensor], new_tensors: Mapping[str, Tensor], width: int) -> Any:
         given = dict(examples)
         given.update(zip(probed, values, strict=True))
+        if module is None:
+            given.update({by_name[n]: t for n, t in new_tensors.items()})
         args = fx.node.map_arg(node.args, lambda n: _fresh(given[n]))
         kwargs = fx.node.map_arg(node.kwargs, lambda n: _fresh(given[n]))
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(0)  # a random op draws the same numbers at every call
             if module is not None:
                 set_size_attributes(module, originals, {"out": width, "in": width})
                 return functional_call(module, dict(new_tensors), tuple(args), dict(kwargs))

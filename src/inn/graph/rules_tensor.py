@@ -199,8 +199,10 @@ def _reshaped_attribute(node: fx.Node, x: Any, shape_out: tuple[int, ...] | None
     ``-1`` lets the reshape follow its width (a literal channel count would not)."""
     long_in = [d for d, n in enumerate(x.shape) if n != 1]
     long_out = [d for d, n in enumerate(shape_out or ()) if n != 1]
-    if len(long_in) != 1 or len(long_out) != 1 or -1 not in _flat_ints(node.args[1:]):
+    if len(long_in) != 1 or len(long_out) != 1:
         return None
+    if -1 not in _flat_ints(node.args[1:]) and not _infer_channels(node, long_out[0]):
+        return None  # a literal length (``scale.view(64, 1, 1)``) is rewritten as -1 if it can
     dims: list[int | None] = [None] * len(shape_out)
     dims[long_out[0]] = x.source_dim(long_in[0])
     return Attribute(x.target, shape_out, x.is_parameter, tuple(dims))

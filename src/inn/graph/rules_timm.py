@@ -49,17 +49,21 @@ def _rms_norm_2d(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 def _conv_same(ctx: Analyser, node: fx.Node, conv: Any) -> Any:
-    """A convolution that pads at run time: dense or depthwise, through its own forward."""
+    """A convolution that pads at run time or standardises its weight (``StdConv2d``,
+    ``ScaledStdConv2d``, each filter over its inputs, with a per-filter ``gain``): dense or
+    depthwise, through its own forward (at fewer inputs it standardises over fewer of them,
+    as its export does)."""
     if conv.groups == 1:
         spec = Wrapped(
-            {"weight": {0: "out", 1: "in"}, "bias": {0: "out"}},
+            {"weight": {0: "out", 1: "in"}, "bias": {0: "out"}, "gain": {0: "out"}},
             integrated={"weight": 1},
             one_axis=False,
         )
     elif conv.groups == conv.in_channels == conv.out_channels:
-        spec = Wrapped({"weight": {0: "out"}, "bias": {0: "out"}})
+        spec = Wrapped({"weight": {0: "out"}, "bias": {0: "out"}, "gain": {0: "out"}})
     else:
-        return ctx.unknown(node, f"grouped convolution {node.target!r} with dynamic padding")
+        return ctx.unknown(node, f"grouped convolution {node.target!r} (padded at run time or "
+                           "standardised)")
     return wrapped(ctx, node, spec, channel_dim=1)
 
 
@@ -98,7 +102,8 @@ def register_timm() -> None:
         channels_first_norm: ("LayerNorm2d", "LayerNormAct2d"),
         _rms_norm: ("RmsNorm",),
         _rms_norm_2d: ("RmsNorm2d",),
-        _conv_same: ("Conv2dSame", "Conv2dSameExport"),
+        _conv_same: ("Conv2dSame", "Conv2dSameExport", "StdConv2d", "StdConv2dSame",
+                     "ScaledStdConv2d", "ScaledStdConv2dSame"),
     }
     from timm.models import swin_transformer, vision_transformer
 

@@ -242,9 +242,13 @@ def glu(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 @module_rule(nn.Linear)
 def linear(ctx: Analyser, node: fx.Node, module: nn.Linear) -> Any:
+    """A Linear over the channels (the last axis) makes new ones; over another axis (a token
+    mixing MLP on ``x.transpose(1, 2)``) it leaves the channels where they are."""
     x = ctx.input(node)
-    if not isinstance(x, Layout) or x.dim != x.ndim - 1 or len({s.block for s in x.segments}) != 1:
-        return ctx.unknown(node, f"Linear {node.target!r} (input channels not on the last axis)")
+    if isinstance(x, Layout) and x.dim != x.ndim - 1:
+        return x
+    if not isinstance(x, Layout) or len({s.block for s in x.segments}) != 1:
+        return ctx.unknown(node, f"Linear {node.target!r} (channels in blocks of several sizes)")
     return ctx.producer(str(node.target), "linear", x, module.out_features)
 
 

@@ -94,8 +94,9 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
         raise ConversionError(
             f"torch.fx cannot trace {type(model).__name__}: {type(err).__name__}: {err} (in "
             f"the forward of {name}). Data-dependent control flow cannot be traced: register "
-            f"that module with inn.register_leaf_module({culprit.__name__}) (its channels then "
-            "stay at full width) or teach its channels with inn.register_channel_rule."
+            f"that module with inn.register_leaf_module({culprit.__name__}) (it is then probed: "
+            "resizable if channel-wise, else its channels stay at full width) or teach its "
+            "channels with inn.register_channel_rule."
         ) from err
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
     prop = _QuietShapeProp(gm)
