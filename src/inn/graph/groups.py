@@ -180,8 +180,11 @@ class Analyser:
     def unknown(self, node: fx.Node, what: str) -> Layout | None:
         """Pin every axis flowing in; the output keeps the input's (pinned) layout when the
         shape is unchanged, else gets a new pinned axis."""
-        for a in _flat_nodes((node.args, node.kwargs)):
-            self.pin_value(self.values.get(a), f"used by {what} ({node.name})")
+        inputs = [self.values.get(a) for a in _flat_nodes((node.args, node.kwargs))]
+        for value in inputs:
+            self.pin_value(value, f"used by {what} ({node.name})")
+        if not _layouts_in(inputs):
+            return None  # no channels flow in (a grid made from parameters): none to track
         x = self.input(node)
         first = node.args[0] if node.args else None
         shape = self.shape(node)

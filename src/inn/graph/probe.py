@@ -99,9 +99,13 @@ def probe(
         base = _outputs(run(values, tensors, channels))
         again = _outputs(run(values, tensors, channels))
     except Exception as err:  # any failure means: cannot be probed
-        return ProbeResult(None, reason=f"fails on random inputs ({_first_line(err)})")
+        return ProbeResult(
+            None, reason=f"fails on random inputs, so its channels cannot be probed "
+            f"({_first_line(err)})"
+        )
     if base is None:
-        return ProbeResult(None, reason="does not return a tensor or a tuple of tensors")
+        return ProbeResult(None, reason="does not return a tensor or a tuple of tensors whose "
+                           "channels can be followed")
     if any(_moved(a, b).any() for a, b in zip(again, base, strict=True)):
         return ProbeResult(None, reason="gives other outputs for the same inputs (random)")
     candidates = {(i, d) for i, t in enumerate(base) for d, n in enumerate(t.shape) if n == channels}

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
-from inn.graph.layout import Layout
-from inn.graph.rules import Wrapped, module_rule
+from inn.graph.layout import Attribute, Layout, Segment
+from inn.graph.rules import Wrapped, function_rule, module_rule
 from inn.graph.trace import register_traced_forward
 
 if TYPE_CHECKING:
@@ -77,6 +78,50 @@ def recurrent(ctx: Analyser, node: fx.Node, module: nn.RNNBase) -> Any:
     return [output, [state, state] if gates == 4 else state]
 
 
+@module_rule(nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+def recurrent_cell(ctx: Analyser, node: fx.Node, module: nn.RNNCellBase) -> Any:
+    """One step of a recurrent layer: input and hidden size resizable, as in :func:`recurrent`.
+    Returns ``h`` (LSTMCell: ``(h, c)``)."""
+    name, x = str(node.target), ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != x.ndim - 1 or x.blocked or len(node.args) > 1:
+        return ctx.unknown(node, f"recurrent cell {name!r} (initial states or features not on "
+                           "the last axis)")
+    hidden = ctx.new_output(name, module.hidden_size, role="hidden")
+    gates = {nn.LSTMCell: 4, nn.GRUCell: 3}.get(type(module), 1)
+    spec = Wrapped(
+        {
+            "weight_ih": {0: "gates", 1: "in"},
+            "weight_hh": {0: "gates", 1: "hidden"},
+            "bias_ih": {0: "gates"},
+            "bias_hh": {0: "gates"},
+        },
+        integrated={"weight_ih": 1, "weight_hh": 1},
+        one_axis=False,
+    )
+    roles = {"in": x.segments, "hidden": hidden, "gates": hidden * gates}
+    ctx.record(name, "wrapped", roles, wrapped=spec)
+    state = x.with_segments(hidden)
+    return [state, state] if gates == 4 else state
+
+
+@function_rule(F.embedding, F.embedding_bag)
+def functional_embedding(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """``F.embedding(indices, weight)`` with a tensor attribute as the table: its dim 1 is a
+    new channel axis, as in :func:`embedding`."""
+    weight, shape = ctx.values.get(node.args[1]) if len(node.args) > 1 else None, ctx.shape(node)
+    max_norm = ctx.argument(node, 3, "max_norm") if node.target is F.embedding else None
+    if not isinstance(weight, Attribute) or len(weight.shape) != 2 or shape is None or max_norm:
+        return ctx.unknown(node, f"{node.name} (a table that is not a tensor attribute, or a "
+                           "max_norm)")
+    dim = weight.source_dim(1)
+    if dim is None:
+        return ctx.unknown(node, f"{node.name} (a reshaped table)")
+    axis = ctx.axes.new(weight.shape[1], f"{node.name}:out")
+    segments = (Segment(axis, weight.shape[1]),)
+    ctx.record(weight.target, "attribute", {"out": segments}, tensor_dims=dim)
+    return Layout(len(shape) - 1, len(shape), segments)
+
+
 # -- transformers: traced through their plain path --------------------------------------------
 def _encoder_layer(self: nn.TransformerEncoderLayer, src: Any, src_mask: Any = None,
                    src_key_padding_mask: Any = None, is_causal: bool = False) -> Any:
@@ -125,7 +170,21 @@ def _decoder(self: nn.TransformerDecoder, tgt: Any, memory: Any, tgt_mask: Any =
     return tgt if self.norm is None else self.norm(tgt)
 
 
+def _transformer(self: nn.Transformer, src: Any, tgt: Any, src_mask: Any = None,
+                 tgt_mask: Any = None, memory_mask: Any = None, src_key_padding_mask: Any = None,
+                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
+                 src_is_causal: Any = None, tgt_is_causal: Any = None,
+                 memory_is_causal: bool = False) -> Any:
+    memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
+                          is_causal=src_is_causal)
+    return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                        tgt_key_padding_mask=tgt_key_padding_mask,
+                        memory_key_padding_mask=memory_key_padding_mask,
+                        tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+
+
 for _cls, _forward in {
+    nn.Transformer: _transformer,
     nn.TransformerEncoderLayer: _encoder_layer,
     nn.TransformerDecoderLayer: _decoder_layer,
     nn.TransformerEncoder: _encoder,

@@ -68,7 +68,41 @@ def spatial(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     if isinstance(x, Layout) and x.dim != 1:
         return ctx.unknown(node, f"{node.target!r} over a tensor whose channels are not on dim 1")
-    return x
+    with_indices = getattr(module, "return_indices", False) or ctx.argument(
+        node, 99, "return_indices", False
+    )
+    return [x, x] if with_indices and isinstance(x, Layout) else x
+
+
+@function_rule(
+    F.max_pool1d_with_indices, F.max_pool2d_with_indices, F.max_pool3d_with_indices,
+    F.adaptive_max_pool1d_with_indices, F.adaptive_max_pool2d_with_indices,
+    F.adaptive_max_pool3d_with_indices,
+)  # fmt: skip
+def pool_with_indices(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """A max pooling that also returns where each maximum was: both keep the channels."""
+    x = ctx.input(node)
+    if not isinstance(x, Layout) or x.dim != 1:
+        return ctx.unknown(node, f"{node.target.__name__} over channels not on dim 1")
+    return [x, x]
+
+
+@module_rule(nn.Unfold, nn.Fold)
+@function_rule(F.unfold, F.fold)
+def unfold(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+    """``Unfold``: ``(N, C, H, W) -> (N, C k, L)``, each channel a block of its ``k`` patch
+    positions (read by a Linear after a transpose, like a flatten); ``Fold`` undoes it."""
+    x, shape = ctx.input(node), ctx.shape(node)
+    if not isinstance(x, Layout) or x.dim != 1 or shape is None:
+        return ctx.unknown(node, f"{node.name} over channels not on dim 1")
+    if node.target is F.fold or isinstance(module, nn.Fold):
+        segments = _regrouped(ctx, x, x.channels // shape[1])
+        if segments is None:
+            return ctx.unknown(node, f"{node.name} (a block of positions spans two axes)")
+        return Layout(1, len(shape), tuple(segments))
+    ratio = shape[1] // x.channels
+    return Layout(1, len(shape), tuple(Segment(s.axis, s.size, s.block * ratio)
+                                       for s in x.segments))
 
 
 @function_rule(F.pad)
@@ -179,11 +213,19 @@ def pixel_shuffle(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     r = module.upscale_factor if module is not None else ctx.argument(node, 1, "upscale_factor")
     if not isinstance(x, Layout) or x.dim != 1 or x.ndim < 3 or not isinstance(r, int):
         return ctx.unknown(node, f"pixel shuffle {node.name}")
-    block = r * r
+    segments = _regrouped(ctx, x, r * r)
+    if segments is None:
+        return ctx.unknown(node, f"pixel shuffle {node.name} (an r^2 block spans two axes)")
+    return x.with_segments(segments)
+
+
+def _regrouped(ctx: Analyser, x: Layout, block: int) -> list[Segment] | None:
+    """``x``'s channels read ``block`` at a time as one channel each (factoring every axis
+    tied to them), or None where a block would span two axes."""
     segments = ctx.axes.expand(x.segments)
     offsets = [0, *itertools.accumulate(s.size * s.block for s in segments)]
     if any(o % block for o in offsets):
-        return ctx.unknown(node, f"pixel shuffle {node.name} (an r^2 block spans two axes)")
+        return None
     out = []
     for seg in segments:
         (s,) = ctx.axes.expand([seg])  # an axis seen twice (grouped copies) is factored once
@@ -193,8 +235,8 @@ def pixel_shuffle(ctx: Analyser, node: fx.Node, module: Any) -> Any:
             coarse = ctx.axes.factor(s.axis, block // s.block)
             out.append(Segment(coarse, ctx.axes.size[coarse], 1))
         else:
-            return ctx.unknown(node, f"pixel shuffle {node.name} (an r^2 block spans two axes)")
-    return x.with_segments(out)
+            return None
+    return out
 
 
 @module_rule(nn.PixelUnshuffle)
@@ -485,6 +527,7 @@ def multihead_attention(ctx: Analyser, node: fx.Node, module: nn.MultiheadAttent
         or module.bias_k is not None
         or module.add_zero_attn
     ):
-        return ctx.unknown(node, f"attention {node.target!r} (not plain self-attention)")
+        return ctx.unknown(node, f"attention {node.target!r} (cross-attention, masks or weights read:"
+                           " not plain self-attention; its channels stay)")
     out = self_attention(ctx, node, module, _MHA_NAMES)
     return [out, None] if isinstance(out, Layout) else out
