@@ -200,6 +200,16 @@ class Axes:
             self.union(x.axis, y.axis)
         return True
 
+    def tied_pieces(
+        self, segments: Sequence[Segment], parts: int, reason: str
+    ) -> list[tuple[Segment, ...]] | None:
+        """:meth:`pieces`, each tied to the first (the groups of a grouped convolution share
+        one partition); None where they cannot be cut or tied."""
+        pieces = self.pieces(segments, parts)
+        if pieces is None or not all(self.tie(pieces[0], p, reason) for p in pieces[1:]):
+            return None
+        return pieces
+
     def pieces(self, segments: Sequence[Segment], parts: int) -> list[tuple[Segment, ...]] | None:
         """Split a run of channels into ``parts`` equal runs (None where they cannot be)."""
         total = sum(s.size * s.block for s in segments)

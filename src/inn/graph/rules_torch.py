@@ -162,12 +162,9 @@ def convolution(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
     if g == conv.in_channels == conv.out_channels:
         ctx.record(name, "depthwise", {"in": x.segments, "out": x.segments})
         return x
-    pieces = ctx.axes.pieces(x.segments, g)
+    pieces = ctx.axes.tied_pieces(x.segments, g, f"groups of {name!r} split differently")
     if pieces is None:
         return ctx.unknown(node, f"grouped convolution {name!r} (groups={g})")
-    for piece in pieces[1:]:
-        if not ctx.axes.tie(pieces[0], piece, f"groups of {name!r} split differently"):
-            return ctx.unknown(node, f"grouped convolution {name!r} (groups={g})")
     out = ctx.new_output(name, conv.out_channels // g, copies=g)
     ctx.record(name, "grouped", {"in": pieces[0], "out": out}, groups=g)
     return x.with_segments(out)
@@ -192,10 +189,8 @@ def conv_transpose(ctx: Analyser, node: fx.Node, conv: nn.Module) -> Any:
     if g == conv.in_channels == conv.out_channels:
         ctx.record(name, "depthwise", {"in": x.segments, "out": x.segments})
         return x
-    pieces = ctx.axes.pieces(x.segments, g)
-    if pieces is None or not all(
-        ctx.axes.tie(pieces[0], p, f"groups of {name!r} split differently") for p in pieces[1:]
-    ):
+    pieces = ctx.axes.tied_pieces(x.segments, g, f"groups of {name!r} split differently")
+    if pieces is None:
         return ctx.unknown(node, f"grouped transposed convolution {name!r} (groups={g})")
     out = ctx.new_output(name, conv.out_channels // g, copies=g)
     roles = {"in": [s for p in pieces for s in p], "out": out, "out_group": out[:1]}
@@ -304,12 +299,9 @@ def wrapped(ctx: Analyser, node: fx.Node, spec: Wrapped, channel_dim: int | None
     ):
         return ctx.unknown(node, f"module {name!r} (channels on another axis)")
     segments = x.segments
-    if spec.groups > 1:
-        pieces = ctx.axes.pieces(segments, spec.groups)
-        if pieces is None or not all(
-            ctx.axes.tie(pieces[0], p, f"groups of {name!r}") for p in pieces[1:]
-        ):
-            return ctx.unknown(node, f"module {name!r} ({spec.groups} groups)")
+    tied = spec.groups == 1 or ctx.axes.tied_pieces(segments, spec.groups, f"groups of {name!r}")
+    if not tied:
+        return ctx.unknown(node, f"module {name!r} ({spec.groups} groups)")
     if spec.one_axis:
         ctx.record(name, "wrapped", {"in": segments, "out": segments}, wrapped=spec)
         return x
@@ -394,10 +386,7 @@ def window_attention(
     if not isinstance(x, Layout) or x.dim != x.ndim - 1 or x.blocked:
         return ctx.unknown(node, f"window attention {name!r} (embedding not on the last axis)")
     heads = getattr(module, "num_heads", getattr(module, "n_heads", 0))
-    pieces = ctx.axes.pieces(x.segments, heads)
-    if pieces is None or not all(
-        ctx.axes.tie(pieces[0], p, f"heads of {name!r}") for p in pieces[1:]
-    ):
+    if ctx.axes.tied_pieces(x.segments, heads, f"heads of {name!r}") is None:
         return ctx.unknown(node, f"window attention {name!r} ({heads} heads)")
     segments = ctx.axes.expand(x.segments)
     out_name = next(t for t, dims in spec.tensors.items() if dims.get(0) == "out")
