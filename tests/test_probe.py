@@ -181,3 +181,22 @@ def test_token_mixing_linear_and_literal_layer_scale_keep_channels_resizable():
     imodel.resize(widths={"embed:out": 5})
     small = imodel.export()
     assert small.scale.shape == (5,) and torch.allclose(small(x), imodel(x), atol=1e-5)
+
+
+class Conv3DSimple(nn.Conv3d):
+    """As torchvision's video ResNets write it: a subclass that keeps Conv3d's forward."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, (1, 3, 3), padding=(0, 1, 1), bias=False)
+
+
+def test_subclass_of_a_layer_keeping_its_forward_is_that_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv3DSimple(3, 8), nn.ReLU(), Conv3DSimple(8, 4)).eval()
+    x = torch.randn(1, 3, 2, 6, 6)
+    imodel = inn.convert(model, x)
+    assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    imodel.resize(widths={"0:out": 5})
+    small = imodel.export()
+    assert type(small.get_submodule("0")) is Conv3DSimple
+    assert torch.allclose(small(x), imodel(x), atol=1e-5)

@@ -55,7 +55,11 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if type(m) in _TRACED_FORWARDS:
             return False
-        return is_leaf_module(m) or super().is_leaf_module(m, module_qualified_name)
+        return (
+            is_leaf_module(m)
+            or super().is_leaf_module(m, module_qualified_name)
+            or _inherits_torch_forward(type(m))
+        )
 
     def call_module(
         self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict
@@ -63,6 +67,20 @@ class _Tracer(fx.Tracer):
         if type(m) in _TRACED_FORWARDS:
             forward = functools.partial(_TRACED_FORWARDS[type(m)], m)
         return super().call_module(m, forward, args, kwargs)
+
+
+_CONTAINERS = (nn.Module, nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _inherits_torch_forward(cls: type[nn.Module]) -> bool:
+    """A subclass of a ``torch.nn`` layer that keeps its ``forward`` (torchvision's
+    ``Conv3DSimple(nn.Conv3d)``) is that layer: kept whole like it, so that its rule applies."""
+    for base in cls.__mro__[1:]:
+        if base in _CONTAINERS or not base.__module__.startswith("torch.nn"):
+            continue
+        return cls.forward is base.forward
+    return False
+
 
 
 def as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
