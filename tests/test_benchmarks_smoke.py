@@ -1,29 +1,79 @@
-"""The benchmarks run end to end at tiny sizes, so they never rot (timings are not checked)."""
+"""The benchmarks run end to end at tiny sizes, so they never rot (timings are not checked).
+One test per section, so that the test workers share them."""
 
 import json
-import sys
 
-from benchmarks.__main__ import main
+import pytest
+
+from benchmarks.__main__ import SECTIONS, main
 
 
-def test_benchmarks_smoke(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["benchmarks"])
-    assert main(["--smoke", "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "results-smoke.json").read_text())
-    assert {"permutation", "conversion", "inference", "training", "tuning", "budget"} <= set(report)
-    assert report["random_width"]["sandwich"]["ratio_median"] > 0
-    assert report["budget"]["planning"][0]["predicted_fraction"] <= 0.5
-    assert report["budget"]["tuning_step"]["ratio_median"] > 0
-    assert report["training"][0]["ratio_median"] > 0 and report["tuning"][0]["steps"] == 5
-    assert report["conversion"][0]["resizable_groups"] > 0
-    assert all(
-        r["vs_original"]["ratio_median"] > 0 and r["vs_folded"]["ratio_median"] > 0
-        for r in report["inference"]
-    )
-    worst = max(r["worst_ratio_to_optimum"] for r in report["permutation"]["brute_force"])
+def _smoke(section: str, out) -> dict:
+    assert main(["--smoke", "--only", section, "--out", str(out)]) == 0
+    assert f"## {section}" in (out / "summary-smoke.md").read_text()
+    return json.loads((out / "results-smoke.json").read_text())[section]
+
+
+def _permutation(report: dict) -> None:
+    worst = max(r["worst_ratio_to_optimum"] for r in report["brute_force"])
     assert worst <= 1.05  # within 5 % of the brute-force optimum for n <= 9
-    for row in report["permutation"]["trained"]:  # a permutation never adds total variation
+    for row in report["trained"]:  # a permutation never adds total variation
         assert row["greedy-2opt"] <= row["identity"] and row["fast-tsp"] <= row["identity"]
-    upscale = {r["width"]: r for r in report["upscale"]}
+
+
+def _conversion(report: list) -> None:
+    assert report[0]["resizable_groups"] > 0
+
+
+def _coverage(report: list) -> None:
+    assert all(r["coverage"] > 0.9 for r in report)
+
+
+def _inference(report: list) -> None:
+    assert all(
+        r["vs_original"]["ratio_median"] > 0 and r["vs_folded"]["ratio_median"] > 0 for r in report
+    )
+
+
+def _training(report: list) -> None:
+    assert report[0]["ratio_median"] > 0
+
+
+def _tuning(report: list) -> None:
+    assert report[0]["steps"] == 5
+
+
+def _budget(report: dict) -> None:
+    assert report["planning"][0]["predicted_fraction"] <= 0.5
+    assert report["tuning_step"]["ratio_median"] > 0
+
+
+def _random_width(report: dict) -> None:
+    assert report["sandwich"]["ratio_median"] > 0
+
+
+def _upscale(report: list) -> None:
+    upscale = {r["width"]: r for r in report}
     assert upscale["60 % params"]["parameter_ratio"] < 0.7 and upscale["full"]["mac_ratio"] == 1
-    assert "| model |" in (tmp_path / "summary-smoke.md").read_text()
+
+
+CHECKS = {
+    "permutation": _permutation,
+    "conversion": _conversion,
+    "coverage": _coverage,
+    "inference": _inference,
+    "training": _training,
+    "tuning": _tuning,
+    "budget": _budget,
+    "random_width": _random_width,
+    "upscale": _upscale,
+}
+
+
+def test_every_section_is_checked():
+    assert set(CHECKS) == set(SECTIONS)
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_benchmark_section_smoke(section, tmp_path):
+    CHECKS[section](_smoke(section, tmp_path))
