@@ -31,11 +31,11 @@ def _planning(name: str, size: int) -> dict:
 
 
 def _latency(device: str, smoke: bool) -> dict:
-    size = 64 if smoke else 224
+    size = 32 if smoke else 224
     model = torchvision.models.resnet18(num_classes=1000).eval().to(device)
     x = torch.randn(1, 3, size, size, device=device)
     imodel = inn.convert(model, x, permute=False)
-    fit = latency_fit(imodel, device=device, repeats=3 if smoke else 15)
+    fit = latency_fit(imodel, device=device, repeats=1 if smoke else 15)
     full_model = imodel.export().to(device)
     # Halfway between the floor (every group at one channel) and full width: on a fast machine
     # at batch 1 a fixed overhead can make a plain fraction unreachable.
@@ -48,9 +48,9 @@ def _latency(device: str, smoke: bool) -> dict:
         imodel.resize(widths=plan.widths)
         predicted = imodel.cost("latency", device=device)
         small = imodel.export().to(device)
-        repeats = 5 if smoke else 20
+        repeats, rounds = (2, 2) if smoke else (20, 5)
         pairs = [(measure_latency(small, (x,), repeats), measure_latency(full_model, (x,), repeats))
-                 for _ in range(5)]  # fmt: skip
+                 for _ in range(rounds)]  # fmt: skip
         measured = float(np.median([p for p, _ in pairs]))
         ratio = float(np.median([p / f for p, f in pairs]))
         rows.append({"budget": f"{budget.kind} {plan.fraction:.0%}", "predicted_ms": 1e3 * predicted,
