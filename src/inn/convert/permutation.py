@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from inn.graph import GraphAnalysis
-from inn.permute import channel_distances, open_path_order, total_variation
+from inn.permute import EXACT_WORK, order_channels
 
 __all__ = ["Member", "PermutationReport", "group_members", "permute_groups"]
 
@@ -70,27 +69,6 @@ def _channels(tensor: Tensor, m: Member) -> Tensor:
     return part.reshape(m.size, -1)
 
 
-def _sketch(rows: list[Tensor], max_features: int, generator: torch.Generator) -> list[Tensor]:
-    """Subsample the columns of wide members so that at most ``max_features`` remain in all.
-
-    Each kept column is weighted by (columns of its member / columns kept), so the summed L1
-    distance is an unbiased estimate of the full one; groups feeding a large Linear layer (a VGG
-    classifier has 25,088 columns per channel) would otherwise cost minutes.
-    """
-    total = sum(r.shape[1] for r in rows)
-    if total <= max_features:
-        return rows
-    out = []
-    for r in rows:
-        keep = max(1, round(max_features * r.shape[1] / total))
-        if keep >= r.shape[1]:
-            out.append(r)
-            continue
-        cols = torch.randperm(r.shape[1], generator=generator)[:keep].to(r.device)
-        out.append(r[:, cols] * (r.shape[1] / keep))
-    return out
-
-
 def _apply(root: nn.Module, m: Member, order: Tensor) -> None:
     module = root.get_submodule(m.module)
     tensor: Tensor = getattr(module, m.tensor)
@@ -108,20 +86,25 @@ def permute_groups(
     *,
     solver: str = "greedy-2opt",
     seed: int = 0,
-    work: float = 1e10,
+    work: float = EXACT_WORK,
 ) -> PermutationReport:
     """Reorder the channels of every resizable group in place; outputs do not change.
 
+    Each group is ordered by :func:`inn.permute.order_channels` over all its member slices.
+
     Args:
-        work: budget of absolute differences per group for the distances (``n^2`` times the
-            columns per channel): wider groups are estimated on a seeded random subset of the
-            columns (between 256 and 8192 of them, see :func:`_sketch`).
+        solver: see :func:`inn.permute.open_path_order`.
+        seed: seed of the solver and of the column samples of wide groups.
+        work: largest ``n^2 * d / 2`` (absolute differences, ``n`` channels of ``d`` values in
+            all) for which a group's exact distance matrix is computed; wider groups are ordered
+            from a Euclidean proxy and the L1 distances of candidate edges only (see
+            :func:`inn.permute.order_channels`).
 
     Returns:
-        the total variation of every permuted group before and after, and the time spent.
+        the exact total variation (L1 over all member slices) of every permuted group before and
+        after, and the time spent on distances and in the solver.
     """
     report = PermutationReport()
-    generator = torch.Generator().manual_seed(seed)
     groups = tqdm(
         list(group_members(root, analysis).items()),
         desc="permuting channels",
@@ -132,18 +115,14 @@ def permute_groups(
         group = analysis.groups[key]
         if not group.resizable or group.full_size < 3:
             continue
-        clock = time.perf_counter()
         rows = [_channels(getattr(root.get_submodule(m.module), m.tensor), m) for m in members]
-        max_features = int(min(max(work / group.full_size**2, 256), 8192))
-        distances = channel_distances([(r, 0) for r in _sketch(rows, max_features, generator)])
-        report.distance_seconds += time.perf_counter() - clock
-        clock = time.perf_counter()
-        order = open_path_order(distances, solver=solver, seed=seed)
-        report.order_seconds += time.perf_counter() - clock
-        before = total_variation(distances, torch.arange(group.full_size))
-        after = total_variation(distances, order)
-        report.total_variation[group.name] = (before, after)
-        log.debug("group %s: total variation %.4g -> %.4g", group.name, before, after)
+        result = order_channels([(r, 0) for r in rows], solver=solver, seed=seed, exact_work=work)
+        report.distance_seconds += result.distance_seconds
+        report.order_seconds += result.order_seconds
+        report.total_variation[group.name] = (result.before, result.after)
+        log.debug("group %s: total variation %.4g -> %.4g", group.name, result.before, result.after)
+        if torch.equal(result.order, torch.arange(group.full_size)):
+            continue
         for m in members:
-            _apply(root, m, order)
+            _apply(root, m, result.order)
     return report
