@@ -44,13 +44,7 @@ _FUZZ = {
 _OUTCOMES: list[tuple[archgen.Arch, bool]] = []
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run ~50x faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _assert_close(got: torch.Tensor, want: torch.Tensor, what: str) -> None:

@@ -785,13 +785,7 @@ def test_catalogue_covers_torch(namespace):
         assert len(set(labels)) == len(labels), f"{name}: cases need distinct notes"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add their start-up to each op (several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cases(namespaces: tuple[str, ...]) -> list[tuple[str, str, Case]]:
