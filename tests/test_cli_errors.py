@@ -1,5 +1,6 @@
-"""Every common mistake on the command line, through the real entry point: a non-zero exit,
-one or two lines that name the problem and the fix, no traceback."""
+"""Every common mistake on the command line: a non-zero exit, one or two lines that name the
+problem and the fix, no traceback. Most run :func:`inn.cli.main` in this process; the ones that
+need a fresh interpreter (a missing package, ``--debug``, ``--quiet``) run ``python -m inn.cli``."""
 
 import subprocess
 import sys
@@ -10,12 +11,15 @@ import torch
 from inn.cli_inspect import parse_shape
 from inn.errors import InnError
 from tests.cli_models import tiny
+from tests.cli_run import run_inn
 
-PRUNE = [sys.executable, "-m", "inn.cli", "prune", "tests.cli_models:tiny", "--compression", "0.3"]
+PRUNE = ["prune", "tests.cli_models:tiny", "--compression", "0.3"]
+ENTRY = [sys.executable, "-m", "inn.cli"]
 
 
-def run(args: list[str], cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=cwd)
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    """A fresh interpreter: for what one process cannot undo (imports, warnings, exit paths)."""
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def files(tmp_path_factory):
 )
 def test_mistakes_end_in_one_line(extra, message, files):
     extra = [e.replace("{files}", str(files)) for e in extra]
-    done = run([*PRUNE, "--input-shape", "1,3,16,16", *extra, "-o", str(files / "out.pt")])
+    done = run_inn([*PRUNE, "--input-shape", "1,3,16,16", *extra, "-o", str(files / "out.pt")])
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
     assert message in done.stderr, done.stderr
@@ -50,7 +54,7 @@ def test_mistakes_end_in_one_line(extra, message, files):
 
 
 def test_unknown_architecture_names_close_matches(files):
-    done = run([sys.executable, "-m", "inn.cli", "prune", "resnet1", "--compression", "0.3"])
+    done = run_inn(["prune", "resnet1", "--compression", "0.3"])
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "resnet18" in done.stderr
 
@@ -58,7 +62,7 @@ def test_unknown_architecture_names_close_matches(files):
 def test_class_count_is_read_from_the_weights_and_folders_are_created(files):
     out = files / "new" / "folder" / "small.pt"
     command = [*PRUNE, "--weights", str(files / "seven.pt"), "--input-shape", "1x3x16x16"]
-    done = run([*command, "-o", str(out)])
+    done = run_inn([*command, "-o", str(out)])
     assert done.returncode == 0, done.stderr
     assert "the weights have 7 classes: using --num-classes 7" in done.stdout
     small = torch.load(out, weights_only=False)
@@ -81,19 +85,19 @@ def test_class_count_is_read_from_the_weights_and_folders_are_created(files):
 
 
 def test_model_kwargs_reach_the_callable(files):
-    done = run([*PRUNE, "--model-kwargs", '{"num_classes": 4}', "--input-shape", "1,3,16,16",
+    done = run_inn([*PRUNE, "--model-kwargs", '{"num_classes": 4}', "--input-shape", "1,3,16,16",
                 "-o", str(files / "four.pt")])  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert torch.load(files / "four.pt", weights_only=False)(torch.randn(1, 3, 16, 16)).shape == (
         1,
         4,
     )
-    bad = run([*PRUNE, "--model-kwargs", "{num_classes: 4}", "-o", str(files / "x.pt")])
+    bad = run_inn([*PRUNE, "--model-kwargs", "{num_classes: 4}", "-o", str(files / "x.pt")])
     assert bad.returncode != 0 and "--model-kwargs is not JSON" in bad.stderr
 
 
 def test_debug_shows_the_traceback(files):
-    done = run([sys.executable, "-m", "inn.cli", "--debug", *PRUNE[3:], "--weights", "missing.pt"])
+    done = run([*ENTRY, "--debug", *PRUNE, "--weights", "missing.pt"])
     assert done.returncode != 0 and "Traceback" in done.stderr
 
 
@@ -120,19 +124,26 @@ def test_input_shape_mistakes(text):
         parse_shape(text)
 
 
-@pytest.mark.parametrize("command", [["demo"], ["experiment", "pruning"], ["train"]])
-def test_missing_extras_are_named_before_any_work(command):
-    code = (
-        "import sys; sys.modules['matplotlib'] = None; from inn.cli import main; "
-        f"sys.exit(main({command!r}))"
+def test_missing_extras_are_named_before_any_work():
+    commands = [["demo"], ["experiment", "pruning"], ["train"]]
+    code = (  # one interpreter for the three commands: each must stop before any work
+        "import sys; sys.modules['matplotlib'] = None; from inn.cli import main\n"
+        f"for c in {commands!r}:\n"
+        "    try: main(c)\n"
+        "    except SystemExit as e: print(e, file=sys.stderr)\n"
+        "    else: sys.exit('no error')\n"
     )
     done = run([sys.executable, "-c", code])
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert 'pip install "inn[experiments]"' in done.stderr and "matplotlib" in done.stderr
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 3, done.stderr
+    for command, line in zip(commands, lines, strict=True):
+        assert line.startswith(f"inn {command[0]}: "), line
+        assert 'pip install "inn[experiments]"' in line and "matplotlib" in line, line
 
 
 def test_quiet_prints_no_progress(files):
-    done = run([sys.executable, "-m", "inn.cli", "--quiet", *PRUNE[3:], "--input-shape", "1,3,16,16",
+    done = run([*ENTRY, "--quiet", *PRUNE, "--input-shape", "1,3,16,16",
                 "-o", str(files / "quiet.pt")])  # fmt: skip
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "pruned model saved" in done.stdout

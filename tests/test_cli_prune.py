@@ -51,13 +51,11 @@ def test_prune_cli_reports_library_errors_cleanly(tmp_path, capsys):
     code = main(
         [
             "prune",
-            "resnet18",
-            "--num-classes",
-            "10",
+            "tests.cli_models:tiny",
             "--widths",
             '{"nope:out": 3}',
             "--input-shape",
-            "1,3,32,32",
+            "1,3,16,16",
             "-o",
             str(tmp_path / "x.pt"),
         ]

@@ -1,18 +1,15 @@
 """``inn upscale``: a user's image through the committed EDSR / SRCNN at a chosen width, and
 its mistakes (a clear one-line error, exit code 2)."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
-UPSCALE = [sys.executable, "-m", "inn.cli", "upscale"]
+from tests.cli_run import run_inn
 
 
 def run(args):
-    return subprocess.run(UPSCALE + args, capture_output=True, text=True, timeout=300)
+    return run_inn(["upscale", *args])
 
 
 @pytest.fixture(scope="module")
