@@ -103,4 +103,4 @@ def tune_partition(
 
 def _narrowed_partitions(imodel: IntegralModel) -> list[Partition]:
     """Partitions of the resizable groups that are narrower than full width (and not 1 point)."""
-    return [imodel._partitions[g.name] for g in imodel.resizable_groups if 1 < g.size < g.full_size]
+    return [imodel.partition(g.name) for g in imodel.resizable_groups if 1 < g.size < g.full_size]

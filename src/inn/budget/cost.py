@@ -435,7 +435,7 @@ def cost_models(imodel: IntegralModel) -> dict[str, CostModel]:
 
 def _count(imodel: IntegralModel) -> dict[str, CostModel]:
     names = tuple(g.name for g in imodel.groups)
-    index = {id(imodel._partitions[n]): i for i, n in enumerate(names)}
+    index = {id(imodel.partition(n)): i for i, n in enumerate(names)}
     params, macs, acts = (_Terms(index, len(names)) for _ in range(3))
     positions, counts = _positions(imodel)
     _fit_other(imodel, counts)

@@ -57,7 +57,7 @@ def place_points(imodel: IntegralModel, density: str = "curvature", floor: float
     for g in imodel.resizable_groups:
         if not 1 < g.size < g.full_size or g.name not in values:
             continue
-        part = imodel._partitions[g.name]
+        part = imodel.partition(g.name)
         points = equidistributed(
             channel_density(values[g.name], density), g.size, closed=part.closed, floor=floor
         )

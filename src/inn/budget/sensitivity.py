@@ -68,7 +68,7 @@ class GroupValues:
 
 def group_values(imodel: IntegralModel, seed: int = 0) -> dict[str, GroupValues]:
     """Per resizable group of more than one channel, :class:`GroupValues`."""
-    names = {id(imodel._partitions[g.name]): g.name for g in imodel.resizable_groups}
+    names = {id(imodel.partition(g.name)): g.name for g in imodel.resizable_groups}
     generator = torch.Generator().manual_seed(seed)
     columns: dict[str, list[Tensor]] = defaultdict(list)
     closed: dict[str, bool] = {}

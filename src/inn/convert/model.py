@@ -134,8 +134,9 @@ class IntegralModel(nn.Module):
 
         return coverage(self)
 
-    # -- resizing ---------------------------------------------------------------------------
-    def _check_group(self, name: str) -> Partition:
+    # -- partitions -------------------------------------------------------------------------
+    def partition(self, name: str) -> Partition:
+        """The partition (the sample points) of group ``name``, resizable or pinned."""
         if name not in self._partitions:
             close = difflib.get_close_matches(name, list(self._partitions), n=3)
             hint = (
@@ -144,9 +145,20 @@ class IntegralModel(nn.Module):
                 else f"; groups are e.g. {list(self._partitions)[:5]}"
             )
             raise InnError(f"no channel group named {name!r}{hint} (see IntegralModel.groups)")
+        return self._partitions[name]
+
+    @property
+    def version(self) -> int:
+        """A change counter: grows whenever a group is resized or its points change (not on
+        parameter updates). Caches of derived results key on it."""
+        return sum(p.version for p in self._partitions.values())
+
+    # -- resizing ---------------------------------------------------------------------------
+    def _check_group(self, name: str) -> Partition:
+        part = self.partition(name)
         if name in self._pinned:
             raise InnError(f"group {name!r} cannot be resized: {self._pinned[name]}")
-        return self._partitions[name]
+        return part
 
     def resize(
         self,
