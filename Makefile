@@ -11,10 +11,10 @@ STAMP := $(VENV)/.installed
 
 # facenet-pytorch ships MTCNN's pretrained weights (faces experiment and tests); it pins
 # torch<2.3, which its networks do not need: installed without its dependencies.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml lab/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e ".[dev]" $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[dev]" -e lab $(TORCH_PINS)
 	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 import inn
-from inn import zoo
 from inn.permute import brute_force_order, channel_distances, open_path_order, total_variation
+from innlab import zoo
 
 SIZES = [64, 128, 256, 512, 1024, 2048, 4096]
 SMOKE_SIZES = [64, 128]

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 import inn
 from benchmarks.common import interleaved, ratio_stats, summary
-from inn import zoo
-from inn.experiments.slimmable import SlimmableNetwork
 from inn.train import WidthSampler
+from innlab import zoo
+from innlab.experiments.slimmable import SlimmableNetwork
 
 
 def _sandwich_step(model, sampler: WidthSampler, step: int, x, y, optimiser) -> None:

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 import inn
 from benchmarks.common import interleaved, ratio_stats, summary
-from inn import zoo
 from inn.layers import IntegralLayer
+from innlab import zoo
 
 
 def _step(

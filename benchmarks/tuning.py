@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import inn
-from inn.experiments import workloads
+from innlab.experiments import workloads
 
 
 def run(smoke: bool = False) -> list[dict]:

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-import inn.baselines as baselines
+import innlab.baselines as baselines
 
 
 class Tiny(nn.Module):

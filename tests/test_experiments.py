@@ -2,7 +2,7 @@
 
 import json
 
-from inn.experiments import pruning
+from innlab.experiments import pruning
 
 
 def test_pruning_experiment_runs_every_method(trained_digits_cnn, digits, tmp_path):
@@ -41,7 +41,7 @@ def test_budget_experiment_meets_every_budget_for_every_method(
     trained_digits_cnn, digits, tmp_path
 ):
     """inn and Torch-Pruning side by side: every row at or under its budget, files written."""
-    from inn.experiments import budget
+    from innlab.experiments import budget
 
     x, y, xt, yt = digits
     test = [(xt[:200], yt[:200])]
@@ -75,7 +75,7 @@ def test_pruning_experiment_on_a_transformer(digits):
     variants and Torch-Pruning are dropped."""
     import torch
 
-    from inn.zoo import vit
+    from innlab.zoo import vit
 
     x, y, xt, yt = digits
     resize = torch.nn.Upsample(size=(28, 28))  # the 8 x 8 digits at the ViT's input size

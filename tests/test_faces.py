@@ -1,6 +1,6 @@
 """A real pretrained network nobody here trained: MTCNN's RNet with the weights shipped inside
 facenet-pytorch (per-channel PReLU, ceil-mode pooling, a channels-last flatten into a Linear
-layer, two heads), on real face and non-face crops (inn.experiments.faces)."""
+layer, two heads), on real face and non-face crops (innlab.experiments.faces)."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from torch import nn
 
 import inn
 from inn.cost import count_parameters
-from inn.experiments import faces
+from innlab.experiments import faces
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 import inn
-from inn.experiments import pipeline_a
-from inn.experiments.slimmable import SlimmableNetwork
+from innlab.experiments import pipeline_a
+from innlab.experiments.slimmable import SlimmableNetwork
 
 
 def test_slimmable_network_at_a_width_is_the_network_with_its_first_channels(trained_digits_cnn):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from inn.cost import count_parameters
-from inn.experiments import reconstruction as rec
 from inn.numerics import interpolation_matrix
+from innlab.experiments import reconstruction as rec
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from skimage.metrics import peak_signal_noise_ratio
 from torch import nn
 
 import inn
-from inn.baselines import prune_l1
-from inn.sr import (
+from innlab.baselines import prune_l1
+from innlab.sr import (
     TEST_IMAGES,
     TRAIN_IMAGES,
     SRPatches,
@@ -177,8 +177,8 @@ def test_pixel_unshuffle_is_pinned():
 # -- the committed networks -----------------------------------------------------------------------
 @pytest.mark.parametrize("name, scale", [("srcnn", 3), ("edsr", 4)])
 def test_committed_networks_beat_bicubic_on_unseen_images(name, scale):
-    from inn.sr import evaluate
-    from inn.zoo import load_pretrained, pretrained_info
+    from innlab.sr import evaluate
+    from innlab.zoo import load_pretrained, pretrained_info
 
     model = load_pretrained(name)
     images = ("chelsea", "camera")  # test images: never trained on
@@ -191,9 +191,9 @@ def test_committed_networks_beat_bicubic_on_unseen_images(name, scale):
 def test_committed_edsr_twin_works_at_narrow_widths():
     """Figure 7's claim on one unseen image: at 60 % width the twin stays within 1 dB of full
     width, where the discrete EDSR pruned by L1 at the same widths collapses."""
-    from inn.baselines import prune_l1
-    from inn.sr import evaluate
-    from inn.zoo import example_input, load_integral, load_pretrained
+    from innlab.baselines import prune_l1
+    from innlab.sr import evaluate
+    from innlab.zoo import example_input, load_integral, load_pretrained
 
     twin = load_integral("edsr")
     full = evaluate(twin, 4, ("chelsea",))["psnr"]
@@ -207,7 +207,7 @@ def test_committed_edsr_twin_works_at_narrow_widths():
 
 def test_a_luma_model_changes_y_and_keeps_the_chroma():
     """SRCNN's output replaces Y of the bicubic upscaling; Cb and Cr (skimage) stay."""
-    from inn.sr import super_resolve
+    from innlab.sr import super_resolve
 
     class Brighter(nn.Module):  # a "luma model": adds 0.02 to Y
         def __init__(self):
@@ -229,7 +229,7 @@ def test_a_luma_model_changes_y_and_keeps_the_chroma():
 def test_sr_experiment_end_to_end(tmp_path):
     """``inn experiment sr``'s functions at a tiny size: every method, the width curve, the
     crops, and the files (the figures are read back)."""
-    from inn.experiments import sr
+    from innlab.experiments import sr
 
     rows = sr.run(("edsr",), (0.0, 0.5), steps=2, progress=False, images=("coins",))
     methods = {r.method for r in rows}
@@ -249,7 +249,7 @@ def test_sr_experiment_end_to_end(tmp_path):
 
 
 def test_reconstruction_experiment_end_to_end(tmp_path):
-    from inn.experiments import reconstruction as rec
+    from innlab.experiments import reconstruction as rec
 
     rows, pictures = rec.run(("coins",), budgets=(60, 120), steps=3, size=24, progress=False)
     assert len(rows) == 2 * len(rec.METHODS) and set(pictures) == {*rec.METHODS, "original"}
@@ -258,7 +258,7 @@ def test_reconstruction_experiment_end_to_end(tmp_path):
 
 
 def test_sr_experiment_without_edsr_and_with_an_unknown_model(tmp_path):
-    from inn.experiments import sr
+    from innlab.experiments import sr
 
     rows = sr.run(("srcnn",), (0.0, 0.5), ("inn", "l1"), steps=2, progress=False,
                   images=("coins",))  # fmt: skip

@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import inn
-import inn.data
-import inn.zoo
+import innlab.data
+import innlab.zoo
 from inn.train import WidthSampler, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -365,9 +365,11 @@ def test_bfloat16_autocast_trains_on_the_cpu():
 # -- command line and the zoo twin -------------------------------------------------------------
 def test_inn_train_command_line_trains_and_reports_every_width(tmp_path, capsys):
     from inn.cli import main
+    from tests.cli_models import gray_net
 
     out = tmp_path / "run"
-    code = main(["train", "--from", "scratch", "--model-width", "4", "--steps", "3",
+    code = main(["train", "--model", "tests.cli_models:gray_net", "--data",
+                 "tests.cli_models:digit_splits", "--from", "scratch", "--steps", "3",
                  "--batch-size", "32", "--keep-batchnorm", "--out", str(out)])  # fmt: skip
     assert code == 0
     summary = json.loads((out / "train.json").read_text())
@@ -375,8 +377,8 @@ def test_inn_train_command_line_trains_and_reports_every_width(tmp_path, capsys)
     assert all(0 <= a <= 1 for a in summary["accuracy_at_width"].values())
     assert len((out / "log.jsonl").read_text().splitlines()) == 1  # step 3 (log every 10, last)
     state = torch.load(out / "model.pt", weights_only=True)
-    twin = inn.convert(inn.zoo.cifar_resnet18(width=4).eval(), torch.zeros(1, 1, 28, 28),
-                       permute=False, fold_batchnorm=False)  # fmt: skip
+    twin = inn.convert(gray_net().eval(), torch.zeros(1, 1, 8, 8), permute=False,
+                       fold_batchnorm=False)
     twin.load_state_dict(state)  # the saved model loads into the same conversion
     assert "accuracy" in capsys.readouterr().out
 
@@ -384,9 +386,9 @@ def test_inn_train_command_line_trains_and_reports_every_width(tmp_path, capsys)
 def test_the_zoo_twin_works_at_every_width_without_data():
     """The committed random-width twin of the demo network, resized with no data and no tuning,
     keeps its recorded accuracy at every width (the held-out digits, recomputed here)."""
-    info = json.loads((inn.zoo.checkpoint_dir() / "cifar_resnet18-inn.json").read_text())
-    twin = inn.zoo.load_integral("cifar_resnet18")
-    _, test_set = inn.data.mnist_splits(seed=0)
+    info = json.loads((innlab.zoo.checkpoint_dir() / "cifar_resnet18-inn.json").read_text())
+    twin = innlab.zoo.load_integral("cifar_resnet18")
+    _, test_set = innlab.data.mnist_splits(seed=0)
     x, y = test_set.tensors
     for fraction, recorded in info["test_accuracy_at_width"].items():
         with twin.widths_kept():
@@ -396,6 +398,6 @@ def test_the_zoo_twin_works_at_every_width_without_data():
 
 
 def test_a_missing_twin_names_the_script_that_makes_it(monkeypatch, tmp_path):
-    monkeypatch.setattr("inn.zoo.checkpoint_dir", lambda: tmp_path)
-    with pytest.raises(inn.zoo.PretrainedNotFoundError, match=r"scripts/train_twin\.py"):
-        inn.zoo.load_integral("cifar_resnet18")
+    monkeypatch.setattr("innlab.zoo.checkpoint_dir", lambda: tmp_path)
+    with pytest.raises(innlab.zoo.PretrainedNotFoundError, match=r"scripts/train_twin\.py"):
+        innlab.zoo.load_integral("cifar_resnet18")

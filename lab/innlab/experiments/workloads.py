@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from inn import data, zoo
 from inn.errors import InnError
+from innlab import data, zoo
 
 __all__ = ["TrainingData", "Workload", "cifar10_workload", "mnist_workload", "training_data"]
 
@@ -78,7 +78,7 @@ class TrainingData:
 
 
 def training_data(dataset: str = "mnist", data_dir: Path | None = None) -> TrainingData:
-    """``"mnist"``: the 4,000 / 1,000 digits of :func:`inn.data.mnist_splits`; ``"cifar10"``:
+    """``"mnist"``: the 4,000 / 1,000 digits of :func:`innlab.data.mnist_splits`; ``"cifar10"``:
     the 50,000 / 10,000 images in ``data_dir`` (random crops and flips for training)."""
     if dataset == "mnist":
         train, test = data.mnist_splits(seed=0)

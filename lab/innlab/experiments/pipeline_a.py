@@ -36,10 +36,10 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 import inn
-from inn.baselines import prune_l1
-from inn.experiments.pruning import accuracy
-from inn.experiments.slimmable import SlimmableNetwork
 from inn.train import WidthSampler, at_widths, train, uniform_widths
+from innlab.baselines import prune_l1
+from innlab.experiments.pruning import accuracy
+from innlab.experiments.slimmable import SlimmableNetwork
 
 __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from inn.cost import count_parameters
 from inn.numerics import TrainablePartition, interpolation_matrix, uniform
-from inn.sr import TEST_IMAGES, load_image, psnr, rgb_to_y
+from innlab.sr import TEST_IMAGES, load_image, psnr, rgb_to_y
 
 __all__ = [
     "METHODS", "Budget", "Row", "Scattered", "Separable", "Uniform", "equal_budgets", "fit",

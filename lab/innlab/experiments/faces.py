@@ -36,7 +36,7 @@ Methods at each compression (fraction of the parameters removed), the heads neve
   on :class:`ChannelsFirst`, the same network with its channels-last flatten folded into the
   Linear layer (Torch-Pruning misreads the shipped layout); ``+calib``: then the biases
   trained on the calibration crops to match the original's outputs
-  (:func:`inn.baselines.calibrate`, mean squared error, the same 150 steps);
+  (:func:`innlab.baselines.calibrate`, mean squared error, the same 150 steps);
 * ``tp-l1-shipped``: ``tp-l1`` on the shipped layout, to measure what that misreading costs.
 
 Every method prunes the network behind :class:`Heads`, which concatenates the heads into one
@@ -66,10 +66,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
-from inn import baselines
 from inn.cost import count_macs, count_parameters
 from inn.errors import InnError
-from inn.sr.data import load_image
+from innlab import baselines
+from innlab.sr.data import load_image
 
 __all__ = [
     "COMPRESSIONS",

@@ -17,7 +17,7 @@ OVERLAP = 8
 
 
 def sr_experiment(args: argparse.Namespace, command: str) -> int:
-    from inn.experiments import sr
+    from innlab.experiments import sr
 
     start = time.perf_counter()
     compressions = _floats(args.compressions, (0.0, 0.2, 0.4, 0.6))
@@ -37,7 +37,7 @@ def sr_experiment(args: argparse.Namespace, command: str) -> int:
 
 
 def reconstruction_experiment(args: argparse.Namespace, command: str) -> int:
-    from inn.experiments import reconstruction
+    from innlab.experiments import reconstruction
 
     start = time.perf_counter()
     budgets = tuple(int(b) for b in _floats(args.budgets_reconstruction, (300, 600, 1200)))
@@ -81,7 +81,7 @@ def _tiled(model: Any, low: Any, scale: int) -> Any:
     """Super-resolve ``low`` in overlapping tiles (memory bounded by the tile, not the image)."""
     import torch
 
-    from inn.sr import super_resolve
+    from innlab.sr import super_resolve
 
     _, h, w = low.shape
     if h * w <= (2 * TILE) ** 2:
@@ -106,8 +106,8 @@ def _upscale(args: argparse.Namespace) -> int:
     from PIL import Image
 
     import inn
-    from inn import zoo
     from inn.cost import count_parameters
+    from innlab import zoo
 
     if args.scale not in SR_MODELS:
         raise InnError(
@@ -124,10 +124,10 @@ def _upscale(args: argparse.Namespace) -> int:
     full = zoo.load_pretrained(name)
     if name == "edsr":  # its twin was trained for every width: no data or tuning needed
         imodel = zoo.load_integral(name)
-        source = "EDSR trained with random widths (inn.zoo.load_integral('edsr'))"
+        source = "EDSR trained with random widths (innlab.zoo.load_integral('edsr'))"
     else:
         imodel = inn.convert(full, zoo.example_input(name))
-        source = "SRCNN converted to an INN (inn.zoo.load_pretrained('srcnn'))"
+        source = "SRCNN converted to an INN (innlab.zoo.load_pretrained('srcnn'))"
     imodel.resize(compression=args.compression, sensitivity="uniform")
     model = imodel.export()
     start = time.perf_counter()

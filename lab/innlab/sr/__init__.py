@@ -1,8 +1,8 @@
 """Super-resolution with integral networks: models, data from installed packages, metrics.
 
-The models themselves are also in :mod:`inn.zoo` (``SR_ZOO``)."""
+The models themselves are also in :mod:`innlab.zoo` (``SR_ZOO``)."""
 
-from inn.sr.data import (
+from innlab.sr.data import (
     TEST_IMAGES,
     TRAIN_IMAGES,
     SRPatches,
@@ -11,9 +11,9 @@ from inn.sr.data import (
     load_image,
     pair,
 )
-from inn.sr.evaluate import evaluate, is_luma, super_resolve
-from inn.sr.metrics import psnr, rgb_to_y, ssim
-from inn.sr.models import EDSR, SRCNN, ResidualBlock, edsr, srcnn
+from innlab.sr.evaluate import evaluate, is_luma, super_resolve
+from innlab.sr.metrics import psnr, rgb_to_y, ssim
+from innlab.sr.models import EDSR, SRCNN, ResidualBlock, edsr, srcnn
 
 __all__ = [
     "EDSR",

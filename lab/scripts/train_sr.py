@@ -3,12 +3,12 @@ patches of the training images and write the committed checkpoints.
 
 Usage (from the repository root)::
 
-    python scripts/train_sr.py                    # srcnn, edsr, then edsr-inn (from edsr)
-    python scripts/train_sr.py --models edsr --steps 500 --out-dir /tmp/sr
+    python lab/scripts/train_sr.py                    # srcnn, edsr, then edsr-inn (from edsr)
+    python lab/scripts/train_sr.py --models edsr --steps 500 --out-dir /tmp/sr
 
-Writes ``src/inn/checkpoints/{name}.pt`` and ``{name}.json`` (recipe, seed, PSNR / SSIM on the
+Writes ``lab/innlab/checkpoints/{name}.pt`` and ``{name}.json`` (recipe, seed, PSNR / SSIM on the
 test images, bicubic's, time, the command). Seeded: ``torch.manual_seed`` for the
-initialisation, the patch dataset (:class:`inn.sr.SRPatches`) and the batch order. The test
+initialisation, the patch dataset (:class:`innlab.sr.SRPatches`) and the batch order. The test
 images are never seen; the reported PSNR is that of the final weights.
 """
 
@@ -29,8 +29,8 @@ from train_zoo import provenance
 
 import inn
 from inn import loop
-from inn.sr import SRPatches, evaluate
-from inn.zoo import SR_ZOO, checkpoint_dir
+from innlab.sr import SRPatches, evaluate
+from innlab.zoo import SR_ZOO, checkpoint_dir
 
 # name -> recipe: Adam, one-cycle schedule (5 % warm-up, cosine decay), patches of the training
 # images; the twin is EDSR converted and fine-tuned by inn.train over random widths
@@ -108,8 +108,8 @@ def train_one(name: str, steps: int | None, seed: int, out_dir: Path, command: s
         result = {key: evaluate(model, scale)[key] for key in ("psnr", "ssim")}
     info = {
         "name": name,
-        "architecture": f"inn.zoo.SR_ZOO[{name!r}]()" if name in SR_ZOO else recipe["from"],
-        "dataset": "inn.sr.SRPatches (inn.sr.TRAIN_IMAGES); test: inn.sr.TEST_IMAGES",
+        "architecture": f"innlab.zoo.SR_ZOO[{name!r}]()" if name in SR_ZOO else recipe["from"],
+        "dataset": "innlab.sr.SRPatches (innlab.sr.TRAIN_IMAGES); test: innlab.sr.TEST_IMAGES",
         "seed": seed,
         "recipe": recipe,
         "test": result,
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", type=Path, default=checkpoint_dir())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = shlex.join(["python", "scripts/train_sr.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "lab/scripts/train_sr.py", *(sys.argv[1:] if argv is None else argv)])
     for name in args.models:
         info = train_one(name, args.steps, args.seed, args.out_dir, command)
         print(name, json.dumps(info["test"]), "bicubic", json.dumps(info["bicubic"]),

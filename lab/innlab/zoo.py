@@ -5,12 +5,12 @@
 * :func:`mobilenet_v2`: torchvision's MobileNetV2 at half width.
 * :func:`vit`: a small vision transformer (``nn.MultiheadAttention``, ``nn.LayerNorm``).
 * :func:`srcnn`, :func:`edsr` (:data:`SR_ZOO`): super-resolution networks x3 and x4
-  (:mod:`inn.sr`), trained by ``scripts/train_sr.py`` on image patches.
+  (:mod:`innlab.sr`), trained by ``lab/scripts/train_sr.py`` on image patches.
 
 Both default to narrower widths than the paper's so that they train in minutes on a CPU; the
 width is a constructor argument. :func:`load_pretrained` returns one of them with the weights
-committed under ``inn/checkpoints/``, trained on the 4,000 training digits of
-:func:`inn.data.mnist_splits` by ``scripts/train_zoo.py``.
+committed under ``lab/innlab/checkpoints/``, trained on the 4,000 training digits of
+:func:`innlab.data.mnist_splits` by ``lab/scripts/train_zoo.py``.
 
 The forward passes have no data-dependent control flow and no in-place operations, so
 :func:`torch.fx.symbolic_trace` (and hence :func:`inn.convert`) sees every layer.
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from inn.errors import InnError
-from inn.sr.models import EDSR, SRCNN, edsr, srcnn
+from innlab.sr.models import EDSR, SRCNN, edsr, srcnn
 
 __all__ = [
     "EDSR",
@@ -52,9 +52,9 @@ __all__ = [
     "vit",
 ]
 
-TRAIN_COMMAND = "python scripts/train_zoo.py"
-TWIN_COMMAND = "python scripts/train_twin.py"
-SR_TRAIN_COMMAND = "python scripts/train_sr.py"
+TRAIN_COMMAND = "python lab/scripts/train_zoo.py"
+TWIN_COMMAND = "python lab/scripts/train_twin.py"
+SR_TRAIN_COMMAND = "python lab/scripts/train_sr.py"
 
 TWIN_RECIPE: dict[str, Any] = {
     "epochs": 15,
@@ -217,7 +217,7 @@ def mobilenet_v2(num_classes: int = 10, in_channels: int = 1, width_mult: float 
         import torchvision
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise InnError(
-            'the mobilenet_v2 zoo model needs torchvision: pip install "inn[experiments]"'
+            'the mobilenet_v2 zoo model needs torchvision: pip install torchvision'
         ) from error
     model = torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
     stem = model.features[0][0]
@@ -291,15 +291,15 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
 """Name -> constructor; the default arguments build the architecture of each checkpoint."""
 
 SR_ZOO: dict[str, Callable[..., nn.Module]] = {"srcnn": srcnn, "edsr": edsr}
-"""Super-resolution networks (:mod:`inn.sr.models`): SRCNN x3 on the Y channel, EDSR x4 on RGB,
-trained on :class:`inn.sr.SRPatches` by ``python scripts/train_sr.py``."""
+"""Super-resolution networks (:mod:`innlab.sr.models`): SRCNN x3 on the Y channel, EDSR x4 on RGB,
+trained on :class:`innlab.sr.SRPatches` by ``python lab/scripts/train_sr.py``."""
 
 EXAMPLE_SHAPES: dict[str, tuple[int, ...]] = {"srcnn": (1, 1, 33, 33), "edsr": (1, 3, 24, 24)}
 """An input shape of each model (default: the zoo's ``(1, 1, 28, 28)`` MNIST digits)."""
 
 
 def checkpoint_dir() -> Path:
-    """The folder of the committed checkpoints (``inn/checkpoints`` next to this module)."""
+    """The folder of the committed checkpoints (``checkpoints`` next to this module)."""
     return Path(__file__).resolve().parent / "checkpoints"
 
 
@@ -338,8 +338,8 @@ def pretrained_info(name: str) -> dict[str, Any]:
 def load_pretrained(name: str) -> nn.Module:
     """Build zoo model ``name`` with its default arguments and load its committed weights.
 
-    The classifiers were trained on the 4,000 training digits of :func:`inn.data.mnist_splits`
-    (``seed=0``), the SR networks on :class:`inn.sr.SRPatches`; the model is returned in eval
+    The classifiers were trained on the 4,000 training digits of :func:`innlab.data.mnist_splits`
+    (``seed=0``), the SR networks on :class:`innlab.sr.SRPatches`; the model is returned in eval
     mode.
 
     Raises:
@@ -362,7 +362,7 @@ def load_pretrained(name: str) -> nn.Module:
 def load_integral(name: str) -> nn.Module:
     """The random-width-trained INN twin of zoo model ``name`` (an :class:`inn.IntegralModel`
     with integral BatchNorms, eval mode), fine-tuned from its checkpoint by
-    ``scripts/train_twin.py``: one network that works at every width of its groups, resized
+    ``lab/scripts/train_twin.py``: one network that works at every width of its groups, resized
     with no data and no tuning.
 
     Raises:

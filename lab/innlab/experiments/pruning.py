@@ -14,7 +14,7 @@ channel group:
   (its own widths per layer), BatchNorm re-estimated (then the bias budget), the strongest peer.
 
 Every group keeps the same fraction of its channels (the paper's protocol; the budget
-experiment, :mod:`inn.experiments.budget`, allocates widths per group).
+experiment, :mod:`innlab.experiments.budget`, allocates widths per group).
 
 Only the public API is used.
 """
@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
-from inn import baselines
-from inn.experiments import peers
+from innlab import baselines
+from innlab.experiments import peers
 
 __all__ = [
     "BASELINE_METHODS", "INN_METHODS", "PEER_METHODS", "Result", "applicable", "markdown", "plot",

@@ -2,15 +2,15 @@
 
 Usage (from the repository root)::
 
-    python scripts/train_twin.py                       # cifar_resnet18, the demo network
-    python scripts/train_twin.py --epochs 4 --out-dir /tmp/twin
+    python lab/scripts/train_twin.py                       # cifar_resnet18, the demo network
+    python lab/scripts/train_twin.py --epochs 4 --out-dir /tmp/twin
 
 The twin is the committed zoo network converted with its BatchNorms kept as integral BatchNorms
 and fine-tuned by :func:`inn.train.train` on the same 4,000 MNIST training digits, with the
 zoo's optimiser, schedule and augmentation at a fifth of its learning rate, the sandwich rule
-over widths [25 %, 100 %] of every group and a smoothness penalty (``inn.zoo.TWIN_RECIPE``). It writes
-``src/inn/checkpoints/{name}-inn.pt`` (the integral model's state_dict, loaded by
-:func:`inn.zoo.load_integral`) and ``{name}-inn.json`` (recipe, seed, test accuracy at every
+over widths [25 %, 100 %] of every group and a smoothness penalty (``innlab.zoo.TWIN_RECIPE``). It writes
+``lab/innlab/checkpoints/{name}-inn.pt`` (the integral model's state_dict, loaded by
+:func:`innlab.zoo.load_integral`) and ``{name}-inn.json`` (recipe, seed, test accuracy at every
 width, time, the command).
 """
 
@@ -28,8 +28,8 @@ import torch
 from train_zoo import RECIPES, accuracy, provenance, random_shift
 
 import inn
-from inn.data import mnist_splits
-from inn.zoo import TWIN_RECIPE, checkpoint_dir, load_pretrained
+from innlab.data import mnist_splits
+from innlab.zoo import TWIN_RECIPE, checkpoint_dir, load_pretrained
 
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 
@@ -57,8 +57,8 @@ def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -
     torch.save(imodel.state_dict(), path)
     info = {
         "name": f"{name}-inn",
-        "architecture": f"inn.convert(inn.zoo.load_pretrained({name!r}), fold_batchnorm=False)",
-        "dataset": "inn.data.mnist_splits(seed=0): 4,000 train / 1,000 test",
+        "architecture": f"inn.convert(innlab.zoo.load_pretrained({name!r}), fold_batchnorm=False)",
+        "dataset": "innlab.data.mnist_splits(seed=0): 4,000 train / 1,000 test",
         "seed": seed,
         "recipe": recipe,
         "steps": report.steps,
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = shlex.join(
-        ["python", "scripts/train_twin.py", *(sys.argv[1:] if argv is None else argv)]
+        ["python", "lab/scripts/train_twin.py", *(sys.argv[1:] if argv is None else argv)]
     )
     info = train_twin(args.model, args.epochs, args.seed, args.out_dir, command)
     print(json.dumps(info["test_accuracy_at_width"]), f"{info['train_time_s']} s")

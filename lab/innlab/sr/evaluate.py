@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from inn.sr.data import TEST_IMAGES, bicubic_up, pair
-from inn.sr.metrics import psnr, rgb_to_y, ssim
+from innlab.sr.data import TEST_IMAGES, bicubic_up, pair
+from innlab.sr.metrics import psnr, rgb_to_y, ssim
 
 __all__ = ["evaluate", "is_luma", "super_resolve"]
 

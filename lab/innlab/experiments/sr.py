@@ -9,7 +9,7 @@
   - ``l1``: keep the channels (for a PixelShuffle: whole sub-pixel blocks) of largest kernel L1
     norm; ``l1+calib``: then train the biases to match the unpruned network's outputs on the
     same calibration inputs, with the same step budget.
-* Figure 7: EDSR's twin trained with random widths (``inn.zoo.load_integral("edsr")``) against
+* Figure 7: EDSR's twin trained with random widths (``innlab.zoo.load_integral("edsr")``) against
   the discrete EDSR pruned by L1 and the converted EDSR resized without training, PSNR against
   the width kept (40-100 %).
 * A picture: one test crop at 40 % compression.
@@ -29,10 +29,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
-from inn import baselines, zoo
 from inn.cost import count_parameters
 from inn.errors import InnError
-from inn.sr import TEST_IMAGES, SRPatches, bicubic_up, evaluate, pair, psnr, super_resolve
+from innlab import baselines, zoo
+from innlab.sr import TEST_IMAGES, SRPatches, bicubic_up, evaluate, pair, psnr, super_resolve
 
 __all__ = [
     "METHODS", "Row", "calibration_inputs", "crops", "markdown", "plot_crops", "run", "save",

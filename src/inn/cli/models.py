@@ -1,9 +1,8 @@
-"""``inn inspect MODEL`` (every channel group, whether it can shrink and why not), and the
-models, weights and shapes the command line reads, each mistake answered in one line."""
+"""What the commands read: models (torchvision, timm or ``module:callable``), state_dict files,
+shapes and JSON keyword arguments, each mistake answered in one line."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import pickle
@@ -14,13 +13,35 @@ from typing import Any
 from inn.errors import InnError
 
 __all__ = [
-    "add_inspect_parser",
+    "command_line",
     "load_architecture",
+    "load_callable",
     "load_weights",
     "parse_model_kwargs",
     "parse_shape",
-    "require_experiment_packages",
 ]
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The command as typed, for the headers of results files."""
+    import shlex
+    import sys
+
+    return "inn " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+
+
+def load_callable(spec: str, option: str) -> Any:
+    """The object ``package.module:name`` names (for ``--data`` and the like)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InnError(f"{option} {spec!r} is not module:callable (e.g. mypackage.data:splits)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise InnError(f"{option} {spec!r}: cannot import {module_name!r} ({err})") from None
+    if not hasattr(module, attr):
+        raise InnError(f"{option} {spec!r}: module {module_name!r} has no {attr!r}")
+    return getattr(module, attr)
 
 
 def load_architecture(
@@ -63,31 +84,6 @@ def load_architecture(
     return torchvision.models.get_model(spec, weights=None, **kwargs)
 
 
-# what the commands that run experiments import, and the extra that installs it
-_EXPERIMENT_PACKAGES = {"matplotlib": "matplotlib", "mlxtend": "mlxtend"}
-IMAGE_PACKAGES = {
-    "matplotlib": "matplotlib", "PIL": "pillow", "skimage": "scikit-image", "pywt": "PyWavelets",
-    "sklearn": "scikit-learn",
-}  # fmt: skip
-"""What the super-resolution and reconstruction experiments need (their images and SSIM)."""
-
-
-def require_experiment_packages(command: str, packages: dict[str, str] | None = None) -> None:
-    """Stop before any work if ``inn[experiments]``'s packages (or ``packages``: import name ->
-    package) are missing."""
-    missing = []
-    for module, package in (packages or _EXPERIMENT_PACKAGES).items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(package)
-    if missing:
-        raise SystemExit(
-            f"inn {command}: needs {', '.join(missing)}, which the experiments extra installs: "
-            'pip install "inn[experiments]"'
-        )
-
-
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"1,3,224,224"``, ``"1x3x224x224"``, ``"1 3 224 224"`` or ``"(1, 3, 224, 224)"``."""
     parts = [p for p in re.split(r"[\s,x×*()\[\]]+", text.strip().lower()) if p]
@@ -99,18 +95,16 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def parse_model_kwargs(text: str | None) -> dict[str, Any]:
+def parse_model_kwargs(text: str | None, option: str = "--model-kwargs") -> dict[str, Any]:
     """``--model-kwargs '{"num_classes": 10}'``: a JSON object of keyword arguments."""
     if not text:
         return {}
     try:
         kwargs = json.loads(text)
     except json.JSONDecodeError as err:
-        raise InnError(
-            f"--model-kwargs is not JSON ({err}): give e.g. '{{\"width\": 8}}'"
-        ) from None
+        raise InnError(f"{option} is not JSON ({err}): give e.g. '{{\"width\": 8}}'") from None
     if not isinstance(kwargs, dict):
-        raise InnError(f"--model-kwargs must be a JSON object of keyword arguments, got {text!r}")
+        raise InnError(f"{option} must be a JSON object of keyword arguments, got {text!r}")
     return kwargs
 
 
@@ -173,39 +167,3 @@ def load_weights(
         )
     model.load_state_dict(state)
     return model, num_classes
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    import torch
-
-    import inn
-
-    kwargs = parse_model_kwargs(args.model_kwargs)
-    model, _ = load_weights(args.model, args.weights, args.num_classes, "inn inspect", kwargs)
-    model.eval()
-    shape = parse_shape(args.input_shape)
-    imodel = inn.convert(model, torch.randn(shape), permute=False)
-    report = imodel.coverage()
-    width = max(len(g.name) for g in report.groups)
-    print(f"{'group':<{width}}  {'channels':>8}  resizable")
-    for g in report.groups:
-        print(f"{g.name:<{width}}  {g.full_size:>8}  {'yes' if g.resizable else 'no: ' + g.reason}")
-    print(f"\n{args.model}: {report}")
-    if imodel.report.probed:
-        probed = ", ".join(f"{op} x{n}" for op, n in imodel.report.probed.items())
-        print(f"no rule needed, probed and found channel-wise: {probed}")
-    return 0
-
-
-def add_inspect_parser(sub: Any) -> None:
-    inspect = sub.add_parser(
-        "inspect", help="list a model's channel groups: which can shrink, and why not"
-    )
-    inspect.add_argument("model", help="torchvision name, timm:NAME or module:callable")
-    inspect.add_argument(
-        "--input-shape", default="1,3,224,224", help="example input shape (default 1,3,224,224)"
-    )
-    inspect.add_argument("--num-classes", type=int, help="number of classes of the model")
-    inspect.add_argument("--weights", help="state_dict file (.pt) of the model")
-    inspect.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
-    inspect.set_defaults(func=_inspect)

@@ -21,11 +21,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from inn.baselines import select_channels
 from inn.convert import Group
 from inn.convert.convert import prepare
 from inn.convert.permutation import group_members
 from inn.errors import InnError
+from innlab.baselines import select_channels
 
 __all__ = ["SlimmableNetwork"]
 

@@ -11,13 +11,13 @@ For each budget (a fraction of the original's parameters or MACs) every method g
 * ``inn-uniform+tune``: every group at the same fraction, partition tuning (the default before
   budgets);
 * ``inn-trained``: a network trained with random widths (:func:`inn.train.train`; the zoo's
-  twin, :func:`inn.zoo.load_integral`), resized to the budget with no data and no tuning;
+  twin, :func:`innlab.zoo.load_integral`), resized to the budget with no data and no tuning;
 * ``l1-alloc+bn``: the ablation that asks what the integral part adds: ``inn``'s widths per
   group, but the channels chosen by L1 norm (discrete, no resampling), BatchNorm re-estimated and
   folded;
 * ``tp-{lamp,l1,taylor}+bn``: Torch-Pruning's global ranking with that importance, BatchNorm
   statistics re-estimated on the calibration images; ``+calib``: then biases and BatchNorm
-  parameters trained with the same images and steps (:func:`inn.baselines.calibrate`).
+  parameters trained with the same images and steps (:func:`innlab.baselines.calibrate`).
 
 Each row records accuracy, parameters, MACs, measured latency (batch 1, this CPU) and the
 wall time of pruning. Only the public API of ``inn`` is used.
@@ -36,11 +36,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
-from inn import baselines
 from inn.budget import measure_latency
 from inn.cost import count_macs, count_parameters
-from inn.experiments import peers
-from inn.experiments.pruning import accuracy
+from innlab import baselines
+from innlab.experiments import peers
+from innlab.experiments.pruning import accuracy
 
 __all__ = ["METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from inn.errors import InnError
-from inn.sr.metrics import rgb_to_y
+from innlab.sr.metrics import rgb_to_y
 
 __all__ = [
     "TEST_IMAGES",

@@ -1,0 +1,267 @@
+"""The commands of the experiments, added to ``inn`` through the ``inn.commands`` entry point:
+``inn demo``, ``inn experiment NAME`` and ``inn upscale``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+from inn.cli.models import command_line
+from inn.cli.prune import parse_budgets
+
+__all__ = ["IMAGE_PACKAGES", "register", "require_experiment_packages"]
+
+LAB_INSTALL = "pip install -e lab (from the inn repository)"
+"""How the experiments and their packages are installed."""
+_EXPERIMENT_PACKAGES = {"matplotlib": "matplotlib", "mlxtend": "mlxtend"}
+IMAGE_PACKAGES = {
+    "matplotlib": "matplotlib", "PIL": "pillow", "skimage": "scikit-image", "pywt": "PyWavelets",
+    "sklearn": "scikit-learn",
+}  # fmt: skip
+"""What the super-resolution and reconstruction experiments need (their images and SSIM)."""
+
+
+def require_experiment_packages(command: str, packages: dict[str, str] | None = None) -> None:
+    """Stop before any work if the experiments' packages (or ``packages``: import name ->
+    package) are missing."""
+    missing = []
+    for module, package in (packages or _EXPERIMENT_PACKAGES).items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise SystemExit(
+            f"inn {command}: needs {', '.join(missing)}, which the experiments install: "
+            f"{LAB_INSTALL}"
+        )
+
+
+def register(sub: Any) -> None:
+    """Add ``demo``, ``experiment`` and ``upscale`` to the ``inn`` command's sub-parsers."""
+    from innlab.cli_sr import add_upscale_parser
+
+    demo = sub.add_parser(
+        "demo", help="prune a trained ResNet-18 on real digits: INN vs L1, a table and a plot"
+    )
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument(
+        "--steps", type=int, default=150, help="tuning/calibration steps per compression"
+    )
+    demo.set_defaults(func=_demo)
+
+    exp = sub.add_parser(
+        "experiment",
+        help="the paper's pipelines: pipeline-a (training), pipeline-b, pipeline-c, pruning "
+        "(both); budget: inn vs Torch-Pruning at parameter and MAC budgets; sr: SRCNN and EDSR "
+        "pruned without fine-tuning; reconstruction: images on fixed vs trainable partitions; "
+        "faces: MTCNN's pretrained RNet and ONet (facenet-pytorch) vs Torch-Pruning",
+    )
+    exp.add_argument(
+        "name",
+        choices=["pipeline-a", "pipeline-b", "pipeline-c", "pruning", "budget", "sr",
+                 "reconstruction", "faces"],
+    )  # fmt: skip
+    exp.add_argument(
+        "--model",
+        help="zoo model (cifar_resnet18, nin, mobilenet_v2, vit; sr: srcnn or edsr; faces: rnet "
+        "or onet, default both) or, with cifar10, an architecture",
+    )
+    exp.add_argument(
+        "--budgets",
+        default="params:0.8,params:0.6,params:0.4,params:0.3,macs:0.7,macs:0.5,macs:0.3",
+        help="budget experiment: KIND:FRACTION kept, comma-separated",
+    )
+    exp.add_argument("--methods", help="comma-separated subset of the experiment's methods")
+    exp.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
+    exp.add_argument(
+        "--data-dir", help="folder with CIFAR-10 (torchvision layout), for --dataset cifar10"
+    )
+    exp.add_argument("--weights", help="state_dict of the model, for --dataset cifar10")
+    exp.add_argument(
+        "--compressions",
+        help="fractions of parameters removed (default 0,0.1,...,0.7; sr: 0,0.2,0.4,0.6)",
+    )
+    exp.add_argument(
+        "--budgets-reconstruction", help="reconstruction: parameter counts (default 300,600,1200)"
+    )
+    exp.add_argument(
+        "--steps-reconstruction", type=int, default=400, help="reconstruction: Adam steps per fit"
+    )
+    exp.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds for permutation / random choice"
+    )
+    exp.add_argument(
+        "--steps", type=int, default=150, help="tuning/calibration steps per compression"
+    )
+    exp.add_argument("--epochs", type=float, default=2.0, help="pipeline-a: epochs per row")
+    exp.add_argument(
+        "--model-width", type=int, help="pipeline-a: the zoo constructor's width (default 8)"
+    )
+    exp.add_argument("--out", help="output folder (default out/NAME-MODEL)")
+    exp.set_defaults(func=_experiment)
+    add_upscale_parser(sub)
+
+
+DEMO_MODEL = "cifar_resnet18"
+DEMO_COMPRESSIONS = (0.2, 0.4, 0.6)
+DEMO_METHODS = ("inn", "inn-data-free", "inn-uniform+tune", "tp-lamp+bn", "tp-lamp+bn+calib")
+
+
+def _report(results, out: Path, title: str, command: str) -> None:
+    from innlab.experiments import pruning
+
+    pruning.save(results, out, title, command)
+    print(f"\n{title}\n\n{pruning.markdown(results)}\n")
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    require_experiment_packages("demo")
+    from innlab.experiments import budget, workloads
+
+    start = time.perf_counter()
+    print(
+        f"inn demo: pruning a trained CIFAR-style ResNet-18 ({DEMO_MODEL}, width 16) on real MNIST"
+    )
+    print(
+        "digits without fine-tuning, to 20/40/60 % fewer parameters: inn's defaults, inn without\n"
+        "any data, the uniform INN with partition tuning, and Torch-Pruning (global LAMP + BatchNorm\n"
+        "re-estimation, then + bias calibration), all with the same 256 calibration images; and\n"
+        "its twin trained with random widths (inn.train), resized with no data and no tuning.\n"
+    )
+    methods = list(DEMO_METHODS)
+    if importlib.util.find_spec("torch_pruning") is None:
+        methods = [m for m in methods if not m.startswith("tp-")]
+        print(
+            'torch-pruning is not installed: its rows are left out (pip install torch-pruning==1.6.1)'
+        )
+    from innlab import zoo
+
+    twin = zoo.load_integral(DEMO_MODEL)  # the same network trained for every width
+    work = workloads.mnist_workload(DEMO_MODEL)
+    rows = budget.run(
+        work.model,
+        work.test,
+        work.calib,
+        budgets=[("params", 1 - c) for c in DEMO_COMPRESSIONS],
+        methods=["inn-trained", *methods],
+        seeds=(0,),
+        steps=args.steps,
+        trained=twin,
+    )
+    title = f"Pruning without fine-tuning: {work.name}"
+    out = Path(args.out)
+    budget.save(rows, out, title, command_line(args.argv))
+    print(f"\n{title}\n\n{budget.markdown(rows)}\n")
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _budget_experiment(args: argparse.Namespace) -> int:
+    from innlab.experiments import budget, workloads
+
+    model_name = args.model or DEMO_MODEL
+    work = workloads.mnist_workload(model_name)
+    rows = budget.run(
+        work.model,
+        work.test,
+        work.calib,
+        budgets=parse_budgets(args.budgets),
+        methods=tuple(args.methods.split(",")) if args.methods else budget.METHODS,
+        seeds=tuple(range(args.seeds)),
+        steps=args.steps,
+    )
+    out = Path(args.out or f"out/budget-{model_name}")
+    title = f"Pruning to a budget without fine-tuning, inn vs Torch-Pruning: {work.name}"
+    budget.save(rows, out, title, command_line(args.argv))
+    print(f"\n{title}\n\n{budget.markdown(rows)}\n")
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    if args.name in ("sr", "reconstruction"):
+        from innlab import cli_sr
+
+        require_experiment_packages(f"experiment {args.name}", IMAGE_PACKAGES)
+        run = cli_sr.sr_experiment if args.name == "sr" else cli_sr.reconstruction_experiment
+        return run(args, command_line(args.argv))
+    if args.name == "faces":
+        packages = {**IMAGE_PACKAGES, "torch_pruning": "torch-pruning"}
+        require_experiment_packages("experiment faces", packages)
+        from innlab.experiments import faces
+
+        return faces.main(args, command_line(args.argv))
+    require_experiment_packages("experiment")
+    from innlab.experiments import pruning, workloads
+
+    if args.name == "budget":
+        return _budget_experiment(args)
+    if args.name == "pipeline-a":
+        return _pipeline_a(args, command_line(args.argv))
+
+    methods = {
+        "pipeline-b": pruning.INN_METHODS,
+        "pipeline-c": pruning.BASELINE_METHODS,
+        "pruning": pruning.INN_METHODS + pruning.BASELINE_METHODS + pruning.PEER_METHODS,
+    }[args.name]
+    if args.dataset == "cifar10":
+        if not (args.data_dir and args.weights and args.model):
+            raise SystemExit(
+                "inn experiment: --dataset cifar10 needs --data-dir, --model and --weights"
+            )
+        work = workloads.cifar10_workload(args.model, Path(args.weights), Path(args.data_dir))
+    else:
+        work = workloads.mnist_workload(args.model or DEMO_MODEL)
+    methods = pruning.applicable(methods, work.model)
+    if args.methods:
+        methods = tuple(m for m in methods if m in args.methods.split(","))
+    given = args.compressions or "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7"
+    compressions = tuple(float(c) for c in given.split(","))
+    results = pruning.run(
+        work.model,
+        work.test,
+        work.calib,
+        compressions=compressions,
+        methods=methods,
+        seeds=tuple(range(args.seeds)),
+        steps=args.steps,
+    )
+    out = Path(args.out or f"out/{args.name}-{(args.model or DEMO_MODEL)}")
+    title = f"Test accuracy (%) without fine-tuning ({args.name}): {work.name}"
+    _report(results, out, title, command_line(args.argv))
+    return 0
+
+
+def _pipeline_a(args: argparse.Namespace, command: str) -> int:
+    """``inn experiment pipeline-a``: Table 1 at CPU scale (see innlab.experiments.pipeline_a)."""
+    from innlab import zoo
+    from innlab.experiments import pipeline_a, workloads
+
+    name = args.model or "cifar_resnet18"
+    work = workloads.training_data(args.dataset, Path(args.data_dir) if args.data_dir else None)
+    kwargs: dict[str, Any] = {"in_channels": work.in_channels}
+    if name in ("cifar_resnet18", "nin"):
+        kwargs["width"] = args.model_width or (8 if name == "cifar_resnet18" else 48)
+    start = time.perf_counter()
+    rows = pipeline_a.run(
+        lambda: zoo.ZOO[name](**kwargs), work.train, work.test, work.calib,
+        epochs=args.epochs, seeds=tuple(range(args.seeds)),
+        methods=tuple(args.methods.split(",")) if args.methods else pipeline_a.METHODS,
+    )  # fmt: skip
+    out = Path(args.out or f"out/pipeline-a-{name}")
+    title = (f"Pipeline A: {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) trained "
+             f"{args.epochs:g} epochs on {work.name}")  # fmt: skip
+    setup = {"model": name, "kwargs": kwargs, "epochs": args.epochs,
+             "seconds": time.perf_counter() - start}  # fmt: skip
+    pipeline_a.save(rows, out, title, command, setup)
+    print(f"\n{title}\n\n{pipeline_a.markdown(rows)}\n")
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
+    return 0

@@ -1,0 +1,116 @@
+"""``inn prune``: convert a model, resize it to a compression, a budget or explicit widths,
+and save the plain PyTorch module it exports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from inn.cli.models import load_weights, parse_model_kwargs, parse_shape
+
+__all__ = ["add_parser", "parse_budgets"]
+
+
+def add_parser(sub: Any) -> None:
+    prune = sub.add_parser("prune", help="convert a model and export it at a smaller width")
+    prune.add_argument(
+        "arch", help="torchvision name (e.g. resnet18), timm:NAME or module:callable"
+    )
+    prune.add_argument("--weights", help="state_dict file (.pt) of the architecture")
+    prune.add_argument(
+        "--compression", type=float, help="fraction of parameters to remove, in [0, 1)"
+    )
+    prune.add_argument(
+        "--widths", help="explicit widths as JSON, e.g. '{\"layer1.0.conv1:out\": 32}'"
+    )
+    prune.add_argument(
+        "--budget", help="KIND:FRACTION of the original kept: params:0.5, macs:0.4, latency:0.5"
+    )
+    prune.add_argument(
+        "--round-to", type=int, default=1, help="widths a multiple of this (with a budget)"
+    )
+    prune.add_argument(
+        "--input-shape", default="1,3,224,224", help="example input shape (default 1,3,224,224)"
+    )
+    prune.add_argument(
+        "--num-classes", type=int, help="number of classes of a torchvision architecture"
+    )
+    prune.add_argument("--seed", type=int, default=0, help="seed of the channel permutation")
+    prune.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
+    prune.add_argument(
+        "-o", "--output", default="pruned.pt", help="output file (default pruned.pt)"
+    )
+    prune.set_defaults(func=run)
+
+
+def parse_budgets(text: str) -> list[tuple[str, float]]:
+    """``"params:0.6,macs:0.5"`` -> ``[("params", 0.6), ("macs", 0.5)]``."""
+    out = []
+    for item in text.split(","):
+        kind, _, value = item.strip().partition(":")
+        try:
+            out.append((kind, float(value)))
+        except ValueError:
+            raise SystemExit(
+                f"inn: a budget reads KIND:FRACTION (e.g. macs:0.5), got {item!r}"
+            ) from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import inn
+    from inn.cost import count_macs, count_parameters
+
+    if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
+        raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")
+    shape = parse_shape(args.input_shape)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the long work
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    model, classes = load_weights(args.arch, args.weights, args.num_classes, "inn prune", kwargs)
+    model.eval()
+    x = torch.randn(shape)
+    imodel = inn.convert(model, x, seed=args.seed)
+    if args.widths is not None:
+        imodel.resize(widths={k: int(v) for k, v in json.loads(args.widths).items()})
+    elif args.budget is not None:
+        ((kind, fraction),) = parse_budgets(args.budget)
+        imodel.resize(budget={kind: fraction}, round_to=args.round_to)
+    else:
+        imodel.resize(compression=args.compression, round_to=args.round_to)
+    small = imodel.export()
+    before = (count_parameters(model), count_macs(model, x))
+    after = (count_parameters(small), count_macs(small, x))
+    width = max(len(g.name) for g in imodel.groups)
+    print(f"{'group':<{width}}  {'full':>6}  {'new':>6}")
+    for g in imodel.groups:
+        note = "" if g.resizable else f"  (fixed: {g.reason})"
+        print(f"{g.name:<{width}}  {g.full_size:>6}  {g.size:>6}{note}")
+    print(f"\nparameters: {before[0]:,} -> {after[0]:,} ({1 - after[0] / before[0]:.1%} removed)")
+    print(
+        f"MACs at input {shape}: {before[1]:,} -> {after[1]:,} ({1 - after[1] / before[1]:.1%} removed)"
+    )
+    torch.save(small, args.output)
+    out = Path(args.output)
+    state_path = out.with_name(f"{out.stem}.state_dict.pt")
+    widths_path = out.with_name(f"{out.stem}.widths.json")
+    torch.save(small.state_dict(), state_path)
+    recipe = {
+        "architecture": args.arch,
+        "model_kwargs": kwargs,
+        "num_classes": classes,
+        "input_shape": list(shape),
+        "widths": {g.name: g.size for g in imodel.resizable_groups},
+        "rebuild": "imodel = inn.convert(model, torch.randn(input_shape)); "
+        "imodel.resize(widths=widths); small = imodel.export(); "
+        "small.load_state_dict(torch.load(state_dict, weights_only=True))",
+    }
+    widths_path.write_text(json.dumps(recipe, indent=2) + "\n")
+    print(
+        f"pruned model saved to {args.output} (a plain torch.nn.Module: torch.load(..., "
+        f"weights_only=False)); without pickling: {state_path} + {widths_path} (widths per group)"
+    )
+    return 0
