@@ -23,10 +23,10 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from inn import InnError
 from inn.convert import convert, prepare
 from inn.convert.fold import fold_batchnorms
 from inn.convert.permutation import Member, group_members
-from inn.errors import InnError
 from inn.graph import GraphAnalysis
 from inn.layers.attention import plain_attention
 from inn.loop import FitReport as TuneReport

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inn.errors import InnError
+from inn import InnError
 
 __all__ = ["add_upscale_parser", "reconstruction_experiment", "sr_experiment"]
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from inn.errors import InnError
+from inn import InnError
 
 __all__ = [
     "CIFAR10_MEAN",

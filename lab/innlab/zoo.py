@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inn.errors import InnError
+from inn import InnError
 from innlab.sr.models import EDSR, SRCNN, edsr, srcnn
 
 __all__ = [

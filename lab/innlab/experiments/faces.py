@@ -66,8 +66,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
+from inn import InnError
 from inn.cost import count_macs, count_parameters
-from inn.errors import InnError
 from innlab import baselines
 from innlab.sr.data import load_image
 

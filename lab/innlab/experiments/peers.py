@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from inn.errors import InnError
+from inn import InnError
 
 __all__ = ["IMPORTANCES", "torch_pruning_prune"]
 

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
+from inn import InnError
 from inn.cost import count_parameters
-from inn.errors import InnError
 from innlab import baselines, zoo
 from innlab.sr import TEST_IMAGES, SRPatches, bicubic_up, evaluate, pair, psnr, super_resolve
 

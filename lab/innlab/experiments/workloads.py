@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from inn.errors import InnError
+from inn import InnError
 from innlab import data, zoo
 
 __all__ = ["TrainingData", "Workload", "cifar10_workload", "mnist_workload", "training_data"]

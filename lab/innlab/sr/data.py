@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from inn.errors import InnError
+from inn import InnError
 from innlab.sr.metrics import rgb_to_y
 
 __all__ = [

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inn.errors import ShapeError
+from inn import ShapeError
 
 __all__ = ["psnr", "rgb_to_y", "ssim"]
 
