@@ -138,13 +138,13 @@ def check_library(library_root: Path) -> list[Violation]:
             if layer in FOUNDATION or used not in LAYERS.get(layer, set()):
                 found.append(Violation(module, line, f"layer {layer!r} imports {full} "
                                                      f"(layer {used!r})"))  # fmt: skip
-    found += [Violation(c[0], 0, "import cycle: " + " -> ".join(c)) for c in cycles(edges)]
+    found += [Violation(c[0], 0, "import cycle among " + ", ".join(c)) for c in cycles(edges)]
     return found
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
-    """One cycle through each strongly connected component with more than one module (or a
-    module that imports itself), by depth-first search."""
+    """The modules of each import cycle (strongly connected components with more than one
+    module, or a module that imports itself), sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -170,7 +170,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
                 if member == node:
                     break
             if len(component) > 1 or node in edges.get(node, ()):
-                found.append(sorted(component) + [min(component)])
+                found.append(sorted(component))
 
     for node in sorted(edges):
         if node not in index:
@@ -198,8 +198,12 @@ def check_public_use(root: Path, package: str, library_root: Path) -> list[Viola
                                                      "not export it (__all__)"))  # fmt: skip
         tree = ast.parse(path.read_text())
         for node in _runtime_nodes(tree):  # inn.x.y attribute chains after `import inn`
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                if node.value.id == "inn" and node.attr not in public["inn"] | {"__version__"}:
-                    found.append(Violation(module, node.lineno, f"uses inn.{node.attr}, which "
-                                                                "inn does not export"))  # fmt: skip
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "inn"
+                and node.attr not in public["inn"] | {"__version__"}
+            ):
+                found.append(Violation(module, node.lineno, f"uses inn.{node.attr}, which inn "
+                                                            "does not export"))  # fmt: skip
     return found
