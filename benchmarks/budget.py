@@ -13,7 +13,7 @@ import inn
 from benchmarks.common import interleaved, ratio_stats, summary
 from inn.budget import Budget, latency_fit, measure_latency
 from inn.experiments import workloads
-from inn.loop import as_batches, distillation_loss
+from inn.recover import as_batches, distillation_loss
 
 
 def _planning(name: str, size: int) -> dict:
