@@ -12,7 +12,7 @@ import torchvision
 import inn
 from benchmarks.common import interleaved, ratio_stats, summary
 from inn.budget import Budget, latency_fit, measure_latency
-from inn.loop import as_batches, distillation_loss
+from inn.recover import as_batches, distillation_loss
 from innlab.experiments import workloads
 
 

@@ -7,14 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inn
-from inn.numerics import (
-    TrainablePartition,
-    check_partition,
-    composite,
-    gauss_legendre,
-    random_uniform,
-    uniform,
-)
+from inn.continuous import TrainablePartition, composite, random_uniform
+from inn.numerics import check_partition, gauss_legendre, uniform
 
 
 def test_uniform_layouts():

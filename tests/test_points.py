@@ -9,8 +9,9 @@ from scipy.integrate import quad
 from torch import nn
 
 import inn
-from inn.budget.points import place_points
-from inn.numerics import equidistributed, quadrature_weights, uniform
+from inn.continuous import equidistributed
+from inn.numerics import quadrature_weights, uniform
+from inn.recover import place_points
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)

@@ -4,7 +4,7 @@ import torch
 
 import inn
 from inn.layers import IntegralLayer
-from inn.smooth import roughness, smooth_weights
+from inn.recover import roughness, smooth_weights
 
 
 def test_roughness_by_hand():

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 import inn
-from inn.cost import count_parameters
-from inn.statistics import reestimate_batchnorm
+from inn.budget import count_parameters
+from inn.recover import reestimate_batchnorm
 from tests.conftest import randomise_batchnorm
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import inn
+from inn.recover import FitSettings, fit_calibration
 
 
 @pytest.fixture()
@@ -118,11 +119,11 @@ def test_a_learning_rate_that_overshoots_is_halved_not_the_end_of_tuning(monkeyp
     behaviour, MAX_LR_CUTS = 0) kept the starting point; three halvings reach lr = 0.125."""
     batches = [(torch.zeros(4, 1), None)]
     references = [torch.full((4, 1), 0.1)]
-    options = dict(loss="mse", steps=20, lr=1.0, patience=1, eval_every=1, progress=False)
+    settings = FitSettings(steps=20, lr=1.0, loss="mse", patience=1, eval_every=1)
 
     def tune():
         model = _Constant()
-        return inn.loop.fit_calibration(model, [model.p], batches, references, desc="", **options)
+        return fit_calibration(model, [model.p], batches, references, settings, desc="")
 
     monkeypatch.setattr(inn.loop, "MAX_LR_CUTS", 0)
     stopped = tune()

@@ -6,7 +6,6 @@ width: structured pruning at inference time without fine-tuning.
 
 from inn import budget, loop, numerics, permute, train
 from inn.budget import Budget, Plan
-from inn.budget.points import place_points
 from inn.continuous import ContinuousTensor, Partition
 from inn.convert import ConversionReport, Coverage, Group, IntegralModel, convert
 from inn.errors import (
@@ -31,9 +30,14 @@ from inn.layers import (
 )
 from inn.numerics import integrate
 from inn.prune import prune
-from inn.smooth import smooth_weights
-from inn.statistics import reestimate_batchnorm, refresh_statistics
-from inn.tune import TuneReport, tune_partition
+from inn.recover import (
+    FitReport,
+    place_points,
+    reestimate_batchnorm,
+    reestimate_full_width_batchnorm,
+    smooth_weights,
+    tune_partition,
+)
 
 __version__ = "0.1.0"
 
@@ -43,6 +47,7 @@ __all__ = [
     "ConversionError",
     "ConversionReport",
     "Coverage",
+    "FitReport",
     "Group",
     "InnError",
     "IntegralBatchNorm1d",
@@ -61,7 +66,6 @@ __all__ = [
     "Plan",
     "QuadratureError",
     "ShapeError",
-    "TuneReport",
     "budget",
     "convert",
     "integrate",
@@ -71,7 +75,7 @@ __all__ = [
     "place_points",
     "prune",
     "reestimate_batchnorm",
-    "refresh_statistics",
+    "reestimate_full_width_batchnorm",
     "register_channel_rule",
     "register_leaf_module",
     "smooth_weights",

@@ -1,140 +1,27 @@
 """The one optimisation loop below everything in ``inn`` that trains.
 
-Partition tuning, weight smoothing, bias calibration and random-width training all run
-:func:`fit`: zero the gradients, let a step function run its forward and backward passes, step
-the optimiser (through an AMP gradient scaler where given) and the schedule, evaluate and stop
-early where asked, report progress. What differs between them (which parameters, which loss,
-how many widths per step) lives in the step function they pass.
-
-:func:`fit_calibration` is the calibration-set flavour (a few hundred images, distillation from
-the full model, best state kept) shared by tuning, smoothing and calibration.
+Partition tuning, weight smoothing, bias calibration (:mod:`inn.recover`) and random-width
+training (:mod:`inn.train`) all run :func:`fit`: zero the gradients, let a step function run its
+forward and backward passes, step the optimiser (through an AMP gradient scaler where given) and
+the schedule, evaluate and stop early where asked (:class:`EarlyStopping`), report progress.
+What differs between them (which parameters, which loss, how many widths per step) lives in the
+step function they pass.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from inn.errors import InnError
-from inn.outputs import output_tensors
+__all__ = ["MAX_LR_CUTS", "Backward", "EarlyStopping", "Schedule", "fit"]
 
-__all__ = [
-    "LOSSES",
-    "MAX_LR_CUTS",
-    "Batch",
-    "EarlyStopping",
-    "FitReport",
-    "as_batches",
-    "distillation_loss",
-    "fit",
-    "fit_calibration",
-    "mean_loss",
-    "trainable_only",
-]
-
-LOSSES = ("kl", "mse", "labels")
 MAX_LR_CUTS = 3  # halvings of the learning rate after stalls before fitting stops
-Batch = tuple[Tensor, Tensor | None]
 Backward = Callable[[Tensor], None]
 Schedule = torch.optim.lr_scheduler.LRScheduler
-
-
-@dataclass(frozen=True)
-class FitReport:
-    """Loss before and after (the best state where one is kept), steps run, seconds."""
-
-    loss_before: float
-    loss_after: float
-    steps: int
-    seconds: float
-
-
-def as_batches(data: Iterable) -> list[Batch]:
-    """Materialise an iterable of ``(inputs, targets)`` or ``inputs`` batches."""
-    batches: list[Batch] = []
-    for item in data:
-        if isinstance(item, Tensor):
-            batches.append((item, None))
-        elif isinstance(item, (list, tuple)) and item and isinstance(item[0], Tensor):
-            batches.append(
-                (item[0], item[1] if len(item) > 1 and isinstance(item[1], Tensor) else None)
-            )
-        else:
-            raise InnError(
-                f"a calibration batch must be a tensor or (inputs, targets), got {type(item).__name__}"
-            )
-    if not batches:
-        raise InnError("the calibration data is empty")
-    return batches
-
-
-def distillation_loss(
-    output: Any, reference: Any, targets: Tensor | None, kind: str
-) -> Tensor:
-    """``kl``: KL(teacher || student) on logits; ``mse``: on raw outputs; ``labels``: cross-entropy.
-
-    A model with several outputs (a tuple: a detector's scores and boxes) is compared output by
-    output with the MSE (``kl`` needs logits, which such outputs need not be); ``labels`` reads
-    its first output."""
-    if not isinstance(output, Tensor):
-        outputs = output_tensors(output)
-        if kind == "labels":
-            return distillation_loss(outputs[0], None, targets, kind)
-        references = output_tensors(reference)
-        return sum(F.mse_loss(o, r) for o, r in zip(outputs, references, strict=True))
-    if kind == "labels":
-        if targets is None:
-            raise InnError("loss='labels' needs (inputs, targets) batches; use loss='kl' or 'mse'")
-        return F.cross_entropy(output, targets)
-    if kind == "kl":
-        return F.kl_div(
-            F.log_softmax(output, -1),
-            F.log_softmax(reference, -1),
-            log_target=True,
-            reduction="batchmean",
-        )
-    if kind == "mse":
-        return F.mse_loss(output, reference)
-    raise InnError(f"unknown loss {kind!r}; choose one of {LOSSES}")
-
-
-def mean_loss(
-    model: nn.Module, batches: list[Batch], references: list[Tensor | None], kind: str
-) -> float:
-    """The mean :func:`distillation_loss` of ``model`` over ``batches``, without gradients."""
-    with torch.no_grad():
-        losses = [
-            distillation_loss(model(x), ref, y, kind).item()
-            for (x, y), ref in zip(batches, references, strict=True)
-        ]
-    return sum(losses) / len(losses)
-
-
-@contextmanager
-def trainable_only(model: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
-    """Gradients for ``params`` only, the model in eval mode; the ``requires_grad`` flags and
-    the mode are restored on exit."""
-    flags = {p: p.requires_grad for p in model.parameters()}
-    was_training = model.training
-    model.eval()
-    for p in flags:
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-        model.train(was_training)
 
 
 class EarlyStopping:
@@ -251,54 +138,3 @@ def fit(
                 optimiser, schedule = restart(0.5**stopping.cuts, steps - i - 1)
     bar.close()
     return done
-
-
-def fit_calibration(
-    model: nn.Module,
-    params: list[nn.Parameter],
-    batches: list[Batch],
-    references: list[Tensor | None],
-    *,
-    loss: str,
-    steps: int,
-    lr: float,
-    patience: int,
-    eval_every: int,
-    progress: bool,
-    desc: str,
-    regulariser: Callable[[], Tensor] | None = None,
-) -> FitReport:
-    """Adam on ``params`` only, cycling over ``batches`` with ``model`` in eval mode, cosine
-    schedule, early stopping on the calibration loss (:class:`EarlyStopping`); ends with the
-    best state. ``regulariser()``, if given, is added to the loss, in training and in the
-    calibration loss that picks the best state."""
-
-    def calibration_loss() -> float:
-        with torch.no_grad():
-            extra = 0.0 if regulariser is None else float(regulariser())
-        return mean_loss(model, batches, references, loss) + extra
-
-    def optimiser_for(factor: float, remaining: int) -> tuple[torch.optim.Optimizer, Schedule]:
-        optimiser = torch.optim.Adam(params, lr=lr * factor)
-        return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimiser, T_max=max(remaining, 1)
-        )
-
-    def one_step(i: int, backward: Backward) -> float:
-        (x, y), ref = batches[i % len(batches)], references[i % len(batches)]
-        objective = distillation_loss(model(x), ref, y, loss)
-        if regulariser is not None:
-            objective = objective + regulariser()
-        backward(objective)
-        return float(objective.detach())
-
-    with trainable_only(model, params):
-        start = time.perf_counter()
-        stopping = EarlyStopping(params, calibration_loss, every=eval_every, patience=patience)
-        optimiser, schedule = optimiser_for(1.0, steps)
-        done = fit(
-            one_step, optimiser, steps=steps, schedule=schedule, stopping=stopping,
-            restart=optimiser_for, progress=progress, desc=desc,
-        )  # fmt: skip
-        stopping.restore()
-        return FitReport(stopping.first, stopping.best, done, time.perf_counter() - start)

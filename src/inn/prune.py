@@ -9,8 +9,7 @@ from torch import Tensor, nn
 
 from inn.budget import Budget
 from inn.convert import convert
-from inn.statistics import reestimate_batchnorm
-from inn.tune import tune_partition
+from inn.recover import reestimate_batchnorm, tune_partition
 
 __all__ = ["prune"]
 

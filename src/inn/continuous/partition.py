@@ -11,8 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from inn.continuous.trainable import TrainablePartition
 from inn.errors import PartitionError
-from inn.numerics import TrainablePartition, quadrature_weights, rule_needs_endpoints, uniform
+from inn.numerics import quadrature_weights, rule_needs_endpoints, uniform
 
 __all__ = ["Partition", "memoised", "sampling_memo"]
 
@@ -50,7 +51,7 @@ class Partition(nn.Module):
     """Points on [0, 1] for a channel axis of ``full_size`` channels, currently ``size`` of them.
 
     By default the points are uniform (:func:`inn.numerics.uniform`); after
-    :meth:`make_trainable` they are the parameters of a :class:`~inn.numerics.TrainablePartition`.
+    :meth:`make_trainable` they are the parameters of a :class:`~inn.continuous.TrainablePartition`.
     The size and whether the points are trainable are saved in the state dict, so a resized or
     tuned model is restored exactly by ``load_state_dict``.
 

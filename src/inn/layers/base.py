@@ -84,6 +84,11 @@ class IntegralLayer(nn.Module):
     def segment_partitions(self, role: str) -> list[Partition]:
         return list(self.partitions[role]) if role in self.partitions else []
 
+    def channel_axes(self) -> dict[str, dict[int, str]]:
+        """Per continuous tensor (``weight``, ``bias``...): which of its axes run along which
+        continuous channel role, ``{dim: role}``."""
+        return {name: dict(roles) for name, (roles, _, _) in self._layouts.items()}
+
     def size(self, role: str, full_size: int) -> int:
         """Current number of channels of ``role`` (``full_size`` when the role is discrete)."""
         parts = self.segment_partitions(role)

@@ -1,5 +1,6 @@
-"""Numerics: partitions of [0, 1], quadrature rules, cubic convolution interpolation."""
+"""Numerics: grids on [0, 1], quadrature rules, cubic convolution interpolation."""
 
+from inn.numerics.grids import check_partition, gauss_legendre, uniform
 from inn.numerics.interpolation import (
     KEYS_A,
     apply_taps,
@@ -9,32 +10,19 @@ from inn.numerics.interpolation import (
     resample,
     resampling_matrix,
 )
-from inn.numerics.partitions import (
-    TrainablePartition,
-    check_partition,
-    composite,
-    equidistributed,
-    gauss_legendre,
-    random_uniform,
-    uniform,
-)
 from inn.numerics.quadrature import RULES, integrate, quadrature_weights, rule_needs_endpoints
 
 __all__ = [
     "KEYS_A",
     "RULES",
-    "TrainablePartition",
     "apply_taps",
     "check_partition",
-    "composite",
     "cubic_kernel",
-    "equidistributed",
     "gauss_legendre",
     "integrate",
     "interpolate",
     "interpolation_matrix",
     "quadrature_weights",
-    "random_uniform",
     "resample",
     "resampling_matrix",
     "rule_needs_endpoints",

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from inn.errors import InterpolationError
-from inn.numerics.partitions import uniform
+from inn.numerics.grids import uniform
 
 __all__ = [
     "KEYS_A",

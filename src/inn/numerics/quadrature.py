@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from inn.errors import QuadratureError, ShapeError
-from inn.numerics.partitions import check_partition, gauss_legendre
+from inn.numerics.grids import check_partition, gauss_legendre
 
 __all__ = ["RULES", "integrate", "quadrature_weights", "rule_needs_endpoints"]
 

@@ -31,8 +31,8 @@ from torch.utils.data.distributed import DistributedSampler
 from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.loop import fit
-from inn.smooth import roughness_penalty
-from inn.statistics import refresh_statistics, tracked_norms
+from inn.recover.smooth import roughness_penalty
+from inn.recover.statistics import reestimate_full_width_batchnorm, tracked_norms
 from inn.train.checkpoint import load_checkpoint, save_checkpoint
 from inn.train.widths import WidthRange, WidthSampler
 
@@ -182,7 +182,7 @@ def train(
         distill: in-place distillation: the outputs of the largest width (detached) are the
             target (KL divergence) of the others; needs the sandwich rule.
         smoothness: adds ``smoothness`` x the mean roughness (squared second differences along
-            the channel axes, :func:`inn.smooth.roughness`) of the weights' node values to the
+            the channel axes, :func:`inn.recover.roughness`) of the weights' node values to the
             loss once per step: smoother weight functions lose less when sampled at few points.
         loss: ``loss(outputs, targets)`` (default cross-entropy).
         optimiser: ``"sgd"`` (Nesterov momentum) or ``"adamw"``; weight decay applies to the
@@ -330,7 +330,9 @@ def train(
         model.resize(widths={g.name: g.full_size for g in model.resizable_groups})
     seconds = time.perf_counter() - tick
     if norms and statistics_batches > 0 and done > 0:
-        refresh_statistics(model, _first_inputs(shards, total, statistics_batches, device))
+        reestimate_full_width_batchnorm(
+            model, _first_inputs(shards, total, statistics_batches, device)
+        )
         if world > 1:
             for m in norms:
                 dist.broadcast(m.running_mean_function.values, 0)

@@ -9,6 +9,7 @@ the continuous axes makes them smoother, so that sampling at fewer points loses 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,10 +17,13 @@ from torch import Tensor
 from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.layers import IntegralLayer
-from inn.loop import FitReport as TuneReport
-from inn.loop import as_batches, fit_calibration
+from inn.recover.batches import as_batches
+from inn.recover.calibration import FitReport, fit_calibration
+from inn.recover.settings import FitSettings
 
-__all__ = ["roughness", "roughness_penalty", "smooth_weights"]
+__all__ = ["SMOOTHING", "roughness", "roughness_penalty", "smooth_weights"]
+
+SMOOTHING = FitSettings(steps=100, lr=1e-3)  # the defaults of weight smoothing
 
 
 def roughness(values: Tensor, dims: Iterable[int], order: int = 2) -> Tensor:
@@ -36,8 +40,10 @@ def _weight_values(imodel: IntegralModel) -> list[tuple[list[int], Tensor]]:
     """The node values of every integral layer's weight, with its continuous axes."""
     out = []
     for module in imodel.modules():
-        if isinstance(module, IntegralLayer) and not module.is_norm and "weight" in module._layouts:
-            out.append((list(module._layouts["weight"][0]), module.weight_function.values))
+        if isinstance(module, IntegralLayer) and not module.is_norm:
+            axes = module.channel_axes()
+            if "weight" in axes:
+                out.append((list(axes["weight"]), module.weight_function.values))
     return out
 
 
@@ -60,19 +66,21 @@ def smooth_weights(
     *,
     strength: float = 0.1,
     order: int = 2,
-    steps: int = 100,
-    lr: float = 1e-3,
-    loss: str = "kl",
-    patience: int = 4,
-    eval_every: int = 10,
-    progress: bool = False,
-) -> TuneReport:
+    settings: FitSettings | None = None,
+    **changes: Any,
+) -> FitReport:
     """Train the weight node values at full width: distillation + ``strength`` x roughness.
 
     Only the weights of integral layers change; the widths the model had are restored
     afterwards. The reported losses are distillation + penalty; the best state by that measure is
     kept.
+
+    Args:
+        strength, order: the penalty: ``strength`` x the mean :func:`roughness` of ``order``.
+        settings: the fit (default :data:`SMOOTHING`: 100 steps, lr 1e-3, ``loss="kl"``).
+        **changes: fields of ``settings`` to change (``steps=30``).
     """
+    settings = (SMOOTHING if settings is None else settings).replace(**changes)
     if strength < 0 or order not in (1, 2):
         raise InnError(f"need strength >= 0 and order in (1, 2), got {strength}, {order}")
     batches = as_batches(data)
@@ -84,8 +92,8 @@ def smooth_weights(
     params = [p for _, p in _weight_values(imodel)]
     try:
         return fit_calibration(
-            imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
-            eval_every=eval_every, progress=progress, desc="smoothing weights", regulariser=regulariser,
+            imodel, params, batches, references, settings, desc="smoothing weights",
+            regulariser=regulariser,
         )  # fmt: skip
     finally:
         imodel.resize(widths=sizes)

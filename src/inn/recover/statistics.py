@@ -1,11 +1,17 @@
-"""BatchNorm re-estimation: measure normalisation statistics again at the current widths.
+"""BatchNorm statistics measured again: at the current widths, or at full width for all widths.
 
 Narrowing a network shifts the mean and variance that reach each BatchNorm; statistics measured
 on a few hundred calibration images in a forward pass repair much of it (EagleEye's adaptive
-BatchNorm, Li et al., ECCV 2020). For an integral model, the measured statistics replace the
-sampled running statistics of its integral BatchNorms while their widths stay the same (the
-node values are not changed, so resizing back to full width is exact); for a plain model, the
-running statistics of its BatchNorms are replaced.
+BatchNorm, Li et al., ECCV 2020). Two jobs, two functions:
+
+* :func:`reestimate_batchnorm`: at the model's current widths, after resizing. For an integral
+  model the measured statistics replace the sampled running statistics of its integral
+  BatchNorms while their widths stay the same (the node values are not changed, so resizing
+  back to full width is exact); for a plain model its BatchNorms' running statistics are
+  replaced. The statistics are the moments pooled over all the data.
+* :func:`reestimate_full_width_batchnorm`: the node values of the running statistics (the
+  continuous statistics every width samples from) measured at full width, after random-width
+  training has changed the weights. The statistics are the average of the batches' statistics.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from torch import Tensor, nn
 
 from inn.convert import IntegralModel
 from inn.layers.norm import _IntegralBatchNorm
-from inn.loop import as_batches
+from inn.recover.batches import as_batches
 
-__all__ = ["reestimate_batchnorm", "refresh_statistics", "tracked_norms"]
+__all__ = ["reestimate_batchnorm", "reestimate_full_width_batchnorm", "tracked_norms"]
 
 
 class _Moments:
@@ -50,7 +56,8 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     pooled mean and unbiased variance of each BatchNorm's input become its statistics. Integral
     BatchNorms keep them while their width is unchanged (:meth:`set_statistics`); in a plain
     model the running statistics are overwritten. Plain BatchNorms inside an integral model
-    (groups kept at full width) are left as they are. The model's mode is restored.
+    (groups kept at full width) are left as they are. The model's mode is restored. (To change
+    the statistics of every width: :func:`reestimate_full_width_batchnorm`.)
 
     Args:
         model: an :class:`inn.IntegralModel` (converted with ``fold_batchnorm=False`` to have
@@ -105,10 +112,12 @@ def tracked_norms(model: nn.Module) -> list[_IntegralBatchNorm]:
     ]
 
 
-def refresh_statistics(model: IntegralModel, batches: list[Tensor]) -> None:
+def reestimate_full_width_batchnorm(model: IntegralModel, batches: list[Tensor]) -> None:
     """Set the running statistics of ``model``'s integral BatchNorms (their node values, i.e.
-    the full width's statistics) to the average batch statistics over ``batches``, measured at
-    full width with the current weights."""
+    the full width's statistics, which every width samples) to the average batch statistics
+    over ``batches`` (inputs, shape ``(B, ...)``), measured at full width with the current
+    weights. The model's widths and mode are restored; unlike :func:`reestimate_batchnorm`, the
+    change holds at every width."""
     norms = tracked_norms(model)
     if not norms:
         return

@@ -9,29 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from inn.continuous import Partition
 from inn.convert import IntegralModel
-from inn.errors import InnError
 from inn.layers import IntegralLayer
-from inn.loop import (
-    LOSSES,
-    Batch,
-    FitReport,
-    as_batches,
-    distillation_loss,
-    fit_calibration,
-    mean_loss,
-)
+from inn.recover.batches import Batch, as_batches
+from inn.recover.calibration import FitReport, fit_calibration
+from inn.recover.losses import mean_loss
+from inn.recover.settings import FitSettings
 
-__all__ = ["LOSSES", "TuneReport", "as_batches", "distillation_loss", "tune_partition"]
+__all__ = ["TUNING", "tune_partition"]
 
 log = logging.getLogger(__name__)
 
-TuneReport = FitReport  # the name tuning reports have had since Pipeline B
+TUNING = FitSettings(steps=150, lr=0.05)  # the defaults of partition tuning
 
 
 def _full_width_outputs(imodel: IntegralModel, batches: list[Batch]) -> list[Tensor]:
@@ -44,14 +39,10 @@ def tune_partition(
     imodel: IntegralModel,
     data: Iterable,
     *,
-    steps: int = 150,
-    lr: float = 0.05,
-    loss: str = "kl",
+    settings: FitSettings | None = None,
     train_biases: bool = False,
-    patience: int = 4,
-    eval_every: int = 10,
-    progress: bool = False,
-) -> TuneReport:
+    **changes: Any,
+) -> FitReport:
     """Pipeline B: train the partition points of the resized groups on calibration data.
 
     Every resizable group narrower than its full width gets trainable points (strictly increasing
@@ -62,22 +53,20 @@ def tune_partition(
     Args:
         imodel: a converted and resized model.
         data: calibration batches: ``(inputs, targets)`` or ``inputs``; a few hundred images.
-        loss: ``"kl"`` (default; distillation from the same model at full width, label-free),
-            ``"mse"`` (distillation on raw outputs, for regression / super-resolution) or
-            ``"labels"`` (cross-entropy with the targets).
+        settings: the fit (default :data:`TUNING`: 150 steps, lr 0.05, ``loss="kl"``:
+            distillation from the same model at full width, label-free).
         train_biases: also train biases and normalisation parameters (they are then changed).
-        patience: evaluations (every ``eval_every`` steps) without improvement before stopping.
+        **changes: fields of ``settings`` to change (``steps=50, loss="mse"``).
 
     Returns:
-        A :class:`TuneReport`; the model keeps the best points found.
+        A :class:`FitReport`; the model keeps the best points found.
     """
-    if loss not in LOSSES:
-        raise InnError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    if steps < 0 or lr <= 0:
-        raise InnError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+    settings = (TUNING if settings is None else settings).replace(**changes)
     batches = as_batches(data)
     references: list[Tensor | None] = (
-        [None] * len(batches) if loss == "labels" else list(_full_width_outputs(imodel, batches))
+        [None] * len(batches)
+        if settings.loss == "labels"
+        else list(_full_width_outputs(imodel, batches))
     )
     params: list[nn.Parameter] = []
     for part in {id(p): p for p in _narrowed_partitions(imodel)}.values():
@@ -93,12 +82,9 @@ def tune_partition(
                         params.append(function.values)
     if not params:
         log.info("tune_partition: nothing to tune (every group at full width)")
-        value = mean_loss(imodel, batches, references, loss)
-        return TuneReport(value, value, 0, 0.0)
-    return fit_calibration(
-        imodel, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
-        eval_every=eval_every, progress=progress, desc="tuning partitions",
-    )  # fmt: skip
+        value = mean_loss(imodel, batches, references, settings.loss)
+        return FitReport(value, value, 0, 0.0)
+    return fit_calibration(imodel, params, batches, references, settings, desc="tuning partitions")
 
 
 def _narrowed_partitions(imodel: IntegralModel) -> list[Partition]:
