@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+import inn
 import innlab.baselines as baselines
 
 
@@ -68,7 +69,7 @@ def test_calibrate_changes_only_biases():
     pruned = baselines.prune_l1(model, torch.randn(1, 2, 5, 5), widths={"conv1:out": 3})
     weights = {k: v.clone() for k, v in pruned.state_dict().items()}
     data = [torch.randn(16, 2, 5, 5, generator=torch.Generator().manual_seed(3))]
-    report = baselines.calibrate(pruned, model, data, steps=30)
+    report = inn.recover.calibrate_biases(pruned, model, data, steps=30)
     assert report.loss_after <= report.loss_before
     changed = {k for k, v in pruned.state_dict().items() if not torch.equal(v, weights[k])}
     assert changed and all(k.endswith("bias") for k in changed)

@@ -9,8 +9,8 @@ criterion ranks highest (in their original order):
   on calibration data, at the outputs of the layers that produce the group;
 * :func:`prune_random`: a seeded random choice.
 
-:func:`calibrate` spends a step budget on the biases and normalisation parameters of a pruned
-model (distillation from the original): the fair control for partition tuning.
+The fair control for partition tuning, a step budget spent on the biases and normalisation
+parameters of a pruned model, is the library's :func:`inn.recover.calibrate_biases`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,10 @@ from inn.convert.fold import fold_batchnorms
 from inn.convert.permutation import Member, group_members
 from inn.graph import GraphAnalysis
 from inn.layers.attention import plain_attention
-from inn.loop import FitReport as TuneReport
-from inn.loop import as_batches, fit_calibration
 from inn.module_sizes import fit_size_attributes
+from inn.recover import as_batches
 
 __all__ = [
-    "calibrate",
     "fold_batchnorms",
     "plan_widths",
     "prune_activation",
@@ -281,35 +279,3 @@ def prune_activation(
         }
 
     return _prune(model, example_inputs, compression, widths, scorer, keep_batchnorm)
-
-
-def calibrate(
-    pruned: nn.Module,
-    reference: nn.Module,
-    data: Iterable,
-    *,
-    steps: int = 150,
-    lr: float = 0.01,
-    loss: str = "kl",
-    patience: int = 4,
-    eval_every: int = 10,
-    progress: bool = False,
-) -> TuneReport:
-    """Train only the biases and normalisation parameters of ``pruned`` to match ``reference``
-    (the unpruned model) on calibration data, with the same budget as partition tuning."""
-    batches = as_batches(data)
-    with torch.no_grad():
-        references = (
-            [reference(x) for x, _ in batches] if loss != "labels" else [None] * len(batches)
-        )
-    norms = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
-    params = [
-        p
-        for module in pruned.modules()
-        for name, p in module.named_parameters(recurse=False)
-        if name == "bias" or isinstance(module, norms)
-    ]
-    return fit_calibration(
-        pruned, params, batches, references, loss=loss, steps=steps, lr=lr, patience=patience,
-        eval_every=eval_every, progress=progress, desc="calibrating biases",
-    )  # fmt: skip

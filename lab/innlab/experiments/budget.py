@@ -17,7 +17,7 @@ For each budget (a fraction of the original's parameters or MACs) every method g
   folded;
 * ``tp-{lamp,l1,taylor}+bn``: Torch-Pruning's global ranking with that importance, BatchNorm
   statistics re-estimated on the calibration images; ``+calib``: then biases and BatchNorm
-  parameters trained with the same images and steps (:func:`innlab.baselines.calibrate`).
+  parameters trained with the same images and steps (:func:`inn.recover.calibrate_biases`).
 
 Each row records accuracy, parameters, MACs, measured latency (batch 1, this CPU) and the
 wall time of pruning. Only the public API of ``inn`` is used.
@@ -115,7 +115,7 @@ def _peer(
     small = peers.torch_pruning_prune(model, example, calib, cost, target, importance=importance)
     inn.reestimate_batchnorm(small, calib)
     if method.endswith("+calib"):
-        baselines.calibrate(small, model, calib, steps=steps, progress=progress)
+        inn.recover.calibrate_biases(small, model, calib, steps=steps, progress=progress)
     return small
 
 

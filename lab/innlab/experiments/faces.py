@@ -36,7 +36,7 @@ Methods at each compression (fraction of the parameters removed), the heads neve
   on :class:`ChannelsFirst`, the same network with its channels-last flatten folded into the
   Linear layer (Torch-Pruning misreads the shipped layout); ``+calib``: then the biases
   trained on the calibration crops to match the original's outputs
-  (:func:`innlab.baselines.calibrate`, mean squared error, the same 150 steps);
+  (:func:`inn.recover.calibrate_biases`, mean squared error, the same 150 steps);
 * ``tp-l1-shipped``: ``tp-l1`` on the shipped layout, to measure what that misreading costs.
 
 Every method prunes the network behind :class:`Heads`, which concatenates the heads into one
@@ -68,7 +68,6 @@ from tqdm.auto import tqdm
 import inn
 from inn import InnError
 from inn.cost import count_macs, count_parameters
-from innlab import baselines
 from innlab.sr.data import load_image
 
 __all__ = [
@@ -392,7 +391,7 @@ def prune(
         layout = model if "-shipped" in method else ChannelsFirst(model.net, example)
         small = _torch_pruning(layout, example, target, importance)
         if method.endswith("+calib"):
-            baselines.calibrate(small, model, calib, steps=steps, loss="mse")
+            inn.recover.calibrate_biases(small, model, calib, steps=steps, loss="mse")
         return small
     raise InnError(f"unknown method {method!r}; choose one of {METHODS}")
 

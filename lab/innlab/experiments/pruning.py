@@ -129,7 +129,7 @@ def run(
                 small = peers.torch_pruning_prune(model, example, calib, _count, (1 - c) * total)
                 inn.reestimate_batchnorm(small, calib)
                 if "calib" in extras:
-                    baselines.calibrate(small, model, calib, steps=steps, progress=progress)
+                    inn.recover.calibrate_biases(small, model, calib, steps=steps, progress=progress)
                 add(method, seed, c, small)
                 continue
             widths = baselines.plan_widths(model, example, c, sensitivity="uniform")
@@ -142,7 +142,7 @@ def run(
             if keep_bn:
                 inn.reestimate_batchnorm(small, calib)
             if "calib" in extras:
-                baselines.calibrate(small, model, calib, steps=steps, progress=progress)
+                inn.recover.calibrate_biases(small, model, calib, steps=steps, progress=progress)
             add(method, seed, c, small)
 
     jobs = [

@@ -109,7 +109,7 @@ def _run_model(
         widths = baselines.plan_widths(model, example, c, sensitivity="uniform")
         small = baselines.prune_l1(model, example, widths=widths)
         if method == "l1+calib":
-            baselines.calibrate(small, model, calib, steps=steps, loss="mse")
+            inn.recover.calibrate_biases(small, model, calib, steps=steps, loss="mse")
         rows.append(row(method, c, small))
     return rows
 
