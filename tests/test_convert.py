@@ -12,8 +12,8 @@ from torch import nn
 
 import inn
 from inn.convert.fold import fold_batchnorms
-from inn.convert.permutation import group_members, permute_groups
-from inn.graph import analyse, trace
+from inn.graph import analyse, group_members, trace
+from inn.permute import permute_groups
 
 TORCHVISION = [
     "resnet18",
