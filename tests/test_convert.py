@@ -11,8 +11,7 @@ from conftest import randomise_batchnorm
 from torch import nn
 
 import inn
-from inn.convert.fold import fold_batchnorms
-from inn.graph import analyse, group_members, trace
+from inn.graph import analyse, fold_batchnorms, group_members, trace
 from inn.permute import permute_groups
 
 TORCHVISION = [

@@ -31,8 +31,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
-from inn.convert.fold import foldable
 from inn.errors import InnError
+from inn.graph.fold import foldable
 from inn.layers import IntegralLayer
 from inn.layers.conv import _IntegralConvNd, _IntegralConvTransposeNd
 from inn.layers.linear import IntegralLinear

@@ -12,11 +12,11 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from inn.continuous import Partition
-from inn.convert.fold import fold_batchnorms
 from inn.convert.model import ConversionReport, IntegralModel
 from inn.errors import ConversionError
 from inn.graph import GraphAnalysis, ModuleRoles, analyse, trace
-from inn.graph.rules import Wrapped
+from inn.graph.fold import fold_batchnorms
+from inn.graph.wrapped import Wrapped
 from inn.layers import (
     IntegralAttention,
     IntegralBatchNorm1d,

@@ -17,8 +17,8 @@ from torch import nn
 
 from inn.continuous import Partition
 from inn.continuous.partition import sampling_memo
-from inn.convert.fold import fold_batchnorms
 from inn.errors import InnError
+from inn.graph.fold import fold_batchnorms
 from inn.layers import IntegralLayer, IntegralSplit
 
 if TYPE_CHECKING:
