@@ -14,7 +14,7 @@ import torch
 import inn
 from benchmarks.common import interleaved, ratio_stats, summary
 from inn import zoo
-from inn.cost import count_macs, count_parameters
+from inn.budget import count_macs, count_parameters
 
 FRACTIONS = {"60 % params": 0.4, "80 % params": 0.2}  # label -> compression
 
