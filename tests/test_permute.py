@@ -459,7 +459,9 @@ def test_batched_moves_keep_a_permutation_and_shorten_the_tour() -> None:
         cost = tours._path_cost(augmented, np.append(tour, tour[0]))
         for _ in range(5):
             active = np.ones(n + 1, dtype=bool)
-            moves = candidates._improving_moves(flat, tour, neighbours, insertion, active, True, 0.0)
+            moves = candidates._improving_moves(
+                flat, tour, neighbours, insertion, active, True, 0.0
+            )
             if moves is None:
                 break
             candidates._apply_moves(tour, moves)
