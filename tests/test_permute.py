@@ -15,6 +15,7 @@ from inn.errors import ConversionError, InnError, ShapeError
 from inn.permute import (
     EXACT_WORK,
     SOLVERS,
+    TourProblem,
     brute_force_order,
     candidates,
     channel_distances,
@@ -22,6 +23,8 @@ from inn.permute import (
     distances,
     open_path_order,
     order_channels,
+    register_solver,
+    resolve_solver,
     total_variation,
     tours,
 )
@@ -321,6 +324,28 @@ def test_tiny_asymmetry_is_tolerated() -> None:
     noisy[0, 1] += 1e-12
     order = open_path_order(noisy, solver="greedy-2opt")
     _assert_permutation(order, 8)
+
+
+def test_registered_solver_is_used_and_unknown_names_are_listed() -> None:
+    calls: list[int] = []
+
+    @register_solver("reversed-test")
+    def reversed_tour(problem: TourProblem) -> np.ndarray:
+        calls.append(problem.distances.shape[0])
+        return np.arange(problem.distances.shape[0])[::-1].copy()
+
+    try:
+        d = _points_distances(12, seed=5)
+        order = open_path_order(d, solver="reversed-test")
+        assert calls == [13]  # the channels and the dummy city
+        _assert_permutation(order, 12)
+        assert resolve_solver("auto") in SOLVERS
+        with pytest.raises(ConversionError, match="reversed-test"):
+            open_path_order(d, solver="nope")
+        with pytest.raises(ConversionError, match="auto"):
+            register_solver("auto")
+    finally:
+        SOLVERS.pop("reversed-test")
 
 
 def test_no_output(capsys: pytest.CaptureFixture[str]) -> None:

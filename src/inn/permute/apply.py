@@ -34,6 +34,7 @@ def _channels(tensor: Tensor, m: Member) -> Tensor:
 
 
 def _apply(root: nn.Module, m: Member, order: Tensor) -> None:
+    """Put the member's channels in ``order`` (int64, shape ``(size,)``), in place."""
     module = root.get_submodule(m.module)
     tensor: Tensor = getattr(module, m.tensor)
     index = torch.arange(tensor.shape[m.dim], device=tensor.device)

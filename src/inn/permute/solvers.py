@@ -147,7 +147,7 @@ def resolve_solver(name: str) -> str:
 
 
 @register_solver("fast-tsp")
-def fast_tsp_tour(problem: TourProblem) -> np.ndarray:
+def fast_tsp_solver(problem: TourProblem) -> np.ndarray:
     """fast_tsp on the quantised distances, then a deterministic polish on the float ones
     (and greedy-2opt as well when the quantisation is too coarse to tell short edges apart)."""
     augmented, n = problem.distances, problem.distances.shape[0] - 1
@@ -171,7 +171,7 @@ def fast_tsp_tour(problem: TourProblem) -> np.ndarray:
 
 
 @register_solver("greedy-2opt")
-def greedy_two_opt_tour(problem: TourProblem) -> np.ndarray:
+def greedy_two_opt_solver(problem: TourProblem) -> np.ndarray:
     """Greedy constructions improved by 2-opt and Or-opt moves (see the module docstring)."""
     augmented, eps = problem.distances, problem.min_gain
     if problem.candidates is not None:
