@@ -10,8 +10,9 @@ the conversion time). The version's own ``report.total_variation`` is recorded t
 estimate (biased low after ordering: the search fits the sample).
 
 ``python -m benchmarks.conversion --baseline REV --repeats 3`` also converts every model with
-the current source tree in which ``src/inn/permute.py`` and ``src/inn/convert/permutation.py``
-are taken from the git revision ``REV`` (one fresh process per model, version and repeat,
+the current source tree in which the permutation step (the package ``src/inn/permute/``, or
+before it ``src/inn/permute.py`` and ``src/inn/convert/permutation.py``) is taken from the git
+revision ``REV`` (one fresh process per model, version and repeat,
 baseline and new alternating), and reports new / baseline ratios of the median times measured
 side by side in that run (other work on the machine slows single runs several times over: the
 times of every run are kept). Results go to ``benchmarks/results/conversion-cpu`` by default.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import re
 import shutil
 import subprocess
 import sys
@@ -48,8 +50,15 @@ MODELS = [
 ]
 SMOKE_MODELS = ["mobilenet_v3_small"]
 
-#: Files that make up the permutation step (replaced by their baseline versions).
-PERMUTATION_FILES = ["src/inn/permute.py", "src/inn/convert/permutation.py"]
+#: Paths that make up the permutation step, in its layouts before and after it became a package
+#: (those of the current tree are replaced by those the baseline revision has).
+PERMUTATION_PATHS = ["src/inn/permute", "src/inn/permute.py", "src/inn/convert/permutation.py"]
+
+#: A file that only the layout before the package has (``permute_groups`` lived in it).
+_OLD_LAYOUT = "src/inn/convert/permutation.py"
+
+#: The line of ``src/inn/convert/convert.py`` that imports the permutation step.
+_IMPORT = re.compile(r"^from inn(\.\w+)+ import permute_groups$", re.MULTILINE)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +84,7 @@ def _one(name: str, size: int, queue: mp.Queue, source: str | None) -> None:
 def _exact_total_variation(gm: torch.nn.Module, analysis) -> dict[str, float]:
     """Exact L1 total variation, in the current channel order, of every group that
     ``permute_groups`` orders (resizable, at least 3 channels), summed over its member slices."""
-    from inn.convert.permutation import _channels, group_members
+    from inn.graph import group_members
 
     out = {}
     with torch.no_grad():
@@ -85,7 +94,9 @@ def _exact_total_variation(gm: torch.nn.Module, analysis) -> dict[str, float]:
                 continue
             total = 0.0
             for m in members:
-                rows = _channels(getattr(gm.get_submodule(m.module), m.tensor), m)
+                tensor = getattr(gm.get_submodule(m.module), m.tensor)
+                part = tensor.narrow(m.dim, m.offset, m.size * m.block).movedim(m.dim, 0)
+                rows = part.reshape(m.size, -1)
                 step = max(1, (1 << 22) // max(1, rows.shape[1]))
                 for row in range(0, rows.shape[0] - 1, step):
                     block = rows[row : row + step + 1]
@@ -169,20 +180,35 @@ def _measure(name: str, size: int, queue: mp.Queue) -> None:
     )
 
 
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True).stdout
+
+
 def _baseline_source(revision: str, folder: Path) -> Path:
-    """A copy of ``src/`` with the permutation files of ``revision``; returns the folder to put
-    first on ``sys.path``."""
+    """A copy of ``src/`` with the permutation step of ``revision`` (whichever of
+    ``PERMUTATION_PATHS`` it has) in place of the current one, and conversion importing
+    ``permute_groups`` from where ``revision`` has it; returns the folder to put first on
+    ``sys.path``."""
     source = folder / "src"
     shutil.copytree(ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
-    for path in PERMUTATION_FILES:
-        text = subprocess.run(
-            ["git", "show", f"{revision}:{path}"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        (folder / path).write_text(text)
+    for path in PERMUTATION_PATHS:
+        current = folder / path
+        if current.is_dir():
+            shutil.rmtree(current)
+        elif current.exists():
+            current.unlink()
+    files = _git("ls-tree", "-r", "--name-only", revision, "--", *PERMUTATION_PATHS).split()
+    if not files:
+        raise SystemExit(f"revision {revision} has none of {PERMUTATION_PATHS}")
+    for name in (f.decode() for f in files):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(_git("show", f"{revision}:{name}"))
+    module = "inn.convert.permutation" if _OLD_LAYOUT.encode() in files else "inn.permute"
+    convert = source / "inn" / "convert" / "convert.py"
+    text, count = _IMPORT.subn(f"from {module} import permute_groups", convert.read_text())
+    if count != 1:
+        raise SystemExit(f"{convert} has no line 'from ... import permute_groups' to redirect")
+    convert.write_text(text)
     return source
 
 

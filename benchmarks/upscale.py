@@ -13,7 +13,7 @@ import torch
 
 import inn
 from benchmarks.common import interleaved, ratio_stats, summary
-from inn.cost import count_macs, count_parameters
+from inn.budget import count_macs, count_parameters
 from innlab import zoo
 
 FRACTIONS = {"60 % params": 0.4, "80 % params": 0.2}  # label -> compression

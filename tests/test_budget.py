@@ -9,10 +9,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import inn
-from inn.budget import Budget, Sensitivity, cost_model
+from inn.budget import Budget, Sensitivity, cost_model, count_parameters
 from inn.budget.allocate import allocate
 from inn.budget.sensitivity import reconstruction_error
-from inn.cost import count_parameters
 from tests.conftest import randomise_batchnorm
 
 X32 = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))

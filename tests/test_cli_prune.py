@@ -5,8 +5,8 @@ import torchvision
 from conftest import randomise_batchnorm
 from torch import nn
 
+from inn.budget import count_macs, count_parameters
 from inn.cli import main
-from inn.cost import count_macs, count_parameters
 
 
 def test_count_macs_by_hand():

@@ -11,9 +11,8 @@ from conftest import randomise_batchnorm
 from torch import nn
 
 import inn
-from inn.convert.fold import fold_batchnorms
-from inn.convert.permutation import group_members, permute_groups
-from inn.graph import analyse, trace
+from inn.graph import analyse, fold_batchnorms, group_members, trace
+from inn.permute import permute_groups
 
 TORCHVISION = [
     "resnet18",

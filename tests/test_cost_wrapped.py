@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import inn
-from inn.cost import count_parameters
+from inn.budget import count_parameters
 from inn.layers import IntegralWrapped
 
 X = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))

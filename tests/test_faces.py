@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import inn
-from inn.cost import count_parameters
+from inn.budget import count_parameters
 from innlab.experiments import faces
 
 

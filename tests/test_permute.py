@@ -11,19 +11,26 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import inn.permute as permute
 from inn.errors import ConversionError, InnError, ShapeError
 from inn.permute import (
+    EXACT_WORK,
     SOLVERS,
+    TourProblem,
     brute_force_order,
+    candidates,
     channel_distances,
     channel_total_variation,
+    distances,
     open_path_order,
     order_channels,
+    register_solver,
+    resolve_solver,
     total_variation,
+    tours,
 )
 
 CONCRETE_SOLVERS = ("fast-tsp", "greedy-2opt")
+ACCEPTED_SOLVERS = ("auto", *SOLVERS)
 
 
 def _points_distances(n: int, seed: int, dim: int = 3) -> torch.Tensor:
@@ -75,7 +82,7 @@ def test_channel_distances_chunked_equals_unchunked(monkeypatch: pytest.MonkeyPa
     weight = torch.randn(5, 7, 3, generator=gen, dtype=torch.float32, requires_grad=True)
     bias = torch.randn(5, generator=gen)
     whole = channel_distances([(weight, 0), (bias, 0)])
-    monkeypatch.setattr(permute, "_CHUNK_ELEMENTS", 10)  # 2 columns per chunk
+    monkeypatch.setattr(distances, "_CHUNK_ELEMENTS", 10)  # 2 columns per chunk
     chunked = channel_distances([(weight, 0), (bias, 0)])
     torch.testing.assert_close(whole, chunked, rtol=1e-12, atol=1e-12)
     assert not whole.requires_grad
@@ -86,8 +93,8 @@ def test_channel_distances_row_blocks_match_scipy(monkeypatch: pytest.MonkeyPatc
 
     gen = torch.Generator().manual_seed(2)
     weight = torch.randn(7, 4, 3, generator=gen, dtype=torch.float64)
-    monkeypatch.setattr(permute, "_BLOCK_ROWS", 3)  # blocks of 3, 3 and 1 rows
-    monkeypatch.setattr(permute, "_CHUNK_ELEMENTS", 35)  # 5 columns per chunk
+    monkeypatch.setattr(distances, "_BLOCK_ROWS", 3)  # blocks of 3, 3 and 1 rows
+    monkeypatch.setattr(distances, "_CHUNK_ELEMENTS", 35)  # 5 columns per chunk
     result = channel_distances([(weight, 0)])
     reference = cdist(weight.reshape(7, -1).numpy(), weight.reshape(7, -1).numpy(), "cityblock")
     torch.testing.assert_close(result, torch.from_numpy(reference), rtol=1e-12, atol=1e-12)
@@ -159,7 +166,7 @@ def test_brute_force_order_reference() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", ACCEPTED_SOLVERS)
 @pytest.mark.parametrize("n", [1, 2, 50])
 def test_all_zero_matrix_returns_promptly(solver: str, n: int) -> None:
     started = time.perf_counter()
@@ -177,7 +184,7 @@ def test_constant_matrix_keeps_identity(solver: str) -> None:
     assert torch.equal(order, torch.arange(50))
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", ACCEPTED_SOLVERS)
 def test_tiny_sizes(solver: str) -> None:
     assert open_path_order(torch.zeros(0, 0), solver=solver).shape == (0,)
     assert open_path_order(torch.zeros(1, 1), solver=solver).tolist() == [0]
@@ -319,9 +326,31 @@ def test_tiny_asymmetry_is_tolerated() -> None:
     _assert_permutation(order, 8)
 
 
+def test_registered_solver_is_used_and_unknown_names_are_listed() -> None:
+    calls: list[int] = []
+
+    @register_solver("reversed-test")
+    def reversed_tour(problem: TourProblem) -> np.ndarray:
+        calls.append(problem.distances.shape[0])
+        return np.arange(problem.distances.shape[0])[::-1].copy()
+
+    try:
+        d = _points_distances(12, seed=5)
+        order = open_path_order(d, solver="reversed-test")
+        assert calls == [13]  # the channels and the dummy city
+        _assert_permutation(order, 12)
+        assert resolve_solver("auto") in SOLVERS
+        with pytest.raises(ConversionError, match="reversed-test"):
+            open_path_order(d, solver="nope")
+        with pytest.raises(ConversionError, match="auto"):
+            register_solver("auto")
+    finally:
+        SOLVERS.pop("reversed-test")
+
+
 def test_no_output(capsys: pytest.CaptureFixture[str]) -> None:
     d = channel_distances([(torch.randn(40, 6, generator=torch.Generator().manual_seed(0)), 0)])
-    for solver in SOLVERS:
+    for solver in ACCEPTED_SOLVERS:
         open_path_order(d, solver=solver)
     brute_force_order(d[:6, :6])
     captured = capsys.readouterr()
@@ -374,12 +403,12 @@ def test_wide_path_is_deterministic_exact_and_better_than_greedy() -> None:
     assert first.before == pytest.approx(total_variation(d, torch.arange(600)), rel=1e-9)
     assert first.after == pytest.approx(total_variation(d, first.order), rel=1e-9)
     assert first.after == pytest.approx(channel_total_variation(slices, first.order), rel=1e-9)
-    greedy = permute._nearest_neighbour_paths(d.numpy(), np.array([0]))[0]
+    greedy = tours._nearest_neighbour_paths(d.numpy(), np.array([0]))[0]
     assert first.after <= total_variation(d, greedy)
     assert first.distance_seconds > 0 and first.order_seconds > 0
 
 
-@pytest.mark.parametrize("exact_work", [0.0, permute.EXACT_WORK])
+@pytest.mark.parametrize("exact_work", [0.0, EXACT_WORK])
 def test_order_channels_degenerate_groups_return_promptly(exact_work: float) -> None:
     started = time.perf_counter()
     for rows in (
@@ -395,7 +424,7 @@ def test_order_channels_degenerate_groups_return_promptly(exact_work: float) -> 
     assert time.perf_counter() - started < 2.0
 
 
-@pytest.mark.parametrize("exact_work", [0.0, permute.EXACT_WORK])
+@pytest.mark.parametrize("exact_work", [0.0, EXACT_WORK])
 def test_order_channels_keeps_an_optimal_identity(exact_work: float) -> None:
     # Channels already sorted along a line: the identity is the unique shortest path.
     positions = torch.linspace(0.0, 1.0, 300, dtype=torch.float64) ** 2
@@ -414,7 +443,7 @@ def test_order_channels_never_worse_than_identity_and_leaves_rngs_alone(
     torch_state = torch.get_rng_state()
     for seed in range(3):
         rows = torch.randn(150, 12, generator=torch.Generator().manual_seed(seed))
-        for exact_work in (0.0, permute.EXACT_WORK):
+        for exact_work in (0.0, EXACT_WORK):
             result = order_channels([(rows, 0)], seed=seed, exact_work=exact_work)
             _assert_permutation(result.order, 150)
             assert result.after <= result.before
@@ -448,18 +477,20 @@ def test_batched_moves_keep_a_permutation_and_shorten_the_tour() -> None:
         d = _points_distances(n, seed=trial, dim=2).numpy()
         augmented = np.zeros((n + 1, n + 1))
         augmented[:n, :n] = d
-        neighbours = permute._with_dummy(permute._candidate_lists(d))
+        neighbours = candidates._with_dummy(candidates._candidate_lists(d))
         insertion = neighbours
         tour = np.concatenate([[n], rng.permutation(n)]).astype(np.int64)
         flat = augmented.reshape(-1)
-        cost = permute._path_cost(augmented, np.append(tour, tour[0]))
+        cost = tours._path_cost(augmented, np.append(tour, tour[0]))
         for _ in range(5):
             active = np.ones(n + 1, dtype=bool)
-            moves = permute._improving_moves(flat, tour, neighbours, insertion, active, True, 0.0)
+            moves = candidates._improving_moves(
+                flat, tour, neighbours, insertion, active, True, 0.0
+            )
             if moves is None:
                 break
-            permute._apply_moves(tour, moves)
+            candidates._apply_moves(tour, moves)
             assert sorted(tour.tolist()) == list(range(n + 1))
-            new_cost = permute._path_cost(augmented, np.append(tour, tour[0]))
+            new_cost = tours._path_cost(augmented, np.append(tour, tour[0]))
             assert new_cost <= cost - float(moves[0].min()) + 1e-9
             cost = new_cost

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from inn.cost import count_parameters
+from inn.budget import count_parameters
 from inn.numerics import interpolation_matrix
 from innlab.experiments import reconstruction as rec
 

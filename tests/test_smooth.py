@@ -22,10 +22,12 @@ def test_smoothing_lowers_roughness_keeps_outputs_and_widths(trained_digits_cnn,
 
     def total_roughness() -> float:
         layers = [
-            m for m in imodel.modules() if isinstance(m, IntegralLayer) and "weight" in m._layouts
+            m
+            for m in imodel.modules()
+            if isinstance(m, IntegralLayer) and "weight" in m.channel_axes()
         ]
         return sum(
-            roughness(m.weight_function.values, list(m._layouts["weight"][0])).item()
+            roughness(m.weight_function.values, list(m.channel_axes()["weight"])).item()
             for m in layers
         )
 

@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 import inn
 import innlab.data
 import innlab.zoo
-from inn.train import WidthSampler, train
+from inn.train import TrainSettings, WidthSampler, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,6 +127,53 @@ def test_training_needs_a_converted_model_and_a_consistent_setup():
         train(imodel, _task(), progress=False)
     with pytest.raises(inn.InnError, match="unknown optimiser"):
         train(imodel, _task(), steps=1, optimiser="lbfgs")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps": 0}, r"steps must be >= 1, got 0"),
+        ({"epochs": 0}, r"epochs must be > 0"),
+        ({"steps": 5, "epochs": 1.0}, r"both steps=5 and epochs=1.0.*set the other to None"),
+        ({"batch_size": 0}, r"batch_size must be an int >= 1, got 0"),
+        ({"log_every": 0}, r"log_every must be an int >= 1"),
+        ({"checkpoint_every": -1}, r"checkpoint_every must be an int >= 0"),
+        ({"lr": 0.0}, r"lr must be > 0"),
+        ({"warmup": 1.5}, r"warmup is a fraction of the steps in \[0, 1\]"),
+        ({"clip_norm": 0.0}, r"clip_norm must be > 0.*None: no clipping"),
+        ({"smoothness": -1.0}, r"smoothness must be >= 0"),
+        ({"optimiser": "lbfgs"}, r"unknown optimiser 'lbfgs'; choose one of"),
+        ({"amp": "fp8"}, r"unknown amp 'fp8'"),
+        ({"rule": "sometimes"}, r"unknown width rule 'sometimes'"),
+        ({"rule": "random", "distill": True}, r"distill=True needs rule='sandwich'"),
+        ({"epoch": 3}, r"unknown training settings \['epoch'\]; TrainSettings has"),
+    ],
+)
+def test_bad_training_settings_name_the_field_and_the_fix(changes, message):
+    """Checked when the settings are made (or changed), before any training."""
+    with pytest.raises(inn.InnError, match=message):
+        TrainSettings().replace(**changes)
+    with pytest.raises(inn.InnError, match=message):
+        train(_converted(), _task(), **changes)
+
+
+def test_settings_object_and_keywords_train_alike():
+    """``settings=`` with keyword changes on top is the same run as the keywords alone; the
+    settings object is not changed by the keywords."""
+    base = TrainSettings(steps=3, batch_size=32, lr=0.1, smoothness=0.1, progress=False)
+    by_keywords, by_settings = _converted(), _converted()
+    train(by_keywords, _task(), steps=5, batch_size=32, lr=0.1, smoothness=0.1, progress=False)
+    train(by_settings, _task(), settings=base, steps=5)
+    assert base.steps == 3
+    for a, b in zip(by_keywords.parameters(), by_settings.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # the fields the `inn train` command passes (epochs=None when it gives steps)
+    command = TrainSettings(
+        epochs=None, steps=3, batch_size=32, widths=(0.25, 1.0), rule="sandwich", num_random=2,
+        distill=False, optimiser="sgd", lr=0.05, smoothness=3.0, clip_norm=5.0,
+        weight_decay=5e-4, amp=None, checkpoint=None, checkpoint_every=100, log=None, seed=0,
+    )  # fmt: skip
+    assert command.replace(steps=None, epochs=2.5).epochs == 2.5
 
 
 # -- the training loop -------------------------------------------------------------------------

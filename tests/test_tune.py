@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import inn
-from inn.recover import FitSettings, fit_calibration
+from inn.recover import TUNING, FitSettings, fit_calibration
 
 
 @pytest.fixture()
@@ -81,6 +81,21 @@ def test_label_free_batches_and_bad_options(tuned, digits):
         inn.tune_partition(imodel, unlabeled, loss="l2")
     with pytest.raises(inn.InnError, match="empty"):
         inn.tune_partition(imodel, [])
+
+
+def test_one_settings_object_for_every_recovery_routine(tuned, digits):
+    imodel, calib = tuned
+    report = inn.tune_partition(imodel, calib, settings=TUNING.replace(steps=2, eval_every=1))
+    assert isinstance(report, inn.FitReport) and report.steps == 2
+    # keywords change single fields of the given settings (or of the routine's defaults)
+    settings = FitSettings(steps=9, lr=0.01)
+    assert inn.tune_partition(imodel, calib, settings=settings, steps=1).steps == 1
+    with pytest.raises(inn.InnError, match="unknown fit settings \\['step'\\]"):
+        inn.tune_partition(imodel, calib, step=3)
+    with pytest.raises(inn.InnError, match="need steps >= 0 and lr > 0"):
+        FitSettings(steps=-1, lr=0.1)
+    with pytest.raises(inn.InnError, match="patience >= 1"):
+        TUNING.replace(eval_every=0)
 
 
 @pytest.mark.parametrize("tune", [False, True])

@@ -1,23 +1,16 @@
-"""Widths per channel group for a parameter, MAC or latency budget.
+"""Widths per channel group for a parameter, MAC or latency budget, and the counts behind it.
 
-``imodel.plan(budget)`` / ``imodel.resize(budget=...)`` use :func:`plan`: an exact cost model of
-the group widths (:mod:`inn.budget.cost`, or a latency model fitted to measurements,
-:mod:`inn.budget.latency`), a sensitivity per group (:mod:`inn.budget.sensitivity`) and a greedy
-allocation (:mod:`inn.budget.allocate`).
+``imodel.plan(budget)`` / ``imodel.resize(budget=...)`` use :func:`plan`: the cost of the group
+widths (:func:`cost_model`: parameters and MACs counted exactly, :mod:`inn.budget.cost`, or a
+latency model fitted to measurements, :func:`latency_fit`), a sensitivity per group
+(:mod:`inn.budget.sensitivity`) and a greedy allocation (:mod:`inn.budget.allocate`).
+:func:`count_parameters` and :func:`count_macs` count a plain module (an exported model).
 """
 
-from inn.budget.cost import CostModel, cost_models
-from inn.budget.latency import LatencyFit, fit_latency, measure_latency
-from inn.budget.plan import (
-    KINDS,
-    SENSITIVITIES,
-    Budget,
-    Plan,
-    as_budget,
-    cost_model,
-    latency_fit,
-    plan,
-)
+from inn.budget.count import count_macs, count_parameters
+from inn.budget.latency import LatencyFit, latency_fit, measure_latency
+from inn.budget.plan import KINDS, SENSITIVITIES, Budget, Plan, as_budget, cost_model, plan
+from inn.budget.polynomial import CostModel
 from inn.budget.sensitivity import Sensitivity, output_errors, smallest_widths, weight_errors
 
 __all__ = [
@@ -30,8 +23,8 @@ __all__ = [
     "Sensitivity",
     "as_budget",
     "cost_model",
-    "cost_models",
-    "fit_latency",
+    "count_macs",
+    "count_parameters",
     "latency_fit",
     "measure_latency",
     "output_errors",

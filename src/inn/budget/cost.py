@@ -1,152 +1,58 @@
 """Parameter and MAC counts of an integral model as functions of its group widths.
 
-Every count the budget needs is a sum of terms ``c * A(w) * B(w)``: ``c`` a constant (kernel
-size, spatial positions), ``A`` and ``B`` the sizes of a tensor's two channel axes, each the
-sum of the widths of the groups whose partitions make up the axis (several for concatenated
-channels). :class:`CostModel` holds those terms as two sparse-in-spirit matrices, so a cost and
-the change of cost for shrinking any one group are a few vector operations: planning does not
-sample or run the network.
-
-Convolutions and linear layers are counted from their weights and output positions. Every other
-layer (one resized through its own ``forward``: timm's ``Conv2dSame``, a norm, a user's layer,
-attention) is counted by what it does: its forward pass at the example input runs under a
-dispatch mode that counts multiply-accumulates with the formulas of
-:class:`torch.utils.flop_counter.FlopCounterMode` and charges each operation to the layer's
-tensor it multiplies (followed through reshapes, scalings and copies). A tensor's MACs are its
-size times a count of uses that the widths do not change (output positions), so they join the
-model as ``uses * A(w) * B(w)`` terms like any weight.
+Each count is a :class:`~inn.budget.polynomial.CostModel`: a sum of ``c * A(w) * B(w)`` terms
+over the widths ``w`` of ``imodel.groups``. Convolutions and linear layers are counted from
+their weights and output positions. Every other layer (one resized through its own
+``forward``: timm's ``Conv2dSame``, a norm, a user's layer, attention) is counted by what it
+does: its forward pass at the example input runs under
+:class:`~inn.budget.attribution.MacAttribution`, which charges each multiply-accumulate to the
+layer's tensor it multiplies. A tensor's MACs are its size times a count of uses that the widths
+do not change (output positions), so they join the model as ``uses * A(w) * B(w)`` terms like
+any weight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import flop_registry
 
-from inn.convert.fold import foldable
+from inn.budget.attribution import MacAttribution
+from inn.budget.polynomial import CostModel, CostTerms
 from inn.errors import InnError
-from inn.layers import IntegralLayer
-from inn.layers.conv import _IntegralConvNd, _IntegralConvTransposeNd
-from inn.layers.linear import IntegralLinear
+from inn.layers import (
+    IntegralConv1d,
+    IntegralConv2d,
+    IntegralConv3d,
+    IntegralConvTranspose1d,
+    IntegralConvTranspose2d,
+    IntegralConvTranspose3d,
+    IntegralLayer,
+    IntegralLinear,
+)
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = ["CostModel", "cost_models"]
+__all__ = ["counted_costs"]
 
-_MAC_LAYERS = (_IntegralConvNd, IntegralLinear, _IntegralConvTransposeNd)
+_CONV = (IntegralConv1d, IntegralConv2d, IntegralConv3d)
+_CONV_TRANSPOSE = (IntegralConvTranspose1d, IntegralConvTranspose2d, IntegralConvTranspose3d)
+_MAC_LAYERS = (*_CONV, IntegralLinear, *_CONV_TRANSPOSE)
 _PLAIN_MAC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
-_FOLD_INTO = (_IntegralConvNd, IntegralLinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """``cost(w) = constant + sum_t coefficient[t] * (A[t] @ w + a0[t]) * (B[t] @ w + b0[t])``.
-
-    Attributes:
-        groups: group names, the order of ``w``.
-        coefficient: ``(T,)``; ``A``, ``B``: ``(T, G)`` counts of each group in a term's axis;
-        a0, b0: ``(T,)`` the constant part of each axis (1 where the axis is not a channel axis).
-    """
-
-    groups: tuple[str, ...]
-    constant: float
-    coefficient: np.ndarray
-    A: np.ndarray
-    a0: np.ndarray
-    B: np.ndarray
-    b0: np.ndarray
-
-    def __call__(self, widths: np.ndarray) -> float:
-        """The cost at ``widths`` ``(G,)`` (every group, in ``groups`` order)."""
-        return float(
-            self.constant
-            + self.coefficient @ ((self.A @ widths + self.a0) * (self.B @ widths + self.b0))
-        )
-
-    def savings(self, widths: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """Per group ``g``: cost at ``widths`` minus cost with group ``g`` alone ``steps[g]``
-        narrower, shape ``(G,)``."""
-        a = self.A @ widths + self.a0
-        b = self.B @ widths + self.b0
-        ca, cb = self.coefficient * a, self.coefficient * b
-        linear = cb @ self.A + ca @ self.B
-        square = self.coefficient @ (self.A * self.B)
-        return steps * linear - steps**2 * square
-
-    def scaled(self, factor: float, constant: float = 0.0) -> CostModel:
-        return CostModel(
-            self.groups, self.constant * factor + constant, self.coefficient * factor,
-            self.A, self.a0, self.B, self.b0,
-        )  # fmt: skip
-
-    def plus(self, other: CostModel) -> CostModel:
-        """The sum of two cost models over the same groups."""
-        return CostModel(
-            self.groups,
-            self.constant + other.constant,
-            np.concatenate([self.coefficient, other.coefficient]),
-            np.concatenate([self.A, other.A]),
-            np.concatenate([self.a0, other.a0]),
-            np.concatenate([self.B, other.B]),
-            np.concatenate([self.b0, other.b0]),
-        )
-
-
-class _Terms:
-    """Collects terms ``c * axis_a * axis_b``; an axis is a list of partitions (or ``None``)."""
-
-    def __init__(self, index: Mapping[int, int], num_groups: int) -> None:
-        self.index, self.num_groups = index, num_groups
-        self.constant = 0.0
-        self.rows: list[tuple[float, np.ndarray, float, np.ndarray, float]] = []
-
-    def _axis(self, partitions: Sequence | None) -> tuple[np.ndarray, float]:
-        row = np.zeros(self.num_groups)
-        if not partitions:
-            return row, 1.0
-        for p in partitions:
-            row[self.index[id(p)]] += 1
-        return row, 0.0
-
-    def add(self, coefficient: float, a: Sequence | None, b: Sequence | None) -> None:
-        if not a and not b:
-            self.constant += coefficient
-            return
-        ra, a0 = self._axis(a)
-        rb, b0 = self._axis(b)
-        self.rows.append((coefficient, ra, a0, rb, b0))
-
-    def model(self, groups: tuple[str, ...]) -> CostModel:
-        g = self.num_groups
-        if not self.rows:
-            empty = np.zeros((0, g))
-            return CostModel(
-                groups, self.constant, np.zeros(0), empty, np.zeros(0), empty, np.zeros(0)
-            )
-        c, ra, a0, rb, b0 = zip(*self.rows, strict=True)
-        return CostModel(
-            groups,
-            self.constant,
-            np.array(c),
-            np.stack(ra),
-            np.array(a0),
-            np.stack(rb),
-            np.array(b0),
-        )
+# counted once per model: they depend on its structure and example input, not on its widths
+_COUNTED: weakref.WeakKeyDictionary[nn.Module, dict[str, CostModel]] = weakref.WeakKeyDictionary()
 
 
 def _tensor_axes(layer: IntegralLayer, name: str) -> tuple[float, list[list]]:
     """Constant part of a tensor's size and the partitions of each of its channel axes."""
-    roles, _, _ = layer._layouts[name]
+    roles = layer.channel_axes()[name]
     shape = getattr(layer, f"{name}_function").values.shape
     constant = prod(n for d, n in enumerate(shape) if d not in roles)
     return float(constant), [layer.segment_partitions(r) for _, r in sorted(roles.items())]
@@ -163,69 +69,6 @@ class _LayerCount:
     other_fit: tuple[float, tuple[list | None, list | None]] = (0.0, (None, None))
     outputs: float = 0.0  # elements of its outputs
     out_width: int = 1  # its "out" channels when counted
-
-
-def _storage(t: Tensor) -> tuple[Any, int]:
-    return t.device, t.untyped_storage().data_ptr()
-
-
-class _Attribution(TorchDispatchMode):
-    """Counts the MACs of the operations run under it, as ``FlopCounterMode`` does (same
-    formulas, same decompositions), and charges each to the tensor of ``sources`` it multiplies.
-
-    A tensor computed from ``sources`` without an input activation (a reshape, a scaled or
-    concatenated weight, a standardised weight) counts as its source; storages identify tensors
-    (views share them), and every tensor marked is kept alive so that no storage is reused.
-    """
-
-    def __init__(self, sources: Mapping[str, Tensor], inputs: Sequence[Tensor]) -> None:
-        super().__init__()
-        self.owner: dict[tuple[Any, int], str] = {}
-        self.activation: set[tuple[Any, int]] = set()
-        self.keep: list[Tensor] = []
-        self.macs: dict[str, float] = {}
-        self.other = 0.0
-        for name, t in sources.items():
-            if isinstance(t, Tensor) and t.numel():
-                self.owner.setdefault(_storage(t), name)
-                self.keep.append(t)
-        for t in inputs:
-            if t.numel():
-                self.activation.add(_storage(t))
-                self.keep.append(t)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is not torch.ops.prim.device.default:  # as FlopCounterMode: decompose first
-            with self:
-                out = func.decompose(*args, **kwargs)
-                if out is not NotImplemented:
-                    return out
-        out = func(*args, **kwargs)
-        operands = [t for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor) and t.numel()]
-        keys = [_storage(t) for t in operands]
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
-            macs = formula(*args, **kwargs, out_val=out) / 2
-            owned = [(t.numel(), self.owner[k]) for t, k in zip(operands, keys, strict=True)
-                     if k in self.owner]  # fmt: skip
-            if owned:
-                name = max(owned)[1]
-                self.macs[name] = self.macs.get(name, 0.0) + macs
-            else:
-                self.other += macs
-        results = [t for t in tree_leaves(out) if isinstance(t, Tensor) and t.numel()]
-        if any(k in self.activation for k in keys):
-            for t in results:
-                self.activation.add(_storage(t))
-                self.keep.append(t)
-        else:
-            owners = [self.owner[k] for k in keys if k in self.owner]
-            if owners:
-                for t in results:
-                    self.owner.setdefault(_storage(t), owners[0])
-                    self.keep.append(t)
-        return out
 
 
 def _inside(name: str, outer: Mapping[str, Any]) -> bool:
@@ -251,7 +94,8 @@ def _positions(
     """Output positions (batch x spatial) of every conv / linear module at the example input,
     summed over its calls (a module called twice works twice): its MACs are its weight's size
     times this. And the counts of every layer that runs its own forward (see
-    :class:`_Attribution`); ``only``: count just these layers (no positions)."""
+    :class:`~inn.budget.attribution.MacAttribution`); ``only``: count just these layers (no
+    positions)."""
     positions: dict[str, float] = {}
     counts: dict[str, _LayerCount] = {}
     handles = []
@@ -271,7 +115,7 @@ def _positions(
 
         return record
 
-    active: list[_Attribution] = []
+    active: list[MacAttribution] = []
 
     def enter(layer: IntegralLayer, args: tuple, kwargs: dict) -> None:
         tensors = tree_leaves((args, kwargs))
@@ -279,7 +123,7 @@ def _positions(
         sources: dict[str, Tensor] = dict(layer.sampled())
         for key, t in [*layer.named_parameters(), *layer.named_buffers()]:
             sources["\0" + key] = t
-        mode = _Attribution(sources, [t for t in tensors if isinstance(t, Tensor)])
+        mode = MacAttribution(sources, [t for t in tensors if isinstance(t, Tensor)])
         mode.__enter__()
         active.append(mode)
 
@@ -290,7 +134,7 @@ def _positions(
             count = counts.setdefault(name, _LayerCount())
             for key, macs in mode.macs.items():
                 count.macs[key] = count.macs.get(key, 0.0) + macs
-                if key in layer._layouts:
+                if key in layer.channel_axes():
                     count.numel[key] = layer.sampled()[key].numel()
             count.other += mode.other
             first = next((t for t in tree_leaves(out) if isinstance(t, Tensor)), None)
@@ -311,9 +155,7 @@ def _positions(
             handles.append(module.register_forward_pre_hook(enter, with_kwargs=True))
             handles.append(module.register_forward_hook(leave(name, module), with_kwargs=True))
         elif isinstance(module, _MAC_LAYERS + _PLAIN_MAC_LAYERS):
-            transposed = isinstance(
-                module, (_IntegralConvTransposeNd, nn.modules.conv._ConvTransposeNd)
-            )
+            transposed = isinstance(module, (*_CONV_TRANSPOSE, nn.modules.conv._ConvTransposeNd))
             handles.append(module.register_forward_hook(hook(name, transposed)))
     try:
         device = next(imodel.parameters()).device
@@ -331,7 +173,7 @@ def _output_factor(layer: IntegralLayer, continuous: bool) -> float:
     """Output channels of ``layer`` per point of its ``"out"`` axis (all of them if discrete)."""
     if not continuous:
         return float(getattr(layer, "out_features", None) or layer.out_channels)
-    if isinstance(layer, _IntegralConvNd) and layer.mode == "grouped":
+    if isinstance(layer, _CONV) and layer.mode == "grouped":
         return float(layer.groups_full)
     return 1.0
 
@@ -408,7 +250,9 @@ def _proportional(samples: list[tuple[float, dict[str, int]]], form: tuple[str, 
     )
 
 
-def _add_layer_count(layer: IntegralLayer, count: _LayerCount, macs: _Terms, acts: _Terms) -> None:
+def _add_layer_count(
+    layer: IntegralLayer, count: _LayerCount, macs: CostTerms, acts: CostTerms
+) -> None:
     """The terms of a layer counted by running it, but those of its resampled tensors (added
     with the tensors): MACs on its fixed-size tensors (constant), MACs that multiply none of its
     tensors, and its output elements."""
@@ -420,30 +264,31 @@ def _add_layer_count(layer: IntegralLayer, count: _LayerCount, macs: _Terms, act
         acts.add(count.outputs / count.out_width, out_axis, None)
 
 
-def cost_models(imodel: IntegralModel) -> dict[str, CostModel]:
+def counted_costs(imodel: IntegralModel) -> dict[str, CostModel]:
     """``{"params": ..., "macs": ..., "activations": ...}`` of ``imodel``: parameters of the
     exported model, its multiply-accumulates at the example input (those ``FlopCounterMode``
     counts: convolutions, matrix products, attention), and the elements of the outputs of the
     layers that do them (a memory-traffic proxy used by the latency model),
-    as functions of the widths of ``imodel.groups``. Memoised on ``imodel`` (they depend on its
-    structure and example input only; counting runs one forward pass, and two more where a
-    layer multiplies activations by activations, see :func:`_fit_other`)."""
-    if "_cost_counts" not in imodel.__dict__:
-        imodel.__dict__["_cost_counts"] = _count(imodel)
-    return imodel.__dict__["_cost_counts"]
+    as functions of the widths of ``imodel.groups``. Counted once per model and kept while it
+    lives (they depend on its structure and example input only; counting runs one forward
+    pass, and two more where a layer multiplies activations by activations, see
+    :func:`_fit_other`)."""
+    if imodel not in _COUNTED:
+        _COUNTED[imodel] = _count(imodel)
+    return _COUNTED[imodel]
 
 
 def _count(imodel: IntegralModel) -> dict[str, CostModel]:
     names = tuple(g.name for g in imodel.groups)
     index = {id(imodel.partition(n)): i for i, n in enumerate(names)}
-    params, macs, acts = (_Terms(index, len(names)) for _ in range(3))
+    params, macs, acts = (CostTerms(index, len(names)) for _ in range(3))
     positions, counts = _positions(imodel)
     _fit_other(imodel, counts)
     # BatchNorms that export() folds: their parameters vanish, the layer before gets a bias
-    pairs = foldable(imodel.graph_module, _FOLD_INTO)
-    folded = {str(norm.target) for _, norm in pairs}
-    for layer_node, _ in pairs:
-        layer = imodel.graph_module.get_submodule(str(layer_node.target))
+    pairs = imodel.export_folds()
+    folded = {norm for _, norm in pairs}
+    for layer_name, _ in pairs:
+        layer = imodel.graph_module.get_submodule(layer_name)
         if isinstance(layer, IntegralLayer) and layer.bias_function is None:
             out = layer.segment_partitions("out")
             params.add(_output_factor(layer, bool(out)), out, None)
@@ -456,7 +301,7 @@ def _count(imodel: IntegralModel) -> dict[str, CostModel]:
             continue
         if isinstance(module, IntegralLayer):
             seen.update(id(p) for n, p in module.named_parameters() if not n.startswith("module."))
-            for tensor in module._layouts:
+            for tensor in module.channel_axes():
                 values = getattr(module, f"{tensor}_function").values
                 constant, axes = _tensor_axes(module, tensor)
                 axes += [None] * (2 - len(axes))

@@ -11,21 +11,27 @@ the same allocation meets it.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from inn.budget.cost import CostModel, cost_models
+from inn.budget.cost import counted_costs
+from inn.budget.polynomial import CostModel
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = ["LatencyFit", "fit_latency", "measure_latency"]
+__all__ = ["LatencyFit", "latency_fit", "measure_latency"]
 
 _FRACTIONS = (1.0, 0.75, 0.5, 0.3)
 _RANDOM_CONFIGS = 4
+# fitted latency models per model, by (device, batch size)
+_FITS: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[str, int], LatencyFit]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,20 @@ def _batch(imodel: IntegralModel, device: str, batch_size: int) -> tuple[torch.T
     )
 
 
-def fit_latency(
+def latency_fit(
+    imodel: IntegralModel, *, device: str = "cpu", batch_size: int = 1, repeats: int = 15
+) -> LatencyFit:
+    """The latency model of ``imodel`` on ``device`` at ``batch_size``, fitted to timings of its
+    export at several widths on first use, then kept while the model lives (``plan`` and
+    ``cost`` reuse it)."""
+    fits = _FITS.setdefault(imodel, {})
+    key = (str(device), batch_size)
+    if key not in fits:
+        fits[key] = _time_and_fit(imodel, device=device, batch_size=batch_size, repeats=repeats)
+    return fits[key]
+
+
+def _time_and_fit(
     imodel: IntegralModel,
     *,
     device: str = "cpu",
@@ -95,7 +114,7 @@ def fit_latency(
         for times, model in zip(rounds, models, strict=True):
             times.append(measure_latency(model, inputs, repeats))
     measured = [float(np.median(t)) for t in rounds]
-    counts = cost_models(imodel)
+    counts = counted_costs(imodel)
     macs, acts = counts["macs"], counts["activations"]
     features = np.array([[1.0, macs(w), acts(w)] for w in configs])
     scale = features.max(0)

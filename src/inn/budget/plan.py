@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from torch import nn
 
 from inn.budget.allocate import Table, allocate, refine
-from inn.budget.cost import CostModel, cost_models
-from inn.budget.latency import LatencyFit, fit_latency
+from inn.budget.cost import counted_costs
+from inn.budget.latency import latency_fit
+from inn.budget.polynomial import CostModel
 from inn.budget.sensitivity import (
     OUTPUT_FRACTIONS,
     SYNTHETIC_SAMPLES,
@@ -23,13 +26,15 @@ from inn.errors import InnError
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = [
-    "KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "latency_fit", "plan",
-]  # fmt: skip
+__all__ = ["KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "plan"]
 
 KINDS = ("params", "macs", "latency")
 SENSITIVITIES = ("auto", "outputs", "weights", "uniform")
 AUTO_MAX_MACS = 5e10  # synthetic forward passes "auto" may spend without data (a few CPU seconds)
+# data-free sensitivity tables per model: {method: (parameter versions, table)}
+_SENSITIVITIES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Any, Sensitivity]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -104,24 +109,15 @@ class Plan:
 def cost_model(
     imodel: IntegralModel, kind: str, *, device: str = "cpu", batch_size: int = 1
 ) -> CostModel:
-    """The (memoised) cost model of ``imodel`` for ``kind``."""
+    """The cost of ``imodel`` for ``kind`` as a function of its group widths: ``"params"``,
+    ``"macs"``, ``"activations"`` (counted, :func:`~inn.budget.cost.counted_costs`) or
+    ``"latency"`` (fitted on ``device`` at ``batch_size``, :func:`~inn.budget.latency_fit`);
+    computed once per model."""
     if kind in ("params", "macs", "activations"):
-        return cost_models(imodel)[kind]
+        return counted_costs(imodel)[kind]
     if kind != "latency":
         raise InnError(f"unknown budget kind {kind!r}; choose one of {KINDS}")
     return latency_fit(imodel, device=device, batch_size=batch_size).model
-
-
-def latency_fit(
-    imodel: IntegralModel, *, device: str = "cpu", batch_size: int = 1, repeats: int = 15
-) -> LatencyFit:
-    """The (memoised) latency model of ``imodel`` on ``device`` at ``batch_size``, fitted to
-    timings of its export at several widths on first use."""
-    cache: dict[Any, LatencyFit] = imodel.__dict__.setdefault("_latency_fits", {})
-    key = (str(device), batch_size)
-    if key not in cache:
-        cache[key] = fit_latency(imodel, device=device, batch_size=batch_size, repeats=repeats)
-    return cache[key]
 
 
 def _uniform_tables(imodel: IntegralModel) -> Sensitivity:
@@ -157,7 +153,7 @@ def sensitivity_of(imodel: IntegralModel, method: str, data: Iterable | None) ->
     if data is not None:
         return output_errors(imodel, data)
     values = tuple((id(p), p._version) for p in imodel.parameters())
-    cache: dict[Any, Any] = imodel.__dict__.setdefault("_sensitivities", {})
+    cache = _SENSITIVITIES.setdefault(imodel, {})
     if cache.get(method, (None,))[0] != values:
         table = output_errors(imodel) if method == "outputs" else weight_errors(imodel)
         cache[method] = (values, table)

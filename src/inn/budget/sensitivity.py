@@ -75,7 +75,7 @@ def group_values(imodel: IntegralModel, seed: int = 0) -> dict[str, GroupValues]
     for module in imodel.graph_module.modules():
         if not isinstance(module, IntegralLayer):
             continue
-        for tensor, (roles, _, _) in module._layouts.items():
+        for tensor, roles in module.channel_axes().items():
             values = getattr(module, f"{tensor}_function").values.detach().float().cpu()
             for dim, role in roles.items():
                 offset = 0

@@ -2,7 +2,6 @@
 
 from inn.convert.convert import convert, prepare
 from inn.convert.coverage import Coverage
-from inn.convert.fold import fold_batchnorms
 from inn.convert.model import ConversionReport, Group, IntegralModel
 
 __all__ = [
@@ -11,6 +10,5 @@ __all__ = [
     "Group",
     "IntegralModel",
     "convert",
-    "fold_batchnorms",
     "prepare",
 ]

@@ -12,12 +12,11 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from inn.continuous import Partition
-from inn.convert.fold import fold_batchnorms
 from inn.convert.model import ConversionReport, IntegralModel
-from inn.convert.permutation import permute_groups
 from inn.errors import ConversionError
 from inn.graph import GraphAnalysis, ModuleRoles, analyse, trace
-from inn.graph.rules import Wrapped
+from inn.graph.fold import fold_batchnorms
+from inn.graph.wrapped import Wrapped
 from inn.layers import (
     IntegralAttention,
     IntegralBatchNorm1d,
@@ -36,6 +35,7 @@ from inn.layers import (
     IntegralWindowAttention,
     IntegralWrapped,
 )
+from inn.permute import permute_groups
 
 __all__ = ["convert", "prepare"]
 

@@ -17,15 +17,28 @@ from torch import nn
 
 from inn.continuous import Partition
 from inn.continuous.partition import sampling_memo
-from inn.convert.fold import fold_batchnorms
 from inn.errors import InnError
-from inn.layers import IntegralLayer, IntegralSplit
+from inn.graph.fold import fold_batchnorms, foldable
+from inn.layers import (
+    IntegralConv1d,
+    IntegralConv2d,
+    IntegralConv3d,
+    IntegralLayer,
+    IntegralLinear,
+    IntegralSplit,
+)
 
 if TYPE_CHECKING:
     from inn.budget import Budget, Plan
     from inn.convert.coverage import Coverage
 
 __all__ = ["ConversionReport", "Group", "IntegralModel"]
+
+# layers that export() turns into the plain conv / linear layers a following BatchNorm folds into
+_FOLD_INTO = (
+    IntegralConv1d, IntegralConv2d, IntegralConv3d, IntegralLinear,
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -306,6 +319,14 @@ class IntegralModel(nn.Module):
         if fold_batchnorm:
             fold_batchnorms(plain)
         return plain.train(self.training)
+
+    def export_folds(self) -> list[tuple[str, str]]:
+        """``(layer, BatchNorm)`` module names: each BatchNorm that :meth:`export` folds into
+        the conv / linear layer before it (its parameters vanish; the layer gets a bias)."""
+        return [
+            (str(layer.target), str(norm.target))
+            for layer, norm in foldable(self.graph_module, _FOLD_INTO)
+        ]
 
     def __repr__(self) -> str:
         """A short summary (a notebook cell ending in ``imodel.resize(...)`` prints this, not

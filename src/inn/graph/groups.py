@@ -25,11 +25,11 @@ import torch.fx as fx
 from torch import nn
 
 from inn.errors import ConversionError
-from inn.graph import rules_sequence, rules_timm  # noqa: F401  (fill the registry)
-from inn.graph.layout import Attribute, Axes, Layout, Segment
-from inn.graph.rules import Wrapped, rule_for
+from inn.graph.layout import Attribute, Axes, ChannelCount, Layout, Segment, ShapeOf
+from inn.graph.rules import rule_for
 from inn.graph.rules_probe import probed
-from inn.graph.rules_tensor import ChannelCount, ShapeOf
+from inn.graph.trace import register_imported_libraries
+from inn.graph.wrapped import Wrapped
 
 __all__ = ["Analyser", "ChannelGroup", "GraphAnalysis", "ModuleRoles", "analyse"]
 
@@ -55,7 +55,7 @@ class ModuleRoles:
         name: the module's path (for kind ``"attribute"``: the tensor's path).
         kind: ``"conv"``, ``"grouped"``, ``"conv_transpose"``, ``"linear"``, ``"norm"``,
             ``"depthwise"``, ``"wrapped"`` (resampled through its own forward, see
-            :class:`~inn.graph.rules.Wrapped`), ``"attention"``, ``"window_attention"`` or
+            :class:`~inn.graph.wrapped.Wrapped`), ``"attention"``, ``"window_attention"`` or
             ``"attribute"``.
         roles: role (``"in"``, ``"out"``, an attention's ``"qkv_head_dim"``...) -> the
             segments of that channel axis, in the order of the tensor dim it runs along.
@@ -126,7 +126,8 @@ class GraphAnalysis:
 
 
 class Analyser:
-    """Walks a traced graph, applying each node's rule; the context rules work through."""
+    """Walks a traced graph, applying each node's rule; the context rules work through (what
+    they may use of it: :class:`~inn.graph.context.RuleContext`)."""
 
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
@@ -361,4 +362,5 @@ def _layouts_in(value: Any) -> list[Layout]:
 
 def analyse(gm: fx.GraphModule) -> GraphAnalysis:
     """Find the channel groups of a traced model (see the module docstring)."""
+    register_imported_libraries()  # a model traced elsewhere may use timm's or torchvision's
     return Analyser(gm).run()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-__all__ = ["Attribute", "Axes", "Layout", "Segment"]
+__all__ = ["Attribute", "Axes", "ChannelCount", "Layout", "Segment", "ShapeOf"]
 
 
 @dataclass(frozen=True)
@@ -239,3 +239,19 @@ class Attribute:
 
     def source_dim(self, dim: int) -> int | None:
         return dim if self.source_dims is None else self.source_dims[dim]
+
+
+@dataclass(frozen=True)
+class ShapeOf:
+    """``x.shape`` / ``x.size()`` of a tensor with channels ``layout``."""
+
+    layout: Layout
+
+
+@dataclass(frozen=True)
+class ChannelCount:
+    """A number read from a tensor's shape that is (or contains) its channel count: whatever
+    uses it depends on the width, so the analysis pins those channels (see
+    :meth:`~inn.graph.context.RuleContext.pin_reads`)."""
+
+    layout: Layout

@@ -1,30 +1,37 @@
 """The registry of channel rules: one small entry per module type, function or method.
 
-A *rule* says how an operation's channel axes relate: it receives the analysis context, the
-``torch.fx`` node and (for modules) the module, and returns the channel layout of the node's
-output (a :class:`~inn.graph.layout.Layout`, a list of them, or None for a non-tensor value),
-tying, splitting or pinning axes through the context on the way. Built-in entries live in
-:mod:`inn.graph.rules_torch` and :mod:`inn.graph.rules_timm`; users teach their own layers with
-:func:`register_channel_rule`.
+A *rule* says how an operation's channel axes relate: it receives the analysis context (what it
+may call is the :class:`~inn.graph.context.RuleContext` contract), the ``torch.fx`` node and (for
+modules) the module, and returns the channel layout of the node's output (a
+:class:`~inn.graph.layout.Layout`, a list of them, or None for a non-tensor value), tying,
+splitting or pinning axes through the context on the way. This module only holds the entries:
+the built-in ones register themselves when their modules (:mod:`inn.graph.rules_torch`,
+``rules_tensor``, ``rules_sequence``, ``rules_torchvision``, ``rules_timm``) are imported by
+:mod:`inn.graph`; users teach their own layers with :func:`register_channel_rule`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch.fx as fx
 from torch import nn
 
+from inn.graph.context import RuleContext
 from inn.graph.trace import register_leaf_module
+from inn.graph.wrapped import Wrapped, wrapped
 
-if TYPE_CHECKING:
-    from inn.graph.groups import Analyser
+__all__ = [
+    "ChannelRule",
+    "declared_rule",
+    "function_rule",
+    "module_rule",
+    "register_channel_rule",
+    "rule_for",
+]
 
-__all__ = ["ChannelRule", "Wrapped", "module_rule", "register_channel_rule", "rule_for"]
-
-ChannelRule = Callable[["Analyser", fx.Node, "nn.Module | None"], Any]
+ChannelRule = Callable[[RuleContext, fx.Node, "nn.Module | None"], Any]
 
 _MODULES: dict[type, ChannelRule] = {}
 _FUNCTIONS: dict[Any, ChannelRule] = {}
@@ -32,40 +39,27 @@ _METHODS: dict[str, ChannelRule] = {}
 _USER: set[Any] = set()  # targets whose rule a user registered: a contradiction is an error
 
 
-@dataclass(frozen=True)
-class Wrapped:
-    """How a module without an integral counterpart of its own is resized: its tensors are
-    resampled along their channel dims and passed to its own ``forward``.
-
-    Attributes:
-        tensors: ``{tensor name: {dim: role}}`` with roles ``"in"`` / ``"out"``.
-        integrated: ``{tensor name: dim}`` summed over by the layer (an input axis).
-        one_axis: input and output channels are one axis (elementwise layers and norms).
-        groups: the channels form this many equal groups sharing one partition (GroupNorm).
-    """
-
-    tensors: Mapping[str, Mapping[int, str]]
-    integrated: Mapping[str, int] = field(default_factory=dict)
-    one_axis: bool = True
-    groups: int = 1
-
-
 def module_rule(*types: type) -> Callable[[ChannelRule], ChannelRule]:
-    """Register a built-in rule for module ``types`` (subclasses included)."""
+    """Register a built-in rule for module ``types`` (subclasses included); a user's rule for
+    one of them stays (a library's rules are added lazily, maybe after the user's)."""
 
     def register(rule: ChannelRule) -> ChannelRule:
         for t in types:
-            _MODULES[t] = rule
+            if t not in _USER:
+                _MODULES[t] = rule
         return rule
 
     return register
 
 
 def function_rule(*targets: Any) -> Callable[[ChannelRule], ChannelRule]:
-    """Register a built-in rule for functions (objects) or methods (names, as strings)."""
+    """Register a built-in rule for functions (objects) or methods (names, as strings); a
+    user's rule for one of them stays."""
 
     def register(rule: ChannelRule) -> ChannelRule:
         for t in targets:
+            if t in _USER:
+                continue
             if isinstance(t, str):
                 _METHODS[t] = rule
             else:
@@ -109,8 +103,9 @@ def register_channel_rule(
       ``(out,)``; the output gets new channels and the input channels are integrated. Give
       ``tensors={"weight": {0: "out", 1: "in"}, ...}`` for another layout.
     * ``"pin"``: keep every channel axis flowing in and out at full width (``reason`` says why).
-    * a callable ``rule(analyser, node, module)`` returning the output's layout (see
-      :mod:`inn.graph.rules_torch` for examples).
+    * a callable ``rule(ctx, node, module)`` returning the output's layout, calling only what
+      :class:`~inn.graph.context.RuleContext` offers (see :mod:`inn.graph.rules_torch` for
+      examples).
 
     The analysis checks each rule against the traced shapes: a rule that contradicts them is
     refused with a :class:`~inn.errors.ConversionError` naming the module.
@@ -118,8 +113,6 @@ def register_channel_rule(
     Example:
         >>> inn.register_channel_rule(MyScale, "elementwise", tensors={"gamma": 0})
     """
-    from inn.graph import rules_torch
-
     if isinstance(rule, str):
         if rule not in ("elementwise", "dense", "pin"):
             raise ValueError(
@@ -127,7 +120,7 @@ def register_channel_rule(
             )
         if rule != "pin" and not (isinstance(target, type) and issubclass(target, nn.Module)):
             raise ValueError(f"rule {rule!r} applies to nn.Module classes, got {target!r}")
-        rule = rules_torch.declared_rule(rule, tensors, reason)
+        rule = declared_rule(rule, tensors, reason)
     elif not callable(rule):
         raise ValueError(f"rule must be a string or a callable, got {type(rule).__name__}")
     if isinstance(target, type) and issubclass(target, nn.Module):
@@ -138,3 +131,29 @@ def register_channel_rule(
     else:
         _FUNCTIONS[target] = rule
     _USER.add(target)
+
+
+def declared_rule(kind: str, tensors: Mapping[str, Any] | None, reason: str) -> ChannelRule:
+    """The rule for ``register_channel_rule(target, kind, tensors=...)``."""
+    if kind == "pin":
+
+        def pin(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
+            return ctx.unknown(node, reason or f"a pinned layer ({node.target})")
+
+        return pin
+    if kind == "elementwise":
+        dims = {t: {int(d): "out"} for t, d in (tensors or {}).items()}
+        spec = Wrapped(dims)
+    else:
+        spec = Wrapped(
+            dict(tensors or {"weight": {0: "out", 1: "in"}, "bias": {0: "out"}}),
+            integrated={"weight": 1} if tensors is None else {},
+            one_axis=False,
+        )
+
+    def declared(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
+        if not spec.tensors and spec.one_axis:
+            return ctx.input(node)
+        return wrapped(ctx, node, spec)
+
+    return declared

@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from inn.graph.context import RuleContext
 from inn.graph.layout import Attribute, Layout
 from inn.graph.probe import Operand, probe
-from inn.graph.rules import Wrapped
+from inn.graph.wrapped import Wrapped
 from inn.module_sizes import set_size_attributes, size_attributes
-
-if TYPE_CHECKING:
-    from inn.graph.groups import Analyser
 
 __all__ = ["probed"]
 
 
-def probed(ctx: Analyser, node: fx.Node, module: nn.Module | None, what: str) -> Any:
+def probed(ctx: RuleContext, node: fx.Node, module: nn.Module | None, what: str) -> Any:
     """Probe ``node`` (``what`` names it in reasons) and apply what was found."""
     inputs = _flat_nodes((node.args, node.kwargs))
     layouts = [(a, v) for a in inputs if isinstance(v := ctx.values.get(a), Layout)]
@@ -82,7 +80,7 @@ def probed(ctx: Analyser, node: fx.Node, module: nn.Module | None, what: str) ->
     return out[0] if hasattr(meta, "shape") else out
 
 
-def _examples(ctx: Analyser, node: fx.Node, inputs: Sequence[fx.Node]) -> dict | None:
+def _examples(ctx: RuleContext, node: fx.Node, inputs: Sequence[fx.Node]) -> dict | None:
     """A value for every input node: random tensors of the traced shapes (float64 for floating
     ones), the recorded value of numbers and shapes; None where one is unknown."""
     gen = torch.Generator().manual_seed(len(ctx.values))

@@ -4,24 +4,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from inn.graph.context import RuleContext
 from inn.graph.layout import Attribute, Layout, Segment
-from inn.graph.rules import Wrapped, function_rule, module_rule
+from inn.graph.rules import function_rule, module_rule
 from inn.graph.trace import register_traced_forward
-
-if TYPE_CHECKING:
-    from inn.graph.groups import Analyser
+from inn.graph.wrapped import Wrapped
 
 __all__: list[str] = []
 
 
 @module_rule(nn.Embedding, nn.EmbeddingBag)
-def embedding(ctx: Analyser, node: fx.Node, module: nn.Embedding) -> Any:
+def embedding(ctx: RuleContext, node: fx.Node, module: nn.Embedding) -> Any:
     """The embedding dimension is a new channel axis (the table's dim 1, resampled like a
     bias); a ``max_norm`` renormalises each row over it and pins it."""
     name = str(node.target)
@@ -38,7 +37,7 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
 @module_rule(nn.LSTM, nn.GRU, nn.RNN)
-def recurrent(ctx: Analyser, node: fx.Node, module: nn.RNNBase) -> Any:
+def recurrent(ctx: RuleContext, node: fx.Node, module: nn.RNNBase) -> Any:
     """Input features (the input weights' dim 1) and the hidden size (one axis for every layer
     and direction, as the module has one ``hidden_size``; each gate's block of rows tied to it)
     are both resizable. Outputs: ``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``)."""
@@ -79,7 +78,7 @@ def recurrent(ctx: Analyser, node: fx.Node, module: nn.RNNBase) -> Any:
 
 
 @module_rule(nn.LSTMCell, nn.GRUCell, nn.RNNCell)
-def recurrent_cell(ctx: Analyser, node: fx.Node, module: nn.RNNCellBase) -> Any:
+def recurrent_cell(ctx: RuleContext, node: fx.Node, module: nn.RNNCellBase) -> Any:
     """One step of a recurrent layer: input and hidden size resizable, as in :func:`recurrent`.
     Returns ``h`` (LSTMCell: ``(h, c)``)."""
     name, x = str(node.target), ctx.input(node)
@@ -105,7 +104,7 @@ def recurrent_cell(ctx: Analyser, node: fx.Node, module: nn.RNNCellBase) -> Any:
 
 
 @function_rule(F.embedding, F.embedding_bag)
-def functional_embedding(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def functional_embedding(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """``F.embedding(indices, weight)`` with a tensor attribute as the table: its dim 1 is a
     new channel axis, as in :func:`embedding`."""
     weight, shape = ctx.values.get(node.args[1]) if len(node.args) > 1 else None, ctx.shape(node)

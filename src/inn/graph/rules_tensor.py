@@ -4,22 +4,19 @@ concatenation, reshapes, reductions, permutations, splits, indexing and shape re
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 from math import prod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from inn.graph.layout import Attribute, Layout, Segment
+from inn.graph.context import RuleContext
+from inn.graph.layout import Attribute, ChannelCount, Layout, Segment, ShapeOf
 from inn.graph.rules import function_rule, module_rule
 
-if TYPE_CHECKING:
-    from inn.graph.groups import Analyser
-
-__all__ = ["ChannelCount", "ShapeOf"]
+__all__: list[str] = []
 
 _BINARY = (
     operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
@@ -28,23 +25,8 @@ _BINARY = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class ShapeOf:
-    """``x.shape`` / ``x.size()`` of a tensor with channels ``layout``."""
-
-    layout: Layout
-
-
-@dataclass(frozen=True)
-class ChannelCount:
-    """A number read from a tensor's shape that is (or contains) its channel count: whatever
-    uses it depends on the width, so the analysis pins those channels (see ``Analyser.visit``)."""
-
-    layout: Layout
-
-
 @function_rule(getattr, "size", "dim")
-def shape_of(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def shape_of(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     if not isinstance(x, Layout) or node.target == "dim":
         return None
@@ -58,7 +40,7 @@ def shape_of(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 # -- tensor algebra -----------------------------------------------------------------------------
 @function_rule(*_BINARY)
-def binary(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def binary(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """Elementwise ops of two tensors tie their channels; a tensor attribute broadcast along the
     channels (a layer scale, a position embedding) joins the group."""
     operands = [a for a in node.args[:2] if isinstance(a, fx.Node)]
@@ -86,7 +68,7 @@ def binary(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     return a if a.ndim >= b.ndim else b
 
 
-def bind_attribute(ctx: Analyser, attribute: Any, x: Layout) -> None:
+def bind_attribute(ctx: RuleContext, attribute: Any, x: Layout) -> None:
     """Make a tensor attribute combined with ``x`` (broadcast, right-aligned) a member of its
     channels' group, or pin them where its shape does not line up."""
     dim = x.dim - (x.ndim - len(attribute.shape))
@@ -100,7 +82,7 @@ def bind_attribute(ctx: Analyser, attribute: Any, x: Layout) -> None:
 
 
 @function_rule(torch.cat, "cat", torch.concat, torch.concatenate)
-def cat(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def cat(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     items = ctx.argument(node, 0, "tensors")
     dim = ctx.argument(node, 1, "dim", 0)
     values = [ctx.values.get(a) for a in items] if isinstance(items, (list, tuple)) else []
@@ -122,7 +104,7 @@ def cat(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 @function_rule(torch.flatten, torch.reshape, "flatten", "view", "reshape")
 @module_rule(nn.Flatten)
-def reshape(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def reshape(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """Merging the channel axis with the axes right after it (a flatten) makes each channel a
     block of features; merging it with axes right before it (channels last) repeats the
     channels once per position of those axes. Splitting the channels, or any other mixing of
@@ -254,7 +236,7 @@ _AVERAGES = (torch.mean, torch.amax, torch.amin, torch.var, torch.std, "mean", "
 
 
 @function_rule(*_AVERAGES, torch.sum, "sum")
-def reduce(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def reduce(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """A reduction over other axes keeps the channels. An average over the channels (a mean, a
     variance, a maximum: a hand-written LayerNorm, GlobalResponseNorm) is what the network at
     that width computes (a mean is the rectangle rule's integral), so the channels stay
@@ -276,7 +258,7 @@ def reduce(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule(torch.permute, "permute")
-def permute(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def permute(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     order = node.args[1:]
     if len(order) == 1 and isinstance(order[0], (list, tuple)):
@@ -288,7 +270,7 @@ def permute(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule(torch.transpose, torch.swapaxes, torch.swapdims, "transpose", "swapaxes", "swapdims")
-def transpose(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def transpose(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     d0, d1 = ctx.argument(node, 1, "dim0"), ctx.argument(node, 2, "dim1")
     if not isinstance(x, Layout) or not isinstance(d0, int) or not isinstance(d1, int):
@@ -298,7 +280,7 @@ def transpose(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule(torch.roll, torch.flip, "roll", "flip")
-def roll(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def roll(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """Shifting or flipping other axes (Swin's cyclic shift) keeps the channels."""
     x = ctx.input(node)
     flip = node.target in (torch.flip, "flip")
@@ -312,7 +294,7 @@ def roll(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule(torch.softmax, F.softmax, "softmax")
-def softmax(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def softmax(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     dim = ctx.argument(node, 1, "dim")
     if not isinstance(x, Layout) or not isinstance(dim, int) or dim % x.ndim == x.dim:
@@ -321,7 +303,7 @@ def softmax(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule("expand", "expand_as")
-def expand(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def expand(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """Broadcasting other axes keeps the channels (an attribute stays an attribute)."""
     x = ctx.input(node)
     shape_in, shape_out = ctx.shape(node.args[0]), ctx.shape(node)
@@ -335,7 +317,7 @@ def expand(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule(torch.unsqueeze, "unsqueeze")
-def unsqueeze(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def unsqueeze(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     x = ctx.input(node)
     dim = ctx.argument(node, 1, "dim")
     if not isinstance(x, Layout) or not isinstance(dim, int):
@@ -345,7 +327,7 @@ def unsqueeze(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule(torch.split, torch.chunk, torch.tensor_split, "split", "chunk", "tensor_split")
-def split(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def split(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """Pieces along the channels split their axes; along another axis each piece keeps them."""
     x = ctx.input(node)
     metas = node.meta.get("tensor_meta")
@@ -375,7 +357,7 @@ def split(ctx: Analyser, node: fx.Node, module: Any) -> Any:
 
 
 @function_rule(operator.getitem)
-def getitem(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def getitem(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """An element of a split, or an index of a tensor that keeps (or slices) its channels."""
     x, index = ctx.input(node), node.args[1]
     if isinstance(x, ShapeOf):

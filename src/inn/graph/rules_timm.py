@@ -1,54 +1,52 @@
-"""Channel rules for timm's own layers, registered when timm is imported.
+"""Channel rules for timm's own layers, registered at the first trace after timm is imported.
 
 timm fuses normalisation and activation into one module (``BatchNormAct2d``...), pads
 convolutions at run time (``Conv2dSame``) and has its own norms over channels. Each becomes a
 module traced as one call and resized through its own ``forward`` (see
-:class:`~inn.graph.rules.Wrapped`). Layers timm writes out of plain operations (``LayerScale``,
+:class:`~inn.graph.wrapped.Wrapped`). Layers timm writes out of plain operations (``LayerScale``,
 ``SqueezeExcite``, ``MixedConv2d``) need no entry: the tracer sees through them.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch.fx as fx
 from torch import nn
 
-from inn.graph.rules import Wrapped, module_rule
-from inn.graph.rules_torch import channels_first_norm, group_norm, self_attention, wrapped
-from inn.graph.trace import register_leaf_module
+from inn.graph.context import RuleContext
+from inn.graph.rules import module_rule
+from inn.graph.rules_attention import self_attention
+from inn.graph.rules_torch import channels_first_norm, group_norm
+from inn.graph.trace import register_leaf_module, register_library_rules
+from inn.graph.wrapped import Wrapped, wrapped
 
-if TYPE_CHECKING:
-    from inn.graph.groups import Analyser
-
-__all__ = ["register_timm"]
+__all__: list[str] = []
 
 _STATISTICS = Wrapped(
     {name: {0: "out"} for name in ("weight", "bias", "running_mean", "running_var")}
 )
 _WEIGHT = Wrapped({"weight": {0: "out"}})
-_registered = False
 
 
-def _batch_norm_act(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def _batch_norm_act(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     return wrapped(ctx, node, _STATISTICS, channel_dim=1)
 
 
-def _channels_last_norm(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def _channels_last_norm(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     spec = Wrapped({"weight": {0: "out"}, "bias": {0: "out"}})
     return wrapped(ctx, node, spec, channel_dim=-1)
 
 
-def _rms_norm(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def _rms_norm(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     return wrapped(ctx, node, _WEIGHT, channel_dim=-1)
 
 
-def _rms_norm_2d(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def _rms_norm_2d(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     return wrapped(ctx, node, _WEIGHT, channel_dim=1)
 
 
-def _conv_same(ctx: Analyser, node: fx.Node, conv: Any) -> Any:
+def _conv_same(ctx: RuleContext, node: fx.Node, conv: Any) -> Any:
     """A convolution that pads at run time or standardises its weight (``StdConv2d``,
     ``ScaledStdConv2d``, each filter over its inputs, with a per-filter ``gain``): dense or
     depthwise, through its own forward (at fewer inputs it standardises over fewer of them,
@@ -70,7 +68,7 @@ def _conv_same(ctx: Analyser, node: fx.Node, conv: Any) -> Any:
 _TIMM_ATTENTION = {n: n for n in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias")}
 
 
-def _attention(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def _attention(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """timm's ``Attention`` (ViT, DeiT...) without q/k norms, called on one tensor."""
     plain = all(
         isinstance(getattr(module, n, nn.Identity()), nn.Identity)
@@ -81,18 +79,15 @@ def _attention(ctx: Analyser, node: fx.Node, module: Any) -> Any:
     return self_attention(ctx, node, module, _TIMM_ATTENTION)
 
 
-def _window_attention(ctx: Analyser, node: fx.Node, module: Any) -> Any:
+def _window_attention(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """timm's Swin ``WindowAttention`` (its head dimension follows the projection)."""
     if len(node.args) + len(node.kwargs) > 2:
         return ctx.unknown(node, f"window attention {node.target!r} (unexpected arguments)")
     return self_attention(ctx, node, module, _TIMM_ATTENTION, kind="window_attention")
 
 
-def register_timm() -> None:
-    """Add timm's layers to the registry (once, and only if timm has been imported)."""
-    global _registered
-    if _registered or "timm" not in sys.modules:
-        return
+def _register_timm() -> None:
+    """Add timm's layers to the registry (at the first trace after timm is imported)."""
     from timm import layers
 
     rules = {
@@ -117,4 +112,6 @@ def register_timm() -> None:
             if cls is not None:
                 module_rule(cls)(rule)
                 register_leaf_module(cls)
-    _registered = True
+
+
+register_library_rules("timm", _register_timm)

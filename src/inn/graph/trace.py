@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,9 @@ from inn.errors import ConversionError
 __all__ = [
     "as_tuple",
     "is_leaf_module",
+    "register_imported_libraries",
     "register_leaf_module",
+    "register_library_rules",
     "register_traced_forward",
     "trace",
 ]
@@ -26,12 +29,30 @@ __all__ = [
 _LEAF_TYPES: set[type[nn.Module]] = set()
 # torch.nn modules traced through (not kept whole), with the forward the tracer follows
 _TRACED_FORWARDS: dict[type[nn.Module], Callable[..., Any]] = {}
+# library -> registration of its layers, run at the first trace after it is imported
+_LIBRARY_RULES: dict[str, Callable[[], None]] = {}
 
 
 def register_traced_forward(cls: type[nn.Module], forward: Callable[..., Any]) -> None:
     """Trace through ``cls`` (a ``torch.nn`` module fx would keep whole) by following
     ``forward(module, *args, **kwargs)``, a traceable path computing the same as its own."""
     _TRACED_FORWARDS[cls] = forward
+
+
+def register_library_rules(library: str, register: Callable[[], None]) -> None:
+    """Call ``register()`` (adding ``library``'s leaf modules and channel rules) once, at the
+    first trace after ``library`` has been imported: a model using its layers has imported it
+    by then, and importing ``inn`` imports neither timm nor torchvision."""
+    _LIBRARY_RULES[library] = register
+
+
+def register_imported_libraries() -> None:
+    """Run the pending registrations of the libraries imported by now (before a trace or an
+    analysis)."""
+    for library, register in list(_LIBRARY_RULES.items()):
+        if library in sys.modules:
+            register()
+            del _LIBRARY_RULES[library]
 
 
 def register_leaf_module(cls: type[nn.Module]) -> type[nn.Module]:
@@ -100,9 +121,7 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
         ConversionError: the model cannot be traced (naming the reason and the way out), or the
             example inputs do not run through it.
     """
-    from inn.graph.rules_timm import register_timm
-
-    register_timm()  # timm's fused layers are traced as one call each
+    register_imported_libraries()  # timm's and torchvision's layers the tracer keeps whole
     inputs = as_tuple(example_inputs)
     try:
         graph = _Tracer().trace(model)

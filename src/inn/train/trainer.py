@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +34,10 @@ from inn.loop import fit
 from inn.recover.smooth import roughness_penalty
 from inn.recover.statistics import reestimate_full_width_batchnorm, tracked_norms
 from inn.train.checkpoint import load_checkpoint, save_checkpoint
-from inn.train.widths import WidthRange, WidthSampler
+from inn.train.settings import AMP, TrainSettings
+from inn.train.widths import WidthSampler
 
 __all__ = ["TrainReport", "train"]
-
-OPTIMISERS = ("sgd", "adamw")
-AMP = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -69,16 +67,18 @@ def _distributed(ddp: bool | None) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _optimiser(model: nn.Module, kind: str, lr: float, momentum: float, weight_decay: float):
+def _optimiser(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     """Weight decay on the node values of weights (two or more axes) only."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0}]
-    if kind == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    if kind == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise InnError(f"unknown optimiser {kind!r}; choose one of {OPTIMISERS}")
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": rest, "weight_decay": 0},
+    ]
+    if settings.optimiser == "sgd":
+        momentum = settings.momentum
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=momentum, nesterov=momentum > 0)
+    return torch.optim.AdamW(groups, lr=settings.lr)  # the settings allow only these two
 
 
 def _schedule(optimiser: torch.optim.Optimizer, steps: int, warmup: float):
@@ -135,105 +135,50 @@ def train(
     model: IntegralModel,
     dataset: Dataset,
     *,
-    steps: int | None = None,
-    epochs: float | None = None,
-    batch_size: int = 64,
-    widths: WidthRange | Mapping[str, WidthRange] | WidthSampler = (0.25, 1.0),
-    rule: str = "sandwich",
-    num_random: int = 2,
-    distill: bool = False,
-    smoothness: float = 0.0,
-    loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
-    optimiser: str = "sgd",
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    warmup: float = 0.05,
-    amp: str | None = None,
-    clip_norm: float | None = None,
-    augment: Callable[[Tensor], Tensor] | None = None,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = True,
-    log: str | Path | None = None,
-    log_every: int = 10,
-    seed: int = 0,
-    statistics_batches: int = 20,
-    ddp: bool | None = None,
-    num_workers: int = 0,
+    settings: TrainSettings | None = None,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
-    progress: bool = True,
+    **changes: Any,
 ) -> TrainReport:
-    """Train ``model``'s continuous weights so that every width of ``widths`` works.
+    """Train ``model``'s continuous weights so that every width of ``settings.widths`` works.
 
     Args:
         model: a converted model (:func:`inn.convert`; from a trained network or a freshly
             initialised one; ``fold_batchnorm=False`` keeps integral BatchNorms, whose running
             statistics are then tracked at full width and sampled at every other width).
         dataset: a map-style dataset of ``(inputs, targets)``.
-        steps, epochs: the length of training (one of them; an epoch is
-            ``len(dataset) // batch_size`` steps).
-        batch_size: the global batch (split evenly over the processes).
-        widths: one width range for every resizable group (fractions ``(low, high)`` in
-            (0, 1] or channel counts), ``{group: range}``, or a :class:`WidthSampler`.
-        rule: ``"sandwich"`` (largest + smallest + ``num_random`` random widths per step,
-            gradients accumulated, one optimiser step) or ``"random"`` (the paper's Algorithm 1:
-            one random width per step).
-        distill: in-place distillation: the outputs of the largest width (detached) are the
-            target (KL divergence) of the others; needs the sandwich rule.
-        smoothness: adds ``smoothness`` x the mean roughness (squared second differences along
-            the channel axes, :func:`inn.recover.roughness`) of the weights' node values to the
-            loss once per step: smoother weight functions lose less when sampled at few points.
-        loss: ``loss(outputs, targets)`` (default cross-entropy).
-        optimiser: ``"sgd"`` (Nesterov momentum) or ``"adamw"``; weight decay applies to the
-            weights' node values only. Linear warm-up over ``warmup`` of the steps, then cosine.
-        amp: ``"bf16"`` or ``"fp16"`` (CUDA; with a gradient scaler): autocast mixed precision.
-        augment: applied to each batch of inputs before the forward passes.
-        checkpoint: a file: written every ``checkpoint_every`` steps and at the end (by rank 0);
-            if it exists and ``resume``, training continues from it (on any number of processes).
-        log: a JSON-lines file (rank 0): step, loss, learning rate, samples/s every ``log_every``
-            steps.
-        seed: the data order and the width draws of every step depend on it only.
-        statistics_batches: at the end, the integral BatchNorms' statistics are averaged over
-            this many training batches at full width.
-        ddp: wrap the model in DistributedDataParallel (``None``: when a process group of more
-            than one process is initialised).
+        settings: how to train (:class:`TrainSettings`; default ``TrainSettings()``, which
+            needs a length: ``steps=...`` or ``epochs=...``).
         callback: ``callback(step, info)`` after every step; ``info`` has ``loss`` and
             ``widths`` (the widths of each forward pass).
+        **changes: fields of ``settings`` to change (``steps=100, lr=0.01``).
 
     Returns:
         A :class:`TrainReport`. The model is left at full width, in eval mode.
+
+    Raises:
+        InnError: a bad setting (naming the field), no length of training, a model that is not
+            converted, DDP asked for without a process group, a checkpoint of another model.
     """
-    sampler = (
-        widths
-        if isinstance(widths, WidthSampler)
-        else WidthSampler.for_model(model, widths, rule=rule, num_random=num_random, seed=seed)
-    )
-    if distill and not (
-        sampler.rule == "sandwich"
-        or (sampler.rule == "fixed" and sampler.fixed[0] == max(sampler.fixed))
-    ):
-        raise InnError(
-            "distill=True needs rule='sandwich' or a 'fixed' rule starting at the largest width "
-            "(the first width of each step is the teacher)"
-        )
-    if amp not in AMP:
-        raise InnError(f"unknown amp {amp!r}; choose one of {[k for k in AMP if k]} or None")
-    if (steps is None) == (epochs is None):
+    settings = (TrainSettings() if settings is None else settings).replace(**changes)
+    if settings.steps is None and settings.epochs is None:
         raise InnError("give the length of training as steps=... or epochs=... (one of them)")
-    rank, world = _distributed(ddp)
-    shards = _Shards(dataset, batch_size, rank, world, seed, num_workers)
-    total = steps if steps is not None else max(1, round(epochs * shards.per_epoch))
+    sampler = settings.widths
+    if not isinstance(sampler, WidthSampler):
+        options = {"rule": settings.rule, "num_random": settings.num_random, "seed": settings.seed}
+        sampler = WidthSampler.for_model(model, sampler, **options)
+    rank, world = _distributed(settings.ddp)
+    shards = _Shards(dataset, settings.batch_size, rank, world, settings.seed, settings.num_workers)
+    total = settings.steps or max(1, round(settings.epochs * shards.per_epoch))
     device = next(model.parameters()).device
-    if amp == "fp16" and device.type != "cuda":
+    if settings.amp == "fp16" and device.type != "cuda":
         raise InnError("amp='fp16' needs a CUDA model; use amp='bf16' on the CPU")
 
-    opt = _optimiser(model, optimiser, lr, momentum, weight_decay)
-    schedule = _schedule(opt, total, warmup)
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    opt = _optimiser(model, settings)
+    schedule = _schedule(opt, total, settings.warmup)
+    scaler = torch.amp.GradScaler("cuda") if settings.amp == "fp16" else None
     start = 0
-    if checkpoint is not None and resume and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint, model)
+    if settings.checkpoint is not None and settings.resume and Path(settings.checkpoint).is_file():
+        state = load_checkpoint(settings.checkpoint, model)
         opt.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         if scaler is not None and state.get("scaler"):
@@ -248,21 +193,22 @@ def train(
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model)
     model.train()
+    dtype = AMP[settings.amp]
     autocast = (
-        (lambda: torch.autocast(device.type, dtype=AMP[amp])) if amp is not None else nullcontext
+        (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else nullcontext
     )
     history: list[dict[str, Any]] = []
-    if log is not None and rank == 0:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
+    if settings.log is not None and rank == 0:
+        Path(settings.log).parent.mkdir(parents=True, exist_ok=True)
     batches = shards.batches(start)
     current: dict[str, Any] = {}
-    penalty = roughness_penalty(model, smoothness) if smoothness > 0 else None
+    penalty = roughness_penalty(model, settings.smoothness) if settings.smoothness > 0 else None
 
     def one_step(i: int, backward: Callable[[Tensor], None]) -> float:
         _, (x, y) = next(batches)  # the batches of step i: they start at the same step
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if augment is not None:
-            x = augment(x)
+        if settings.augment is not None:
+            x = settings.augment(x)
         draws = sampler.draw(i)
         teacher = None
         losses = []
@@ -273,14 +219,14 @@ def train(
             with sync:
                 with autocast():
                     out = net(x)
-                    if distill and k > 0:
+                    if settings.distill and k > 0:
                         value = F.kl_div(
                             F.log_softmax(out.float(), -1), F.log_softmax(teacher, -1),
                             log_target=True, reduction="batchmean",
                         )  # fmt: skip
                     else:
-                        value = loss(out.float(), y)
-                if distill and k == 0:
+                        value = settings.loss(out.float(), y)
+                if settings.distill and k == 0:
                     teacher = out.detach().float()
                 objective = value / len(draws)
                 if last and penalty is not None:  # in the synchronised backward pass
@@ -294,23 +240,27 @@ def train(
         if callback is not None:
             callback(i, current)
         done = i + 1
-        if rank == 0 and (done % log_every == 0 or done == total):
+        if rank == 0 and (done % settings.log_every == 0 or done == total):
             elapsed = time.perf_counter() - tick
             entry = {
                 "step": done, "loss": value, "lr": schedule.get_last_lr()[0],
-                "samples_per_s": (done - start) * batch_size / max(elapsed, 1e-9),
+                "samples_per_s": (done - start) * settings.batch_size / max(elapsed, 1e-9),
             }  # fmt: skip
             history.append(entry)
-            if log is not None:
-                with open(log, "a") as handle:
+            if settings.log is not None:
+                with open(settings.log, "a") as handle:
                     handle.write(json.dumps(entry) + "\n")
-        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+        if (
+            settings.checkpoint is not None
+            and settings.checkpoint_every
+            and done % settings.checkpoint_every == 0
+        ):
             _save(done)
 
     def _save(done: int) -> None:
         if rank == 0:
             save_checkpoint(
-                checkpoint, model, optimiser=opt.state_dict(), schedule=schedule.state_dict(),
+                settings.checkpoint, model, optimiser=opt.state_dict(), schedule=schedule.state_dict(),
                 scaler=scaler.state_dict() if scaler is not None else None, step=done,
                 sampler=sampler.state_dict(),
             )  # fmt: skip
@@ -321,30 +271,30 @@ def train(
     try:
         done = fit(
             one_step, opt, steps=total, start=start, schedule=schedule, scaler=scaler,
-            clip_norm=clip_norm, on_step=on_step, progress=progress and rank == 0,
-            desc="random-width training", items_per_step=batch_size,
+            clip_norm=settings.clip_norm, on_step=on_step, progress=settings.progress and rank == 0,
+            desc="random-width training", items_per_step=settings.batch_size,
         )  # fmt: skip
     finally:
         for m in norms:
             m.track_statistics = False
         model.resize(widths={g.name: g.full_size for g in model.resizable_groups})
     seconds = time.perf_counter() - tick
-    if norms and statistics_batches > 0 and done > 0:
+    if norms and settings.statistics_batches > 0 and done > 0:
         reestimate_full_width_batchnorm(
-            model, _first_inputs(shards, total, statistics_batches, device)
+            model, _first_inputs(shards, total, settings.statistics_batches, device)
         )
         if world > 1:
             for m in norms:
                 dist.broadcast(m.running_mean_function.values, 0)
                 dist.broadcast(m.running_var_function.values, 0)
-    if checkpoint is not None and done > 0:
+    if settings.checkpoint is not None and done > 0:
         _save(total)
     model.eval()
     return TrainReport(
         start=start,
         steps=total,
         seconds=seconds,
-        samples_per_s=done * batch_size / max(seconds, 1e-9),
+        samples_per_s=done * settings.batch_size / max(seconds, 1e-9),
         last_loss=current.get("loss", float("nan")),
         history=history,
     )

@@ -1,4 +1,4 @@
-"""Reordering the channels of every group so that weights vary smoothly along the channel axis."""
+"""Applying channel orders: reorder every group of a traced network in place."""
 
 from __future__ import annotations
 
@@ -9,28 +9,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from inn.graph import GraphAnalysis
-from inn.permute import EXACT_WORK, order_channels
+from inn.graph import GraphAnalysis, Member, group_members
+from inn.permute.order import EXACT_WORK, order_channels
 
-__all__ = ["Member", "PermutationReport", "group_members", "permute_groups"]
+__all__ = ["PermutationReport", "permute_groups"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Member:
-    """A run of channels of one tensor that belongs to a group.
-
-    ``tensor.narrow(dim, offset, size * block)`` holds the group's ``size`` channels, each
-    ``block`` consecutive entries wide.
-    """
-
-    module: str
-    tensor: str
-    dim: int
-    offset: int
-    size: int
-    block: int
 
 
 @dataclass
@@ -43,26 +27,6 @@ class PermutationReport:
     order_seconds: float = 0.0
 
 
-def group_members(root: nn.Module, analysis: GraphAnalysis) -> dict[int, list[Member]]:
-    """Every tensor slice that belongs to each group (keyed by the group's root axis)."""
-    members: dict[int, list[Member]] = {}
-    for roles in analysis.modules.values():
-        for role, axes in roles.tensor_axes().items():
-            for path, dim in axes:
-                prefix, _, tensor_name = path.rpartition(".")
-                owner = ".".join(p for p in (roles.owner, prefix) if p)
-                if getattr(root.get_submodule(owner), tensor_name, None) is None:
-                    continue
-                offset = 0
-                for seg in roles.roles[role]:
-                    key = analysis.root(seg.axis)
-                    members.setdefault(key, []).append(
-                        Member(owner, tensor_name, dim, offset, seg.size, seg.block)
-                    )
-                    offset += seg.size * seg.block
-    return members
-
-
 def _channels(tensor: Tensor, m: Member) -> Tensor:
     """The member's channels as rows, shape ``(size, -1)``."""
     part = tensor.detach().narrow(m.dim, m.offset, m.size * m.block).movedim(m.dim, 0)
@@ -70,6 +34,7 @@ def _channels(tensor: Tensor, m: Member) -> Tensor:
 
 
 def _apply(root: nn.Module, m: Member, order: Tensor) -> None:
+    """Put the member's channels in ``order`` (int64, shape ``(size,)``), in place."""
     module = root.get_submodule(m.module)
     tensor: Tensor = getattr(module, m.tensor)
     index = torch.arange(tensor.shape[m.dim], device=tensor.device)

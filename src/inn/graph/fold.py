@@ -1,4 +1,5 @@
-"""Folding BatchNorm into the convolution or linear layer before it (eval semantics)."""
+"""A graph pass: folding each BatchNorm into the convolution or linear layer before it (eval
+semantics), on the traced model."""
 
 from __future__ import annotations
 

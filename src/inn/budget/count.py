@@ -1,4 +1,6 @@
-"""Parameter and multiply-accumulate counts of plain PyTorch models."""
+"""Parameter and multiply-accumulate counts of plain PyTorch modules (an exported model, a
+baseline): what a budget is measured against. The same counts of an integral model as
+functions of its widths are :func:`inn.budget.cost_model`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ __all__ = ["count_macs", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Elements of every parameter of ``model``."""
     return sum(p.numel() for p in model.parameters())
 
 

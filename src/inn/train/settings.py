@@ -1,0 +1,179 @@
+"""How random-width training runs: one settings object, checked where it is made."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from numbers import Integral
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from inn.errors import InnError
+from inn.train.widths import RULES, WidthRange, WidthSampler
+
+__all__ = ["AMP", "OPTIMISERS", "TrainSettings"]
+
+OPTIMISERS = ("sgd", "adamw")
+AMP: dict[str | None, torch.dtype | None] = {
+    None: None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything :func:`inn.train.train` does besides the model and the data.
+
+    :func:`~inn.train.train` takes ``settings=`` or single fields as keywords
+    (``train(imodel, data, steps=100, lr=0.01)``); :meth:`replace` changes some fields of a
+    settings object. Every value is checked here, so a mistake fails before any training.
+
+    Attributes:
+        steps, epochs: the length of training, one of them (an epoch is
+            ``len(dataset) // batch_size`` steps); ``steps >= 1`` or ``epochs > 0``.
+        batch_size: the global batch (split evenly over the processes).
+        widths: one width range for every resizable group (fractions ``(low, high)`` in
+            (0, 1] or channel counts), ``{group: range}``, or a :class:`WidthSampler` (which
+            then brings its own rule and number of random draws).
+        rule: the width-sampling rule (:data:`inn.train.RULES`): ``"sandwich"`` (largest +
+            smallest + ``num_random`` random widths per step, gradients accumulated, one
+            optimiser step), ``"random"`` (the paper's Algorithm 1: one random width per step)
+            or ``"fixed"``.
+        num_random: random widths per step of the sandwich rule.
+        distill: in-place distillation: the outputs of the largest width (detached) are the
+            target (KL divergence) of the others; needs the sandwich rule (or a ``"fixed"``
+            sampler starting at the largest width).
+        loss: ``loss(outputs, targets)`` (default cross-entropy).
+        smoothness: adds ``smoothness`` x the mean roughness (squared second differences along
+            the channel axes, :func:`inn.recover.roughness`) of the weights' node values to the
+            loss once per step: smoother weight functions lose less when sampled at few points.
+        augment: applied to each batch of inputs before the forward passes.
+        optimiser: ``"sgd"`` (Nesterov momentum ``momentum``) or ``"adamw"``; ``weight_decay``
+            applies to the weights' node values only.
+        lr: the peak learning rate, reached after a linear warm-up over the fraction
+            ``warmup`` of the steps, then cosine decay to 0.
+        clip_norm: clip the gradient norm to this (``None``: no clipping).
+        amp: ``"bf16"`` or ``"fp16"`` (CUDA; with a gradient scaler): autocast mixed precision.
+        checkpoint: a file: written every ``checkpoint_every`` steps (0: never in between) and
+            at the end (by rank 0); if it exists and ``resume``, training continues from it (on
+            any number of processes).
+        log: a JSON-lines file (rank 0): step, loss, learning rate, samples/s every ``log_every``
+            steps (and at the last).
+        progress: show a progress bar (rank 0).
+        seed: the data order and the width draws of every step depend on it only.
+        statistics_batches: at the end, the integral BatchNorms' statistics are averaged over
+            this many training batches at full width.
+        ddp: wrap the model in DistributedDataParallel (``None``: when a process group of more
+            than one process is initialised).
+        num_workers: data loader worker processes.
+    """
+
+    # length and batch
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 64
+    # widths
+    widths: WidthRange | Mapping[str, WidthRange] | WidthSampler = (0.25, 1.0)
+    rule: str = "sandwich"
+    num_random: int = 2
+    distill: bool = False
+    # objective
+    loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy
+    smoothness: float = 0.0
+    augment: Callable[[Tensor], Tensor] | None = None
+    # optimiser and precision
+    optimiser: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup: float = 0.05
+    clip_norm: float | None = None
+    amp: str | None = None
+    # checkpoints and logs
+    checkpoint: str | Path | None = None
+    checkpoint_every: int = 0
+    resume: bool = True
+    log: str | Path | None = None
+    log_every: int = 10
+    progress: bool = True
+    # processes, data and reproducibility
+    seed: int = 0
+    statistics_batches: int = 20
+    ddp: bool | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        self._check_length()
+        self._check_widths()
+        self._check_optimisation()
+        counts = {
+            "batch_size": (self.batch_size, 1), "log_every": (self.log_every, 1),
+            "checkpoint_every": (self.checkpoint_every, 0), "num_workers": (self.num_workers, 0),
+            "statistics_batches": (self.statistics_batches, 0),
+        }  # fmt: skip
+        for name, (value, least) in counts.items():
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
+                raise InnError(f"{name} must be an int >= {least}, got {value!r}")
+        if not callable(self.loss) or not (self.augment is None or callable(self.augment)):
+            raise InnError("loss and augment must be callables (augment may be None)")
+
+    def _check_length(self) -> None:
+        if self.steps is not None and self.epochs is not None:
+            raise InnError(
+                f"got both steps={self.steps} and epochs={self.epochs}: give the length of "
+                "training as one of them (set the other to None)"
+            )
+        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
+            raise InnError(f"steps must be >= 1, got {self.steps!r}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise InnError(f"epochs must be > 0 (fractions are fine: 0.5), got {self.epochs!r}")
+
+    def _check_widths(self) -> None:
+        if self.rule not in RULES:
+            raise InnError(f"unknown width rule {self.rule!r}; choose one of {RULES}")
+        if self.num_random < 0:
+            raise InnError(f"num_random must be >= 0, got {self.num_random}")
+        sampler = self.widths if isinstance(self.widths, WidthSampler) else None
+        rule = sampler.rule if sampler is not None else self.rule
+        fixed = sampler.fixed if sampler is not None else WidthSampler.fixed
+        teacher_first = rule == "sandwich" or (rule == "fixed" and fixed[0] == max(fixed))
+        if self.distill and not teacher_first:
+            raise InnError(
+                "distill=True needs rule='sandwich' or a 'fixed' rule starting at the largest "
+                "width (the first width of each step is the teacher)"
+            )
+
+    def _check_optimisation(self) -> None:
+        if self.optimiser not in OPTIMISERS:
+            raise InnError(f"unknown optimiser {self.optimiser!r}; choose one of {OPTIMISERS}")
+        if self.amp not in AMP:
+            raise InnError(
+                f"unknown amp {self.amp!r}; choose one of {[k for k in AMP if k]} or None"
+            )
+        if not self.lr > 0:
+            raise InnError(f"lr must be > 0, got {self.lr!r}")
+        if not (self.momentum >= 0 and self.weight_decay >= 0 and self.smoothness >= 0):
+            raise InnError(
+                "momentum, weight_decay and smoothness must be >= 0, got "
+                f"{self.momentum!r}, {self.weight_decay!r}, {self.smoothness!r}"
+            )
+        if not 0 <= self.warmup <= 1:
+            raise InnError(f"warmup is a fraction of the steps in [0, 1], got {self.warmup!r}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise InnError(f"clip_norm must be > 0, got {self.clip_norm!r} (None: no clipping)")
+
+    def replace(self, **changes: Any) -> TrainSettings:
+        """A copy with ``changes`` to some fields (checked like the constructor's arguments)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise InnError(
+                f"unknown training settings {unknown}; TrainSettings has {sorted(names)}"
+            )
+        return dataclasses.replace(self, **changes)
