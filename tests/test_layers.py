@@ -42,7 +42,7 @@ def keys_resample(values: np.ndarray, m: int, axis: int) -> np.ndarray:
     return np.moveaxis(np.stack(out), 0, axis)
 
 
-def resized(layer: inn.IntegralLayer, **sizes: int) -> inn.IntegralLayer:
+def resized(layer: inn.layers.IntegralLayer, **sizes: int) -> inn.layers.IntegralLayer:
     for role, size in sizes.items():
         layer.partitions[role][0].resize(size)
     return layer
@@ -65,7 +65,7 @@ def rand_conv(cls, *args, **kwargs):
     ],
 )
 def test_conv_at_full_width_equals_the_torch_layer(conv, shape):
-    layer = {1: inn.IntegralConv1d, 2: inn.IntegralConv2d, 3: inn.IntegralConv3d}[
+    layer = {1: inn.layers.IntegralConv1d, 2: inn.layers.IntegralConv2d, 3: inn.layers.IntegralConv3d}[
         conv.weight.dim() - 2
     ](conv)
     x = torch.randn(shape)
@@ -78,7 +78,7 @@ def test_conv_at_full_width_equals_the_torch_layer(conv, shape):
 
 def test_dense_conv2d_resampled_equals_independent_reference():
     conv = rand_conv(nn.Conv2d, 10, 12, 3, padding=1)
-    layer = resized(inn.IntegralConv2d(conv), out=7, **{"in": 6})
+    layer = resized(inn.layers.IntegralConv2d(conv), out=7, **{"in": 6})
     w = conv.weight.detach().numpy()
     ref = keys_resample(keys_resample(w, 7, axis=0), 6, axis=1) * (10 / 6)  # q = 1/6, scale q*N
     ref_b = keys_resample(conv.bias.detach().numpy(), 7, axis=0)
@@ -90,7 +90,7 @@ def test_dense_conv2d_resampled_equals_independent_reference():
 
 def test_grouped_conv_resamples_each_group_with_shared_partitions():
     conv = rand_conv(nn.Conv2d, 8, 6, 3, padding=1, groups=2)  # 3 out, 4 in per group
-    layer = resized(inn.IntegralConv2d(conv), out=2, **{"in": 3})
+    layer = resized(inn.layers.IntegralConv2d(conv), out=2, **{"in": 3})
     assert (layer.in_channels, layer.out_channels, layer.groups) == (6, 4, 2)
     w = conv.weight.detach().numpy().reshape(2, 3, 4, 3, 3)
     ref = keys_resample(keys_resample(w, 2, axis=1), 3, axis=2).reshape(4, 3, 3, 3) * (4 / 3)
@@ -104,7 +104,7 @@ def test_grouped_conv_resamples_each_group_with_shared_partitions():
 
 def test_depthwise_conv_input_and_output_are_one_axis():
     conv = rand_conv(nn.Conv2d, 9, 9, 3, padding=1, groups=9)
-    layer = inn.IntegralConv2d(conv)
+    layer = inn.layers.IntegralConv2d(conv)
     assert layer.partitions["in"][0] is layer.partitions["out"][0]
     layer.partitions["out"][0].resize(5)
     assert (layer.in_channels, layer.out_channels, layer.groups) == (5, 5, 5)
@@ -116,7 +116,8 @@ def test_depthwise_conv_input_and_output_are_one_axis():
     )
     assert torch.allclose(layer(x).double(), expected, atol=1e-5)
     with pytest.raises(inn.ShapeError, match="one axis"):
-        inn.IntegralConv2d(conv, {"out": inn.Partition(9), "in": inn.Partition(9)})
+        parts = {"out": inn.continuous.Partition(9), "in": inn.continuous.Partition(9)}
+        inn.layers.IntegralConv2d(conv, parts)
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -124,7 +125,7 @@ def test_conv_with_output_blocks_resamples_whole_sub_pixel_blocks(groups):
     """Before a PixelShuffle(2), 3 channels per group of 4 sub-pixels each; sub-pixel k of the
     resampled conv is the resampling of sub-pixel k of the original (hand reference)."""
     conv = rand_conv(nn.Conv2d, 4, 12 * groups, 3, padding=1, groups=groups)
-    layer = inn.IntegralConv2d(conv, out_block=4)
+    layer = inn.layers.IntegralConv2d(conv, out_block=4)
     x = torch.randn(2, 4, 6, 6)
     assert torch.allclose(layer(x), conv(x), atol=1e-6)
     layer.partitions["out"][0].resize(2)
@@ -136,13 +137,13 @@ def test_conv_with_output_blocks_resamples_whole_sub_pixel_blocks(groups):
                         padding=1, groups=groups)  # fmt: skip
     assert torch.allclose(layer(x).double(), expected, atol=1e-5)
     with pytest.raises(inn.ShapeError, match="out_block=5"):
-        inn.IntegralConv2d(conv, out_block=5)
+        inn.layers.IntegralConv2d(conv, out_block=5)
 
 
 def test_linear_with_channel_blocks_and_a_discrete_output():
     torch.manual_seed(1)
     linear = nn.Linear(5 * 4, 3)  # after flatten of 5 channels x 2 x 2
-    layer = inn.IntegralLinear(linear, {"in": inn.Partition(5)}, in_block=4)
+    layer = inn.layers.IntegralLinear(linear, {"in": inn.continuous.Partition(5)}, in_block=4)
     x = torch.randn(7, 20)
     assert torch.allclose(layer(x), linear(x), atol=1e-6)
     layer.partitions["in"][0].resize(3)
@@ -155,7 +156,7 @@ def test_linear_with_channel_blocks_and_a_discrete_output():
 
 def test_conv_transpose_full_width_and_resampled():
     conv = rand_conv(nn.ConvTranspose2d, 6, 4, 3, stride=2, padding=1, output_padding=1)
-    layer = inn.IntegralConvTranspose2d(conv)
+    layer = inn.layers.IntegralConvTranspose2d(conv)
     x = torch.randn(2, 6, 5, 5)
     assert torch.allclose(layer(x), conv(x), atol=1e-6)
     assert torch.allclose(layer.to_discrete()(x), conv(x), atol=1e-6)
@@ -172,8 +173,8 @@ def test_conv_transpose_full_width_and_resampled():
 @pytest.mark.parametrize(
     "cls,icls,shape",
     [
-        (nn.BatchNorm1d, inn.IntegralBatchNorm1d, (4, 7)),
-        (nn.BatchNorm2d, inn.IntegralBatchNorm2d, (4, 7, 3, 3)),
+        (nn.BatchNorm1d, inn.layers.IntegralBatchNorm1d, (4, 7)),
+        (nn.BatchNorm2d, inn.layers.IntegralBatchNorm2d, (4, 7, 3, 3)),
     ],
 )
 def test_batchnorm_full_width_resampled_and_training(cls, icls, shape):
@@ -210,7 +211,7 @@ def test_batchnorm_full_width_resampled_and_training(cls, icls, shape):
 
 def test_assign_inverts_sampling_at_non_uniform_points():
     conv = rand_conv(nn.Conv2d, 5, 6, 1).double()
-    layer = inn.IntegralConv2d(conv)
+    layer = inn.layers.IntegralConv2d(conv)
     part = layer.partitions["in"][0]
     part.make_trainable().double().reset(torch.tensor([0.05, 0.3, 0.35, 0.6, 0.9]))
     target = torch.randn(6, 5, 1, 1, dtype=torch.float64)
@@ -219,7 +220,7 @@ def test_assign_inverts_sampling_at_non_uniform_points():
 
 
 def test_gradients_reach_values_and_partition_points():
-    layer = inn.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3))
+    layer = inn.layers.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3))
     part = layer.partitions["in"][0]
     part.resize(4)
     part.make_trainable()
@@ -229,7 +230,7 @@ def test_gradients_reach_values_and_partition_points():
 
 
 def test_eval_cache_is_reused_and_invalidated():
-    layer = inn.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3)).eval()
+    layer = inn.layers.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3)).eval()
     x = torch.randn(1, 6, 5, 5)
     with torch.no_grad():
         first = layer.sampled()
@@ -251,10 +252,10 @@ def test_eval_cache_is_reused_and_invalidated():
 
 
 def test_state_dict_deepcopy_and_pickle_keep_sizes():
-    layer = inn.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3))
+    layer = inn.layers.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3))
     resized(layer, out=3, **{"in": 5})
     layer.partitions["in"][0].make_trainable()
-    fresh = inn.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3))
+    fresh = inn.layers.IntegralConv2d(rand_conv(nn.Conv2d, 6, 4, 3))
     fresh.load_state_dict(layer.state_dict())
     x = torch.randn(1, 5, 6, 6)
     assert torch.equal(fresh(x), layer(x))
@@ -268,7 +269,7 @@ def test_state_dict_deepcopy_and_pickle_keep_sizes():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_dtypes(dtype):
     conv = rand_conv(nn.Conv2d, 6, 4, 3).to(dtype)
-    layer = inn.IntegralConv2d(conv)
+    layer = inn.layers.IntegralConv2d(conv)
     x = torch.randn(1, 6, 5, 5, dtype=dtype)
     assert layer(x).dtype == dtype
     assert torch.allclose(
@@ -281,22 +282,22 @@ def test_dtypes(dtype):
 def test_bad_input():
     conv = rand_conv(nn.Conv2d, 6, 4, 3)
     with pytest.raises(inn.ShapeError, match="full sizes"):
-        inn.IntegralConv2d(conv, {"out": inn.Partition(5)})
+        inn.layers.IntegralConv2d(conv, {"out": inn.continuous.Partition(5)})
     with pytest.raises(inn.ShapeError, match="channel roles"):
-        inn.IntegralConv2d(conv, {"middle": inn.Partition(4)})
+        inn.layers.IntegralConv2d(conv, {"middle": inn.continuous.Partition(4)})
     with pytest.raises(inn.ShapeError, match=r"nn\.Conv2d"):
-        inn.IntegralConv2d(nn.Linear(3, 4))
+        inn.layers.IntegralConv2d(nn.Linear(3, 4))
     with pytest.raises(inn.ShapeError, match="in_block"):
-        inn.IntegralLinear(nn.Linear(10, 2), in_block=3)
+        inn.layers.IntegralLinear(nn.Linear(10, 2), in_block=3)
     with pytest.raises(inn.PartitionError, match="positive int"):
-        inn.Partition(4).resize(0)
+        inn.continuous.Partition(4).resize(0)
     with pytest.raises(inn.ShapeError, match=r"nn\.ConvTranspose2d"):
-        inn.IntegralConvTranspose2d(nn.Conv2d(4, 4, 3))
+        inn.layers.IntegralConvTranspose2d(nn.Conv2d(4, 4, 3))
 
 
 def test_inference_mode_first_then_training():
     # memoised uniform taps and weights made under inference_mode must not break autograd later
-    layer = inn.IntegralConv2d(rand_conv(nn.Conv2d, 7, 5, 3))
+    layer = inn.layers.IntegralConv2d(rand_conv(nn.Conv2d, 7, 5, 3))
     resized(layer, out=3, **{"in": 4})
     x = torch.randn(1, 4, 6, 6)
     with torch.inference_mode():

@@ -107,7 +107,7 @@ def test_cuda_budgets_statistics_points_and_prune():
         inn.reestimate_batchnorm(imodel, [x.to(device)])
         with torch.no_grad():
             out = imodel(x.to(device)).cpu()
-        inn.place_points(imodel)
+        inn.recover.place_points(imodel)
         inn.tune_partition(imodel, [x.to(device)], steps=3)
         assert all(p.device.type == device for p in imodel.parameters())
         small = inn.prune(

@@ -82,7 +82,7 @@ def test_full_width_plans_are_at_most_an_elementwise_product():
 def test_outputs_of_buffers_do_not_require_grad():
     bn = nn.BatchNorm1d(6)
     bn.running_mean.normal_()
-    layer = inn.IntegralBatchNorm1d(bn)
+    layer = inn.layers.IntegralBatchNorm1d(bn)
     layer.partitions["out"][0].resize(4)
     tensors = layer.sampled()
     assert tensors["weight"].requires_grad
@@ -94,10 +94,10 @@ def test_uniform_fast_path_equals_general_path_in_values_and_gradients():
     points, a softmax of gaps, match the uniform ones to ~1e-8: hence the tolerances)."""
     torch.manual_seed(0)
     conv = nn.Conv2d(12, 10, 3).double()
-    fast = inn.IntegralConv2d(conv, rule="trapezoid")
+    fast = inn.layers.IntegralConv2d(conv, rule="trapezoid")
     fast.partitions["out"][0].resize(7)
     fast.partitions["in"][0].resize(5)
-    general = inn.IntegralConv2d(conv, rule="trapezoid")
+    general = inn.layers.IntegralConv2d(conv, rule="trapezoid")
     general.load_state_dict(fast.state_dict())
     for part in general.partitions.values():
         part[0].make_trainable()
@@ -115,7 +115,7 @@ def test_uniform_fast_path_equals_general_path_in_values_and_gradients():
 
 def test_half_precision_values_sample_in_their_dtype():
     conv = nn.Conv2d(8, 6, 3).half()
-    layer = inn.IntegralConv2d(conv)
+    layer = inn.layers.IntegralConv2d(conv)
     layer.partitions["out"][0].resize(4)
     weight = layer.sampled()["weight"]
     assert weight.dtype == torch.float16 and weight.shape == (4, 8, 3, 3)

@@ -23,7 +23,7 @@ def _net() -> nn.Module:
 def test_kept_batchnorm_is_exact_and_export_folds_it():
     model, x = _net(), torch.randn(4, 3, 8, 8)
     imodel = inn.convert(model, x, fold_batchnorm=False)
-    assert any(isinstance(m, inn.IntegralBatchNorm2d) for m in imodel.modules())
+    assert any(isinstance(m, inn.layers.IntegralBatchNorm2d) for m in imodel.modules())
     with torch.no_grad():
         torch.testing.assert_close(imodel(x), model(x), atol=1e-5, rtol=1e-5)
         imodel.resize(widths={"0:out": 10, "3:out": 13})

@@ -215,7 +215,7 @@ def test_integral_batchnorm_tracks_full_width_statistics_during_training():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 4))
     imodel = _converted(model.eval(), fold_batchnorm=False)
-    norm = next(m for m in imodel.modules() if isinstance(m, inn.IntegralBatchNorm1d))
+    norm = next(m for m in imodel.modules() if isinstance(m, inn.layers.IntegralBatchNorm1d))
     before = norm.running_mean_function.values.clone()
     data = _task()
     train(imodel, data, steps=8, batch_size=32, lr=0.05, progress=False, statistics_batches=8)

@@ -86,7 +86,7 @@ def test_label_free_batches_and_bad_options(tuned, digits):
 def test_one_settings_object_for_every_recovery_routine(tuned, digits):
     imodel, calib = tuned
     report = inn.tune_partition(imodel, calib, settings=TUNING.replace(steps=2, eval_every=1))
-    assert isinstance(report, inn.FitReport) and report.steps == 2
+    assert isinstance(report, inn.recover.FitReport) and report.steps == 2
     # keywords change single fields of the given settings (or of the routine's defaults)
     settings = FitSettings(steps=9, lr=0.01)
     assert inn.tune_partition(imodel, calib, settings=settings, steps=1).steps == 1

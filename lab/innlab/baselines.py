@@ -25,11 +25,8 @@ from torch import Tensor, nn
 
 from inn import InnError
 from inn.convert import convert, prepare
-from inn.convert.fold import fold_batchnorms
-from inn.convert.permutation import Member, group_members
-from inn.graph import GraphAnalysis
-from inn.layers.attention import plain_attention
-from inn.module_sizes import fit_size_attributes
+from inn.graph import GraphAnalysis, Member, fold_batchnorms, group_members
+from inn.layers import fit_size_attributes, plain_attention
 from inn.recover import as_batches
 
 __all__ = [

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inn.cli.models import command_line
-from inn.cli.prune import parse_budgets
+from inn.cli import command_line, parse_budgets
 
 __all__ = ["IMAGE_PACKAGES", "register", "require_experiment_packages"]
 

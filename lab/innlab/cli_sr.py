@@ -106,7 +106,7 @@ def _upscale(args: argparse.Namespace) -> int:
     from PIL import Image
 
     import inn
-    from inn.cost import count_parameters
+    from inn.budget import count_parameters
     from innlab import zoo
 
     if args.scale not in SR_MODELS:

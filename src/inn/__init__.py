@@ -2,12 +2,24 @@
 
 Weights are continuous functions along channel axes, so one network can be sampled at any
 width: structured pruning at inference time without fine-tuning.
+
+The names here are the whole everyday API; each concept's package holds the rest:
+
+* convert and resize: :func:`convert` -> :class:`IntegralModel` (``groups``, ``resize``,
+  ``plan``, ``export``), :class:`Group`; :mod:`inn.convert`;
+* one call: :func:`prune` (convert, resize to a budget, recover on calibration data, export);
+* budgets: :class:`Budget` (parameters, MACs, latency); :mod:`inn.budget`;
+* recovery after resizing: :func:`tune_partition`, :func:`smooth_weights`,
+  :func:`reestimate_batchnorm`; :mod:`inn.recover`;
+* random-width training: :mod:`inn.train` (``inn.train.train``, ``TrainSettings``);
+* teaching inn a custom layer: :func:`register_channel_rule`, :func:`register_leaf_module`;
+  :mod:`inn.graph`, :mod:`inn.layers`;
+* numerical integration: :func:`integrate`; :mod:`inn.numerics`, :mod:`inn.continuous`;
+* errors: every error raised on purpose derives from :class:`InnError`.
 """
 
-from inn import budget, loop, numerics, permute, train
-from inn.budget import Budget, Plan
-from inn.continuous import ContinuousTensor, Partition
-from inn.convert import ConversionReport, Coverage, Group, IntegralModel, convert
+from inn.budget import Budget
+from inn.convert import Group, IntegralModel, convert
 from inn.errors import (
     ConversionError,
     InnError,
@@ -17,68 +29,28 @@ from inn.errors import (
     ShapeError,
 )
 from inn.graph import register_channel_rule, register_leaf_module
-from inn.layers import (
-    IntegralBatchNorm1d,
-    IntegralBatchNorm2d,
-    IntegralBatchNorm3d,
-    IntegralConv1d,
-    IntegralConv2d,
-    IntegralConv3d,
-    IntegralConvTranspose2d,
-    IntegralLayer,
-    IntegralLinear,
-)
 from inn.numerics import integrate
-from inn.prune import prune
-from inn.recover import (
-    FitReport,
-    place_points,
-    reestimate_batchnorm,
-    reestimate_full_width_batchnorm,
-    smooth_weights,
-    tune_partition,
-)
+from inn.pruning import prune
+from inn.recover import reestimate_batchnorm, smooth_weights, tune_partition
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Budget",
-    "ContinuousTensor",
     "ConversionError",
-    "ConversionReport",
-    "Coverage",
-    "FitReport",
     "Group",
     "InnError",
-    "IntegralBatchNorm1d",
-    "IntegralBatchNorm2d",
-    "IntegralBatchNorm3d",
-    "IntegralConv1d",
-    "IntegralConv2d",
-    "IntegralConv3d",
-    "IntegralConvTranspose2d",
-    "IntegralLayer",
-    "IntegralLinear",
     "IntegralModel",
     "InterpolationError",
-    "Partition",
     "PartitionError",
-    "Plan",
     "QuadratureError",
     "ShapeError",
-    "budget",
     "convert",
     "integrate",
-    "loop",
-    "numerics",
-    "permute",
-    "place_points",
     "prune",
     "reestimate_batchnorm",
-    "reestimate_full_width_batchnorm",
     "register_channel_rule",
     "register_leaf_module",
     "smooth_weights",
-    "train",
     "tune_partition",
 ]

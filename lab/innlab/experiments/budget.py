@@ -36,8 +36,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
-from inn.budget import measure_latency
-from inn.cost import count_macs, count_parameters
+from inn.budget import count_macs, count_parameters, measure_latency
 from innlab import baselines
 from innlab.experiments import peers
 from innlab.experiments.pruning import accuracy

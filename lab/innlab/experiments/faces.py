@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 
 import inn
 from inn import InnError
-from inn.cost import count_macs, count_parameters
+from inn.budget import count_macs, count_parameters
 from innlab.sr.data import load_image
 
 __all__ = [

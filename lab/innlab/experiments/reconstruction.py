@@ -6,7 +6,7 @@ small set of parameters and evaluated at every pixel:
 * ``uniform``: node values on a fixed uniform ``a x b`` lattice, cubic convolution (Keys)
   separably along both axes; fitted by exact least squares (the best a fixed lattice can do).
 * ``separable``: node values on an ``mx x my`` lattice whose node *positions* along each axis are
-  a trainable partition (:class:`inn.numerics.TrainablePartition`, ``m + 1`` softmax logits
+  a trainable partition (:class:`inn.continuous.TrainablePartition`, ``m + 1`` softmax logits
   each); a pixel at ``x`` reads the lattice at ``t = phi^{-1}(x)``, where ``phi`` is the
   piecewise-linear map taking uniform node ``k`` to partition point ``p_k``, so the cubic
   convolution becomes denser where the nodes crowd.
@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from inn.cost import count_parameters
-from inn.numerics import TrainablePartition, interpolation_matrix, uniform
+from inn.budget import count_parameters
+from inn.continuous import TrainablePartition
+from inn.numerics import interpolation_matrix, uniform
 from innlab.sr import TEST_IMAGES, load_image, psnr, rgb_to_y
 
 __all__ = [

@@ -22,9 +22,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from inn import InnError
-from inn.convert import Group
-from inn.convert.convert import prepare
-from inn.convert.permutation import group_members
+from inn.convert import Group, prepare
+from inn.graph import group_members
 from innlab.baselines import select_channels
 
 __all__ = ["SlimmableNetwork"]

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 import inn
 from inn import InnError
-from inn.cost import count_parameters
+from inn.budget import count_parameters
 from innlab import baselines, zoo
 from innlab.sr import TEST_IMAGES, SRPatches, bicubic_up, evaluate, pair, psnr, super_resolve
 

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import inn
-    from inn.cost import count_macs, count_parameters
+    from inn.budget import count_macs, count_parameters
 
     if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
         raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")

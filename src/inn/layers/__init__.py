@@ -1,6 +1,6 @@
 """Integral layers: standard layers whose tensors are continuous along their channel axes."""
 
-from inn.layers.attention import IntegralAttention, IntegralWindowAttention
+from inn.layers.attention import IntegralAttention, IntegralWindowAttention, plain_attention
 from inn.layers.base import IntegralLayer, PartitionSpec
 from inn.layers.conv import (
     IntegralConv1d,
@@ -14,6 +14,7 @@ from inn.layers.conv import (
 from inn.layers.linear import IntegralLinear
 from inn.layers.norm import IntegralBatchNorm1d, IntegralBatchNorm2d, IntegralBatchNorm3d
 from inn.layers.wrapped import IntegralSplit, IntegralTensor, IntegralWrapped
+from inn.module_sizes import fit_size_attributes
 
 __all__ = [
     "IntegralAttention",
@@ -34,4 +35,6 @@ __all__ = [
     "IntegralWrapped",
     "PartitionSpec",
     "conv_mode",
+    "fit_size_attributes",
+    "plain_attention",
 ]
