@@ -88,13 +88,20 @@ def _compiled(repeats: int = 10) -> dict:
     return {"compile_s": compile_s, **ratio_stats(samples["compiled"], samples["eager"])}
 
 
+DDP_TRAIN = [
+    "--model", "innlab.zoo:cifar_resnet18", "--model-kwargs", '{"width": 8, "in_channels": 1}',
+    "--data", "innlab.data:mnist_splits", "--from", "scratch",
+]  # fmt: skip
+"""The demo network at width 8 from scratch on the MNIST digits."""
+
+
 def _ddp(processes: int, steps: int) -> float:
     """Samples per second of ``inn train`` on ``processes`` gloo ranks (torchrun)."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-            "--master_port", str(29500 + processes), "-m", "inn.cli", "train", "--from",
-            "scratch", "--model-width", "8", "--steps", str(steps), "--out", tmp,
+            "--master_port", str(29500 + processes), "-m", "inn.cli", "train", *DDP_TRAIN,
+            "--steps", str(steps), "--out", tmp,
         ]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, 2 // processes))}
         subprocess.run(command, check=True, env=env, capture_output=True, timeout=900)
@@ -122,7 +129,7 @@ def markdown(result: dict) -> str:
     if "ddp" in result:
         d = result["ddp"]
         lines.append(
-            f"\nDDP (`torchrun`, gloo, `inn train --from scratch --model-width 8`): "
+            f"\nDDP (`torchrun`, gloo, `inn train {' '.join(DDP_TRAIN)}`): "
             f"{d['samples_per_s_1']:.0f} samples/s on 1 process, {d['samples_per_s_2']:.0f} on 2 "
             f"(x{d['ratio']:.2f}; both share the same 2 cores)."
         )

@@ -53,7 +53,7 @@ def coverage(imodel: IntegralModel) -> Coverage:
     seen: set[int] = set()
     for module in imodel.graph_module.modules():
         if isinstance(module, IntegralLayer):
-            for name in module._layouts:
+            for name in module.channel_axes():
                 values = getattr(module, f"{name}_function").values
                 if isinstance(values, nn.Parameter):
                     resizable += values.numel()
