@@ -1,6 +1,11 @@
 """Budgets: exact cost models (against the exported model and FlopCounterMode), plans that meet
 their target and change nothing, sensitivities, tolerance, and clear errors."""
 
+import ast
+import gc
+import weakref
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -277,3 +282,36 @@ def test_module_called_twice_counts_its_macs_twice():
     small = imodel.export()
     assert imodel.cost("macs") == flop_counter_macs(small, x)
     assert imodel.cost("params") == count_parameters(small)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules ``path`` imports when it runs (in functions too; not under ``TYPE_CHECKING``)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and id(node) not in typing_only:
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import) and id(node) not in typing_only:
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_budget_reads_the_model_through_its_public_interface():
+    """No runtime import of inn.convert (the model calls into budget, not the reverse), and the
+    caches live beside the model, not in its ``__dict__``, and die with it."""
+    for path in (Path(inn.__file__).parent / "budget").glob("*.py"):
+        assert not {m for m in _runtime_imports(path) if m.startswith("inn.convert")}, path.name
+    imodel = inn.convert(Upsampler().eval(), X32, permute=False)
+    before = set(imodel.__dict__)
+    imodel.plan({"macs": 0.5}, sensitivity="weights")
+    assert set(imodel.__dict__) == before
+    alive = weakref.ref(imodel)
+    del imodel
+    gc.collect()
+    assert alive() is None

@@ -16,42 +16,12 @@ from inn.convert.model import ConversionReport, IntegralModel
 from inn.errors import ConversionError
 from inn.graph import GraphAnalysis, ModuleRoles, analyse, trace
 from inn.graph.fold import fold_batchnorms
-from inn.graph.wrapped import Wrapped
-from inn.layers import (
-    IntegralAttention,
-    IntegralBatchNorm1d,
-    IntegralBatchNorm2d,
-    IntegralBatchNorm3d,
-    IntegralConv1d,
-    IntegralConv2d,
-    IntegralConv3d,
-    IntegralConvTranspose1d,
-    IntegralConvTranspose2d,
-    IntegralConvTranspose3d,
-    IntegralLayer,
-    IntegralLinear,
-    IntegralSplit,
-    IntegralTensor,
-    IntegralWindowAttention,
-    IntegralWrapped,
-)
+from inn.layers import IntegralSplit, IntegralTensor, LayerRequest, integral_layer_for
 from inn.permute import permute_groups
 
 __all__ = ["convert", "prepare"]
 
 log = logging.getLogger(__name__)
-
-_INTEGRAL_TYPES: dict[type[nn.Module], type[IntegralLayer]] = {
-    nn.Conv1d: IntegralConv1d,
-    nn.Conv2d: IntegralConv2d,
-    nn.Conv3d: IntegralConv3d,
-    nn.ConvTranspose1d: IntegralConvTranspose1d,
-    nn.ConvTranspose2d: IntegralConvTranspose2d,
-    nn.ConvTranspose3d: IntegralConvTranspose3d,
-    nn.BatchNorm1d: IntegralBatchNorm1d,
-    nn.BatchNorm2d: IntegralBatchNorm2d,
-    nn.BatchNorm3d: IntegralBatchNorm3d,
-}
 
 
 def _check_model(model: nn.Module) -> None:
@@ -69,64 +39,22 @@ def _check_model(model: nn.Module) -> None:
             )
 
 
-# kinds whose modules may be a subclass of the standard layer: resampled through its forward
-_AS_WRAPPED = {
-    "conv": Wrapped({"weight": {0: "out", 1: "in"}, "bias": {0: "out"}}, {"weight": 1}, False),
-    "linear": Wrapped({"weight": {0: "out", 1: "in"}, "bias": {0: "out"}}, {"weight": 1}, False),
-    "depthwise": Wrapped({"weight": {0: "out"}, "bias": {0: "out"}}),
-    "norm": Wrapped({n: {0: "out"} for n in ("weight", "bias", "running_mean", "running_var")}),
-}
-
-
-def _integral_layer(
-    module: nn.Module, roles: ModuleRoles, parts: dict[str, list[Partition] | None], rule: str
-) -> IntegralLayer:
-    if roles.kind == "attention":
-        head_dim = parts["qkv_head_dim"]
-        spec = {"in": parts["in"], "out": parts["out"], "head_dim": head_dim and head_dim[:1]}
-        return IntegralAttention(module, spec, rule=rule)
-    if roles.kind == "window_attention":
-        timm_style = "qkv_head_dim" in roles.roles  # head dim inferred, not C // heads
-        return IntegralWindowAttention(
-            module,
-            roles.wrapped.tensors,
-            parts,
-            q_role="qkv_head_dim" if timm_style else "in",
-            # the logits' scale: Swin's follows the head dim, timm's where fused, MaxViT's is fixed
-            rescaled=bool(getattr(module, "fused_attn", not hasattr(module, "scale_factor"))),
-            integrated=roles.wrapped.integrated,
-            rule=rule,
-        )
-    if roles.kind == "grouped":
-        out = parts["out"]
-        parts = {**parts, "out": None if out is None else out[: len(out) // roles.groups]}
-    if roles.kind == "conv_transpose" and roles.groups > 1:  # the layer takes one group's axes
-        parts = {
-            r: None if p is None else p[: len(p) // roles.groups]
-            for r, p in parts.items()
-            if r in ("in", "out")
-        }
-    spec = roles.wrapped if roles.kind == "wrapped" else None
-    if spec is None and type(module) not in _INTEGRAL_TYPES and type(module) is not nn.Linear:
-        spec = _AS_WRAPPED.get(roles.kind)
-        if spec is None:
-            raise ConversionError(f"no integral layer for {roles.name!r} ({type(module).__name__})")
-    if spec is not None:
-        if spec.one_axis:
-            parts = {"out": parts.get("out") or parts.get("in")}
-        tensors = {n: d for n, d in spec.tensors.items() if _has_tensor(module, n)}
-        return IntegralWrapped(module, tensors, parts, integrated=spec.integrated, rule=rule)
-    if isinstance(module, nn.Linear):
-        return IntegralLinear(module, parts, rule=rule, in_block=roles.roles["in"][0].block)
-    if roles.kind in ("conv", "grouped"):
-        block = roles.roles["out"][0].block  # one per layer (Analyser.pin_unsupported_blocks)
-        return _INTEGRAL_TYPES[type(module)](module, parts, rule=rule, out_block=block)
-    return _INTEGRAL_TYPES[type(module)](module, parts, rule=rule)
-
-
-def _has_tensor(module: nn.Module, name: str) -> bool:
-    owner, _, attr = name.rpartition(".")
-    return getattr(module.get_submodule(owner), attr, None) is not None
+def _layer_request(
+    roles: ModuleRoles, parts: dict[str, list[Partition] | None], rule: str
+) -> LayerRequest:
+    """What the layer registry needs to know of a module the analysis recorded."""
+    spec = roles.wrapped
+    return LayerRequest(
+        roles.name,
+        roles.kind,
+        parts,
+        rule=rule,
+        groups=roles.groups,
+        blocks={role: tuple(s.block for s in segments) for role, segments in roles.roles.items()},
+        tensors=None if spec is None else spec.tensors,
+        integrated={} if spec is None else spec.integrated,
+        one_axis=True if spec is None else spec.one_axis,
+    )
 
 
 def _replace_layers(
@@ -152,7 +80,8 @@ def _replace_layers(
                 if node.op == "get_attr" and node.target == name:
                     node.op = "call_module"
             continue
-        setattr(owner, child, _integral_layer(getattr(owner, child), roles, parts, rule))
+        request = _layer_request(roles, parts, rule)
+        setattr(owner, child, integral_layer_for(getattr(owner, child), request))
     nodes = {node.name: node for node in gm.graph.nodes}
     for name, (dim, pieces) in analysis.splits.items():
         if not any(analysis.group_of(s).resizable for piece in pieces for s in piece):

@@ -69,7 +69,7 @@ class ConversionReport:
 def _layer_parameters(layer: IntegralLayer) -> int:
     """Parameters of ``layer`` once sampled at its current partitions."""
     total = 0
-    for name, (roles, _, _) in layer._layouts.items():
+    for name, roles in layer.channel_axes().items():
         function = getattr(layer, f"{name}_function")
         if not isinstance(function.values, nn.Parameter):
             continue

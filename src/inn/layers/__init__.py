@@ -1,4 +1,5 @@
-"""Integral layers: standard layers whose tensors are continuous along their channel axes."""
+"""Integral layers: standard layers whose tensors are continuous along their channel axes,
+chosen for a module by a registry (:func:`register_integral_layer`, :func:`integral_layer_for`)."""
 
 from inn.layers.attention import IntegralAttention, IntegralWindowAttention, plain_attention
 from inn.layers.base import IntegralLayer, PartitionSpec
@@ -13,6 +14,12 @@ from inn.layers.conv import (
 )
 from inn.layers.linear import IntegralLinear
 from inn.layers.norm import IntegralBatchNorm1d, IntegralBatchNorm2d, IntegralBatchNorm3d
+from inn.layers.registry import (
+    LayerFactory,
+    LayerRequest,
+    integral_layer_for,
+    register_integral_layer,
+)
 from inn.layers.wrapped import IntegralSplit, IntegralTensor, IntegralWrapped
 from inn.module_sizes import fit_size_attributes
 
@@ -33,8 +40,12 @@ __all__ = [
     "IntegralTensor",
     "IntegralWindowAttention",
     "IntegralWrapped",
+    "LayerFactory",
+    "LayerRequest",
     "PartitionSpec",
     "conv_mode",
     "fit_size_attributes",
+    "integral_layer_for",
     "plain_attention",
+    "register_integral_layer",
 ]

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec
+from inn.layers.registry import LayerRequest, register_integral_layer
 from inn.layers.wrapped import IntegralWrapped
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "IntegralAttention",
     "IntegralWindowAttention",
     "PlainAttention",
+    "attention_layer",
     "plain_attention",
+    "window_attention_layer",
 ]
 
 
@@ -259,3 +262,29 @@ class IntegralWindowAttention(IntegralWrapped):
 def _rows(scale: Tensor, like: Tensor) -> Tensor:
     """``scale`` shaped to multiply the rows of ``like``."""
     return scale.to(like).reshape(-1, *[1] * (like.dim() - 1))
+
+
+@register_integral_layer("attention")
+def attention_layer(module: nn.Module, request: LayerRequest) -> IntegralLayer:
+    """Self-attention (``nn.MultiheadAttention``, timm's ``Attention``): one head-dim partition
+    shared by every head of q, k and v."""
+    parts = request.partitions
+    head_dim = parts["qkv_head_dim"]
+    spec = {"in": parts["in"], "out": parts["out"], "head_dim": head_dim and head_dim[:1]}
+    return IntegralAttention(module, spec, rule=request.rule)
+
+
+@register_integral_layer("window_attention")
+def window_attention_layer(module: nn.Module, request: LayerRequest) -> IntegralLayer:
+    """Window attention (Swin's, MaxViT's, timm's) resampled through its own ``forward``."""
+    timm_style = "qkv_head_dim" in request.partitions  # head dim inferred, not C // heads
+    return IntegralWindowAttention(
+        module,
+        request.tensors,
+        request.partitions,
+        q_role="qkv_head_dim" if timm_style else "in",
+        # the logits' scale: Swin's follows the head dim, timm's where fused, MaxViT's is fixed
+        rescaled=bool(getattr(module, "fused_attn", not hasattr(module, "scale_factor"))),
+        integrated=request.integrated,
+        rule=request.rule,
+    )

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
+from inn.layers.registry import LayerRequest, register_integral_layer
 
 __all__ = [
     "IntegralConv1d",
@@ -18,6 +19,8 @@ __all__ = [
     "IntegralConvTranspose2d",
     "IntegralConvTranspose3d",
     "conv_mode",
+    "conv_transpose_layer",
+    "convolution_layer",
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -267,3 +270,38 @@ class IntegralConvTranspose2d(_IntegralConvTransposeNd):
 
 class IntegralConvTranspose3d(_IntegralConvTransposeNd):
     nd = 3
+
+
+_CONVS = {_CONV_TYPES[c.nd]: c for c in (IntegralConv1d, IntegralConv2d, IntegralConv3d)}
+_CONV_TRANSPOSES = {
+    _CONV_TRANSPOSE_TYPES[c.nd]: c
+    for c in (IntegralConvTranspose1d, IntegralConvTranspose2d, IntegralConvTranspose3d)
+}
+
+
+@register_integral_layer(*_CONVS, kinds=("conv", "grouped", "depthwise"))
+def convolution_layer(conv: nn.Module, request: LayerRequest) -> IntegralLayer:
+    """The integral layer of an ``nn.Conv1d/2d/3d``: a grouped one takes one group's output
+    partitions; a dense or grouped one keeps whole blocks of output features."""
+    parts = request.partitions
+    if request.kind == "depthwise":
+        return _CONVS[type(conv)](conv, parts, rule=request.rule)
+    if request.kind == "grouped":
+        out = parts["out"]
+        parts = {**parts, "out": None if out is None else out[: len(out) // request.groups]}
+    block = request.blocks["out"][0]  # one per layer (the analysis pins mixed blocks)
+    return _CONVS[type(conv)](conv, parts, rule=request.rule, out_block=block)
+
+
+@register_integral_layer(*_CONV_TRANSPOSES, kinds=("conv_transpose", "depthwise"))
+def conv_transpose_layer(conv: nn.Module, request: LayerRequest) -> IntegralLayer:
+    """The integral layer of an ``nn.ConvTranspose1d/2d/3d``: a grouped one takes one group's
+    input and output partitions."""
+    parts = request.partitions
+    if request.kind == "conv_transpose" and request.groups > 1:
+        parts = {
+            r: None if p is None else p[: len(p) // request.groups]
+            for r, p in parts.items()
+            if r in ("in", "out")
+        }
+    return _CONV_TRANSPOSES[type(conv)](conv, parts, rule=request.rule)

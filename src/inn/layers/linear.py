@@ -7,8 +7,9 @@ from torch import Tensor, nn
 
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill
+from inn.layers.registry import LayerRequest, register_integral_layer
 
-__all__ = ["IntegralLinear"]
+__all__ = ["IntegralLinear", "linear_layer"]
 
 
 class IntegralLinear(IntegralLayer):
@@ -70,3 +71,10 @@ class IntegralLinear(IntegralLayer):
             dtype=ref.dtype,
         )
         return fill(layer, t)
+
+
+@register_integral_layer(nn.Linear, kinds=("linear",))
+def linear_layer(linear: nn.Module, request: LayerRequest) -> IntegralLayer:
+    """The integral layer of an ``nn.Linear``, keeping whole blocks of input features."""
+    block = request.blocks["in"][0]  # one per layer (the analysis pins mixed blocks)
+    return IntegralLinear(linear, request.partitions, rule=request.rule, in_block=block)

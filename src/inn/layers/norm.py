@@ -7,8 +7,9 @@ from torch import Tensor, nn
 
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
+from inn.layers.registry import LayerRequest, register_integral_layer
 
-__all__ = ["IntegralBatchNorm1d", "IntegralBatchNorm2d", "IntegralBatchNorm3d"]
+__all__ = ["IntegralBatchNorm1d", "IntegralBatchNorm2d", "IntegralBatchNorm3d", "batch_norm_layer"]
 
 
 class _IntegralBatchNorm(IntegralLayer):
@@ -133,3 +134,14 @@ class IntegralBatchNorm2d(_IntegralBatchNorm):
 
 class IntegralBatchNorm3d(_IntegralBatchNorm):
     discrete = nn.BatchNorm3d
+
+
+_BATCHNORMS = {
+    c.discrete: c for c in (IntegralBatchNorm1d, IntegralBatchNorm2d, IntegralBatchNorm3d)
+}
+
+
+@register_integral_layer(*_BATCHNORMS, kinds=("norm",))
+def batch_norm_layer(norm: nn.Module, request: LayerRequest) -> IntegralLayer:
+    """The integral layer of an ``nn.BatchNorm1d/2d/3d`` (one channel axis)."""
+    return _BATCHNORMS[type(norm)](norm, request.partitions, rule=request.rule)

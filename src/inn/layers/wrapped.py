@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -13,10 +14,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from inn.continuous import Partition
+from inn.errors import ConversionError
 from inn.layers.base import IntegralLayer, PartitionSpec
+from inn.layers.registry import LayerFactory, LayerRequest, register_integral_layer
 from inn.module_sizes import set_size_attributes, size_attributes
 
-__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped"]
+__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped", "wrapped_layer"]
+
 
 class IntegralWrapped(IntegralLayer):
     """A module whose named tensors are continuous along their channel dims; it runs its own
@@ -102,6 +106,54 @@ class IntegralWrapped(IntegralLayer):
                 owner.register_buffer(attr, value)
         self.fit_sizes(plain)
         return plain
+
+
+@register_integral_layer("wrapped")
+def wrapped_layer(module: nn.Module, request: LayerRequest) -> IntegralLayer:
+    """A module resampled through its own ``forward``, its tensors laid out as its channel rule
+    declared (``request.tensors``; tensors the module does not hold, a missing bias, are
+    skipped)."""
+    if request.tensors is None:
+        raise ConversionError(
+            f"{request.name!r} ({type(module).__name__}): its rule recorded kind "
+            f"{request.kind!r} without the layout of its tensors"
+        )
+    parts = request.partitions
+    if request.one_axis:
+        parts = {"out": parts.get("out") or parts.get("in")}
+    tensors = {n: d for n, d in request.tensors.items() if _has_tensor(module, n)}
+    return IntegralWrapped(module, tensors, parts, integrated=request.integrated, rule=request.rule)
+
+
+def _has_tensor(module: nn.Module, name: str) -> bool:
+    owner, _, attr = name.rpartition(".")
+    return getattr(module.get_submodule(owner), attr, None) is not None
+
+
+def _as_standard_layer(
+    tensors: Mapping[str, Mapping[int, str]], integrated: Mapping[str, int], one_axis: bool
+) -> LayerFactory:
+    """The entry of a standard layer's kind, for its subclasses (whose ``forward`` may differ
+    from the standard one's): resampled through their own ``forward`` with the standard
+    layout of the tensors."""
+
+    def subclass_layer(module: nn.Module, request: LayerRequest) -> IntegralLayer:
+        layout = replace(request, tensors=tensors, integrated=integrated, one_axis=one_axis)
+        return wrapped_layer(module, layout)
+
+    return subclass_layer
+
+
+_DENSE = {"weight": {0: "out", 1: "in"}, "bias": {0: "out"}}
+register_integral_layer("conv", "linear")(_as_standard_layer(_DENSE, {"weight": 1}, False))
+register_integral_layer("depthwise")(
+    _as_standard_layer({"weight": {0: "out"}, "bias": {0: "out"}}, {}, True)
+)
+register_integral_layer("norm")(
+    _as_standard_layer(
+        {n: {0: "out"} for n in ("weight", "bias", "running_mean", "running_var")}, {}, True
+    )
+)
 
 
 def _forget_sampled(module: nn.Module) -> None:
