@@ -12,8 +12,8 @@ The names here are the whole everyday API; each concept's package holds the rest
 * recovery after resizing: :func:`tune_partition`, :func:`smooth_weights`,
   :func:`reestimate_batchnorm`; :mod:`inn.recover`;
 * random-width training: :mod:`inn.train` (``inn.train.train``, ``TrainSettings``);
-* teaching inn a custom layer: :func:`register_channel_rule`, :func:`register_leaf_module`;
-  :mod:`inn.graph`, :mod:`inn.layers`;
+* teaching inn a custom layer: :func:`register_channel_rule`, :func:`register_leaf_module`,
+  :func:`register_integral_layer`; :mod:`inn.graph`, :mod:`inn.layers`;
 * numerical integration: :func:`integrate`; :mod:`inn.numerics`, :mod:`inn.continuous`;
 * errors: every error raised on purpose derives from :class:`InnError`.
 """
@@ -29,6 +29,7 @@ from inn.errors import (
     ShapeError,
 )
 from inn.graph import register_channel_rule, register_leaf_module
+from inn.layers import register_integral_layer
 from inn.numerics import integrate
 from inn.pruning import prune
 from inn.recover import reestimate_batchnorm, smooth_weights, tune_partition
@@ -50,6 +51,7 @@ __all__ = [
     "prune",
     "reestimate_batchnorm",
     "register_channel_rule",
+    "register_integral_layer",
     "register_leaf_module",
     "smooth_weights",
     "tune_partition",
