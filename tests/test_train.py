@@ -62,7 +62,7 @@ def test_the_sandwich_rule_visits_the_smallest_and_largest_widths_every_step():
     # the draws depend on (seed, step) only: another sampler agrees, another seed does not
     assert WidthSampler.for_model(imodel, (0.25, 1.0), seed=3).draw(7) == sampler.draw(7)
     assert WidthSampler.for_model(imodel, (0.25, 1.0), seed=4).draw(7) != sampler.draw(7)
-    paper = WidthSampler.for_model(imodel, (0.5, 1.0), rule="random")
+    paper = WidthSampler.for_model(imodel, (0.5, 1.0), sampling="random")
     assert all(len(paper.draw(s)) == 1 for s in range(5))
 
 
@@ -119,8 +119,8 @@ def test_training_needs_a_converted_model_and_a_consistent_setup():
     with pytest.raises(inn.InnError, match="convert it first"):
         train(_mlp(), _task(), steps=1)
     imodel = _converted()
-    with pytest.raises(inn.InnError, match="needs rule='sandwich'"):
-        train(imodel, _task(), steps=1, rule="random", distill=True)
+    with pytest.raises(inn.InnError, match="needs sampling='sandwich'"):
+        train(imodel, _task(), steps=1, sampling="random", distill=True)
     with pytest.raises(inn.InnError, match="init_process_group"):
         train(imodel, _task(), steps=1, ddp=True)
     with pytest.raises(inn.InnError, match=r"steps=\.\.\. or epochs="):
@@ -144,8 +144,8 @@ def test_training_needs_a_converted_model_and_a_consistent_setup():
         ({"smoothness": -1.0}, r"smoothness must be >= 0"),
         ({"optimiser": "lbfgs"}, r"unknown optimiser 'lbfgs'; choose one of"),
         ({"amp": "fp8"}, r"unknown amp 'fp8'"),
-        ({"rule": "sometimes"}, r"unknown width rule 'sometimes'"),
-        ({"rule": "random", "distill": True}, r"distill=True needs rule='sandwich'"),
+        ({"sampling": "sometimes"}, r"unknown width sampling 'sometimes'"),
+        ({"sampling": "random", "distill": True}, r"distill=True needs sampling='sandwich'"),
         ({"epoch": 3}, r"unknown training settings \['epoch'\]; TrainSettings has"),
     ],
 )
@@ -169,7 +169,7 @@ def test_settings_object_and_keywords_train_alike():
         assert torch.equal(a, b)
     # the fields the `inn train` command passes (epochs=None when it gives steps)
     command = TrainSettings(
-        epochs=None, steps=3, batch_size=32, widths=(0.25, 1.0), rule="sandwich", num_random=2,
+        epochs=None, steps=3, batch_size=32, widths=(0.25, 1.0), sampling="sandwich", num_random=2,
         distill=False, optimiser="sgd", lr=0.05, smoothness=3.0, clip_norm=5.0,
         weight_decay=5e-4, amp=None, checkpoint=None, checkpoint_every=100, log=None, seed=0,
     )  # fmt: skip

@@ -82,7 +82,7 @@ def train_twin(recipe: dict[str, Any], seed: int, out_dir: Path) -> inn.Integral
     imodel = inn.convert(base, data[0][0][None], seed=seed)
     inn.train.train(
         imodel, data, steps=recipe["steps"], batch_size=recipe["batch_size"],
-        widths=recipe["widths"], rule="sandwich", num_random=recipe["num_random"],
+        widths=recipe["widths"], sampling="sandwich", num_random=recipe["num_random"],
         loss=F.l1_loss, optimiser="adamw", lr=recipe["lr"], weight_decay=0.0,
         smoothness=recipe["smoothness"], seed=seed,
     )  # fmt: skip

@@ -124,10 +124,10 @@ def run(
 
     for seed in seeds:
         options = {**recipe, "seed": seed}
-        sandwich = {**options, "rule": "sandwich", "num_random": 2}
+        sandwich = {**options, "sampling": "sandwich", "num_random": 2}
         # the discrete network: the same loop, at full width only
         discrete = SlimmableNetwork(fresh(seed), example)
-        full = WidthSampler.for_groups(discrete.groups, (1.0, 1.0), rule="random", seed=seed)
+        full = WidthSampler.for_groups(discrete.groups, (1.0, 1.0), sampling="random", seed=seed)
         seconds = _timed(train, discrete, train_set, widths=full, **options)
         plain = discrete.net.eval()
         if "discrete" in methods:
@@ -158,7 +158,7 @@ def run(
         for method, rule in (("slimmable", "sandwich"), ("slimmable-4", "fixed")):
             if method in methods:
                 slim = SlimmableNetwork(fresh(seed), example)
-                sampler = WidthSampler.for_groups(slim.groups, (low, 1.0), rule=rule, seed=seed)
+                sampler = WidthSampler.for_groups(slim.groups, (low, 1.0), sampling=rule, seed=seed)
                 seconds = _timed(train, slim, train_set, widths=sampler, distill=slimmable_distill,
                                  **options)  # fmt: skip
                 add(method, seed, evaluated(slim, recalibrated), seconds)

@@ -69,7 +69,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--clip-norm", type=float, default=5.0, help="gradient norm clipping")
     p.add_argument("--widths", type=_range, default=(0.25, 1.0), help="LOW:HIGH (default 0.25:1)")
-    p.add_argument("--rule", choices=["sandwich", "random"], default="sandwich")
+    p.add_argument("--sampling", choices=["sandwich", "random"], default="sandwich")
     p.add_argument("--num-random", type=int, default=2, help="random widths per sandwich step")
     p.add_argument("--distill", action="store_true", help="in-place distillation (sandwich)")
     p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision (fp16: CUDA only)")
@@ -135,10 +135,10 @@ def _train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         print(f"inn train: {args.model} ({args.start}) on {args.data}, widths {args.widths}, "
-              f"{args.rule} rule, {world} process(es), {device}")  # fmt: skip
+              f"{args.sampling} sampling, {world} process(es), {device}")  # fmt: skip
     report = inn.train.train(
         imodel, train, epochs=None if args.steps else args.epochs, steps=args.steps,
-        batch_size=args.batch_size, widths=args.widths, rule=args.rule,
+        batch_size=args.batch_size, widths=args.widths, sampling=args.sampling,
         num_random=args.num_random, distill=args.distill, optimiser=args.optimiser,
         lr=args.lr or (0.01 if args.start == "pretrained" else 0.05), smoothness=args.smoothness,
         clip_norm=args.clip_norm, weight_decay=args.weight_decay, amp=args.amp, checkpoint=args.checkpoint,

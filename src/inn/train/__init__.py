@@ -10,10 +10,10 @@
 from inn.train.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from inn.train.settings import TrainSettings
 from inn.train.trainer import TrainReport, train
-from inn.train.widths import RULES, WidthRange, WidthSampler, at_widths, uniform_widths
+from inn.train.widths import SAMPLINGS, WidthRange, WidthSampler, at_widths, uniform_widths
 
 __all__ = [
-    "RULES",
+    "SAMPLINGS",
     "TrainReport",
     "TrainSettings",
     "WidthRange",

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inn.errors import InnError
-from inn.train.widths import RULES, WidthRange, WidthSampler
+from inn.train.widths import SAMPLINGS, WidthRange, WidthSampler
 
 __all__ = ["AMP", "OPTIMISERS", "TrainSettings"]
 
@@ -41,7 +41,7 @@ class TrainSettings:
         widths: one width range for every resizable group (fractions ``(low, high)`` in
             (0, 1] or channel counts), ``{group: range}``, or a :class:`WidthSampler` (which
             then brings its own rule and number of random draws).
-        rule: the width-sampling rule (:data:`inn.train.RULES`): ``"sandwich"`` (largest +
+        sampling: the width-sampling rule (:data:`inn.train.SAMPLINGS`): ``"sandwich"`` (largest +
             smallest + ``num_random`` random widths per step, gradients accumulated, one
             optimiser step), ``"random"`` (the paper's Algorithm 1: one random width per step)
             or ``"fixed"``.
@@ -80,7 +80,7 @@ class TrainSettings:
     batch_size: int = 64
     # widths
     widths: WidthRange | Mapping[str, WidthRange] | WidthSampler = (0.25, 1.0)
-    rule: str = "sandwich"
+    sampling: str = "sandwich"
     num_random: int = 2
     distill: bool = False
     # objective
@@ -135,17 +135,17 @@ class TrainSettings:
             raise InnError(f"epochs must be > 0 (fractions are fine: 0.5), got {self.epochs!r}")
 
     def _check_widths(self) -> None:
-        if self.rule not in RULES:
-            raise InnError(f"unknown width rule {self.rule!r}; choose one of {RULES}")
+        if self.sampling not in SAMPLINGS:
+            raise InnError(f"unknown width sampling {self.sampling!r}; choose one of {SAMPLINGS}")
         if self.num_random < 0:
             raise InnError(f"num_random must be >= 0, got {self.num_random}")
         sampler = self.widths if isinstance(self.widths, WidthSampler) else None
-        rule = sampler.rule if sampler is not None else self.rule
+        sampling = sampler.sampling if sampler is not None else self.sampling
         fixed = sampler.fixed if sampler is not None else WidthSampler.fixed
-        teacher_first = rule == "sandwich" or (rule == "fixed" and fixed[0] == max(fixed))
+        teacher_first = sampling == "sandwich" or (sampling == "fixed" and fixed[0] == max(fixed))
         if self.distill and not teacher_first:
             raise InnError(
-                "distill=True needs rule='sandwich' or a 'fixed' rule starting at the largest "
+                "distill=True needs sampling='sandwich' or a 'fixed' rule starting at the largest "
                 "width (the first width of each step is the teacher)"
             )
 

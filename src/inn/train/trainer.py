@@ -164,7 +164,7 @@ def train(
         raise InnError("give the length of training as steps=... or epochs=... (one of them)")
     sampler = settings.widths
     if not isinstance(sampler, WidthSampler):
-        options = {"rule": settings.rule, "num_random": settings.num_random, "seed": settings.seed}
+        options = {"sampling": settings.sampling, "num_random": settings.num_random, "seed": settings.seed}
         sampler = WidthSampler.for_model(model, sampler, **options)
     rank, world = _distributed(settings.ddp)
     shards = _Shards(dataset, settings.batch_size, rank, world, settings.seed, settings.num_workers)

@@ -17,9 +17,9 @@ import numpy as np
 from inn.convert import Group, IntegralModel
 from inn.errors import InnError
 
-__all__ = ["RULES", "WidthRange", "WidthSampler", "at_widths", "uniform_widths"]
+__all__ = ["SAMPLINGS", "WidthRange", "WidthSampler", "at_widths", "uniform_widths"]
 
-RULES = ("sandwich", "random", "fixed")
+SAMPLINGS = ("sandwich", "random", "fixed")
 WidthRange = tuple[float, float] | tuple[int, int]
 """Fractions of the full width in (0, 1] (floats) or channel counts (ints), inclusive."""
 
@@ -53,7 +53,7 @@ class WidthSampler:
 
     Attributes:
         ranges: group name -> ``(low, high)`` channels, inclusive.
-        rule: ``"sandwich"`` (the largest widths, the smallest, then ``num_random`` random draws,
+        sampling: ``"sandwich"`` (the largest widths, the smallest, then ``num_random`` random draws,
             every step; universally slimmable networks, Yu & Huang 2019) or ``"random"`` (one
             random draw per step: the paper's Algorithm 1) or ``"fixed"`` (every step visits the
             same fractions ``fixed`` of each range's upper end: slimmable networks with a few
@@ -66,7 +66,7 @@ class WidthSampler:
     """
 
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
-    rule: str = "sandwich"
+    sampling: str = "sandwich"
     num_random: int = 2
     seed: int = 0
     same_fraction: bool = False
@@ -74,8 +74,8 @@ class WidthSampler:
     fixed: tuple[float, ...] = (1.0, 0.25, 0.5, 0.75)
 
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise InnError(f"unknown width rule {self.rule!r}; choose one of {RULES}")
+        if self.sampling not in SAMPLINGS:
+            raise InnError(f"unknown width sampling {self.sampling!r}; choose one of {SAMPLINGS}")
         if self.num_random < 0 or self.round_to < 1:
             raise InnError(
                 f"need num_random >= 0 and round_to >= 1, got {self.num_random}, {self.round_to}"
@@ -95,7 +95,7 @@ class WidthSampler:
         Args:
             widths: one range for every resizable group, or ``{group name: range}`` for some
                 (the others stay at their full width).
-            **options: ``rule``, ``num_random``, ``seed``, ``same_fraction``, ``round_to``.
+            **options: ``sampling``, ``num_random``, ``seed``, ``same_fraction``, ``round_to``.
         """
         if not isinstance(model, IntegralModel):
             raise InnError(
@@ -137,17 +137,17 @@ class WidthSampler:
     def draw(self, step: int) -> list[dict[str, int]]:
         """The widths of each forward pass of step ``step`` (the largest first, then the
         smallest, under the sandwich rule)."""
-        if self.rule == "fixed":
+        if self.sampling == "fixed":
             return [
                 {n: self._round(f * high, low, high) for n, (low, high) in self.ranges.items()}
                 for f in self.fixed
             ]
         rng = np.random.default_rng([self.seed, step])
         draws: list[dict[str, int]] = []
-        if self.rule == "sandwich":
+        if self.sampling == "sandwich":
             draws.append({n: high for n, (_, high) in self.ranges.items()})
             draws.append({n: low for n, (low, _) in self.ranges.items()})
-        for _ in range(self.num_random if self.rule == "sandwich" else 1):
+        for _ in range(self.num_random if self.sampling == "sandwich" else 1):
             if self.same_fraction:
                 u = rng.random()
                 fractions = dict.fromkeys(self.ranges, u)
