@@ -477,11 +477,11 @@ def test_batched_moves_keep_a_permutation_and_shorten_the_tour() -> None:
         d = _points_distances(n, seed=trial, dim=2).numpy()
         augmented = np.zeros((n + 1, n + 1))
         augmented[:n, :n] = d
-        neighbours = candidates._with_dummy(candidates._candidate_lists(d))
+        neighbours = candidates.with_dummy(candidates.candidate_lists(d))
         insertion = neighbours
         tour = np.concatenate([[n], rng.permutation(n)]).astype(np.int64)
         flat = augmented.reshape(-1)
-        cost = tours._path_cost(augmented, np.append(tour, tour[0]))
+        cost = tours.path_cost(augmented, np.append(tour, tour[0]))
         for _ in range(5):
             active = np.ones(n + 1, dtype=bool)
             moves = candidates._improving_moves(
@@ -491,6 +491,6 @@ def test_batched_moves_keep_a_permutation_and_shorten_the_tour() -> None:
                 break
             candidates._apply_moves(tour, moves)
             assert sorted(tour.tolist()) == list(range(n + 1))
-            new_cost = tours._path_cost(augmented, np.append(tour, tour[0]))
+            new_cost = tours.path_cost(augmented, np.append(tour, tour[0]))
             assert new_cost <= cost - float(moves[0].min()) + 1e-9
             cost = new_cost

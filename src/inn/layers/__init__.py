@@ -13,7 +13,12 @@ from inn.layers.conv import (
     conv_mode,
 )
 from inn.layers.linear import IntegralLinear
-from inn.layers.norm import IntegralBatchNorm1d, IntegralBatchNorm2d, IntegralBatchNorm3d
+from inn.layers.norm import (
+    IntegralBatchNorm,
+    IntegralBatchNorm1d,
+    IntegralBatchNorm2d,
+    IntegralBatchNorm3d,
+)
 from inn.layers.registry import (
     LayerFactory,
     LayerRequest,
@@ -25,6 +30,7 @@ from inn.module_sizes import fit_size_attributes
 
 __all__ = [
     "IntegralAttention",
+    "IntegralBatchNorm",
     "IntegralBatchNorm1d",
     "IntegralBatchNorm2d",
     "IntegralBatchNorm3d",

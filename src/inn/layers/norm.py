@@ -9,10 +9,16 @@ from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
 from inn.layers.registry import LayerRequest, register_integral_layer
 
-__all__ = ["IntegralBatchNorm1d", "IntegralBatchNorm2d", "IntegralBatchNorm3d", "batch_norm_layer"]
+__all__ = [
+    "IntegralBatchNorm",
+    "IntegralBatchNorm1d",
+    "IntegralBatchNorm2d",
+    "IntegralBatchNorm3d",
+    "batch_norm_layer",
+]
 
 
-class _IntegralBatchNorm(IntegralLayer):
+class IntegralBatchNorm(IntegralLayer):
     """BatchNorm whose weight, bias, running mean and variance are functions of the channel.
 
     The channel axis is one role (``"out"`` and ``"in"`` share one partition). In training mode
@@ -124,15 +130,15 @@ class _IntegralBatchNorm(IntegralLayer):
         return fill(layer.eval(), t)
 
 
-class IntegralBatchNorm1d(_IntegralBatchNorm):
+class IntegralBatchNorm1d(IntegralBatchNorm):
     discrete = nn.BatchNorm1d
 
 
-class IntegralBatchNorm2d(_IntegralBatchNorm):
+class IntegralBatchNorm2d(IntegralBatchNorm):
     discrete = nn.BatchNorm2d
 
 
-class IntegralBatchNorm3d(_IntegralBatchNorm):
+class IntegralBatchNorm3d(IntegralBatchNorm):
     discrete = nn.BatchNorm3d
 
 

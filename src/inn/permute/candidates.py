@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from inn.permute.tours import _expired
+from inn.permute.tours import expired
 
 #: Candidate neighbours per channel: the nearest ones, and the nearest after centring.
 _NEAR_CANDIDATES = 12
@@ -25,7 +25,7 @@ _MAX_FULL_SWEEPS = 8
 _MAX_SWEEPS = 400
 
 
-def _candidate_lists(
+def candidate_lists(
     matrix: np.ndarray, near: int | None = None, centred: int | None = None
 ) -> np.ndarray:
     """``(n, k)`` candidate neighbours of every channel (``k = min(n - 1, near + centred)``).
@@ -62,7 +62,7 @@ def _candidate_lists(
     return np.ascontiguousarray(np.take_along_axis(candidates, keep, axis=1))
 
 
-def _with_dummy(neighbours: np.ndarray) -> np.ndarray:
+def with_dummy(neighbours: np.ndarray) -> np.ndarray:
     """Candidate lists of the ``n + 1`` cities: the dummy (city ``n``) joins every channel's
     list (so that any channel can become an end of the path); its own row is never used."""
     n, k = neighbours.shape
@@ -137,7 +137,7 @@ def _greedy_edge_path(augmented: np.ndarray, neighbours: np.ndarray) -> np.ndarr
     return np.asarray(path, dtype=np.int64)
 
 
-def _batched_local_search(
+def batched_local_search(
     augmented: np.ndarray,
     tour: np.ndarray,
     neighbours: np.ndarray,
@@ -175,7 +175,7 @@ def _batched_local_search(
         insertion = np.concatenate([neighbours[:, :_INSERTION_CANDIDATES], neighbours[:, -1:]], 1)
     full_sweeps = 0
     for _ in range(_MAX_SWEEPS):
-        if _expired(deadline):
+        if expired(deadline):
             break
         full = bool(active.all())
         if full:

@@ -29,7 +29,7 @@ _SYMMETRY_RTOL = 1e-6
 #: Values (float32) per block of the candidate-edge, path-edge and total-variation
 #: computations. Few large tensor operations: with several threads, every operation waits for
 #: its slowest thread, which on a busy machine makes many small ones very slow.
-_BLOCK_ELEMENTS = 1 << 24
+BLOCK_ELEMENTS = 1 << 24
 
 
 def channel_distances(slices: Sequence[tuple[torch.Tensor, int]]) -> torch.Tensor:
@@ -215,8 +215,8 @@ def _as_index_vector(order: Sequence[int] | torch.Tensor, n: int) -> np.ndarray:
 
 
 def _merged(flats: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The items with runs of small ones (same device and dtype, under ``_BLOCK_ELEMENTS / 16``
-    values each) concatenated into blocks of at most ``_BLOCK_ELEMENTS`` values: groups often
+    """The items with runs of small ones (same device and dtype, under ``BLOCK_ELEMENTS / 16``
+    values each) concatenated into blocks of at most ``BLOCK_ELEMENTS`` values: groups often
     hold dozens of small slices (attention heads, biases, normalisation weights), and few large
     tensor operations are much faster than many small ones."""
     out: list[torch.Tensor] = []
@@ -229,13 +229,13 @@ def _merged(flats: list[torch.Tensor]) -> list[torch.Tensor]:
         run.clear()
 
     for flat in flats:
-        if flat.numel() * 16 > _BLOCK_ELEMENTS:  # large enough on its own
+        if flat.numel() * 16 > BLOCK_ELEMENTS:  # large enough on its own
             flush()
             size = 0
             out.append(flat)
             continue
         if run and (
-            size + flat.numel() > _BLOCK_ELEMENTS
+            size + flat.numel() > BLOCK_ELEMENTS
             or flat.device != run[0].device
             or flat.dtype != run[0].dtype
         ):
@@ -249,7 +249,7 @@ def _merged(flats: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def _flats_total_variation(flats: list[torch.Tensor], order: torch.Tensor) -> float:
     """Exact ``sum_k |x[order[k + 1]] - x[order[k]]|_1`` over all ``(n, width)`` items, in row
-    blocks of at most ``_BLOCK_ELEMENTS`` values (each summed by torch in the tensors' precision,
+    blocks of at most ``BLOCK_ELEMENTS`` values (each summed by torch in the tensors' precision,
     the blocks in float64)."""
     total = 0.0
     n = int(order.numel())
@@ -259,7 +259,7 @@ def _flats_total_variation(flats: list[torch.Tensor], order: torch.Tensor) -> fl
     on_device: dict[torch.device, torch.Tensor] = {}
     for flat in flats:
         index = on_device.setdefault(flat.device, order.to(flat.device))
-        step = max(1, _BLOCK_ELEMENTS // flat.shape[1])
+        step = max(1, BLOCK_ELEMENTS // flat.shape[1])
         for row in range(0, n - 1, step):
             block = flat[row : row + step + 1] if identity else flat[index[row : row + step + 1]]
             # (a cascade sum: torch.dist(p=1) accumulates float32 naively, 0.5 % off at 2**24)
@@ -267,7 +267,7 @@ def _flats_total_variation(flats: list[torch.Tensor], order: torch.Tensor) -> fl
     return total
 
 
-def _sample(
+def sample_rows(
     flats: list[torch.Tensor], count: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
     """``count`` columns drawn without replacement (seeded) from all items together, each

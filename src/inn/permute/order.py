@@ -32,19 +32,19 @@ from inn.permute.distances import (
     _flat_slices,
     _flats_total_variation,
     _merged,
-    _sample,
     _validated_distances,
     channel_distances,
+    sample_rows,
 )
 from inn.permute.solvers import (
-    _GAIN_RTOL,
     _MULTI_START_MAX_N,
+    GAIN_RTOL,
     SOLVERS,
     TourProblem,
     resolve_solver,
 )
-from inn.permute.tours import _canonical_orientation, _cut_at_dummy, _path_cost
-from inn.permute.wide import _order_wide
+from inn.permute.tours import canonical_orientation, cut_at_dummy, path_cost
+from inn.permute.wide import order_wide
 
 __all__ = ["EXACT_WORK", "ChannelOrder", "brute_force_order", "open_path_order", "order_channels"]
 
@@ -130,13 +130,13 @@ def open_path_order(
     deadline = started + time_limit if time_limit is not None else None
     augmented = np.zeros((n + 1, n + 1), dtype=np.float64)
     augmented[:n, :n] = matrix
-    problem = TourProblem(augmented, seed, largest * _GAIN_RTOL, time_limit, deadline)
+    problem = TourProblem(augmented, seed, largest * GAIN_RTOL, time_limit, deadline)
     tour = SOLVERS[solver](problem)
 
-    path = _cut_at_dummy(tour, n)
-    path = _canonical_orientation(matrix, path)
-    cost = _path_cost(matrix, path)
-    identity_cost = _path_cost(matrix, identity)
+    path = cut_at_dummy(tour, n)
+    path = canonical_orientation(matrix, path)
+    cost = path_cost(matrix, path)
+    identity_cost = path_cost(matrix, identity)
     elapsed = time.perf_counter() - started
     if not cost < identity_cost - 1e-12 * identity_cost:
         logger.debug(
@@ -245,7 +245,7 @@ def order_channels(
             matrix = channel_distances(
                 [
                     (f, 0)
-                    for f in (flats if work <= exact_work else _sample(flats, count, generator))
+                    for f in (flats if work <= exact_work else sample_rows(flats, count, generator))
                 ]
             )
             clock = time.perf_counter()
@@ -254,7 +254,7 @@ def order_channels(
             order_seconds = time.perf_counter() - clock
         else:
             setup = time.perf_counter() - started
-            order, distance_seconds, order_seconds = _order_wide(
+            order, distance_seconds, order_seconds = order_wide(
                 flats, solver, int(seed), generator, time_limit
             )
             distance_seconds += setup

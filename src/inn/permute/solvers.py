@@ -38,17 +38,17 @@ import numpy as np
 
 from inn.errors import ConversionError
 from inn.permute.candidates import (
-    _batched_local_search,
-    _candidate_lists,
     _greedy_edge_path,
-    _with_dummy,
+    batched_local_search,
+    candidate_lists,
+    with_dummy,
 )
 from inn.permute.tours import (
-    _cut_at_dummy,
-    _expired,
     _local_search,
     _multi_start_tour,
-    _path_cost,
+    cut_at_dummy,
+    expired,
+    path_cost,
 )
 
 __all__ = ["SOLVERS", "Solver", "TourProblem", "register_solver", "resolve_solver"]
@@ -63,7 +63,7 @@ _FAST_TSP_MAX = 65000
 _COARSE_UNITS = 200.0
 
 #: Moves must gain more than this fraction of the largest distance to be applied.
-_GAIN_RTOL = 1e-10
+GAIN_RTOL = 1e-10
 
 #: Rounds of the exhaustive polish (after fast_tsp, or after the candidate search).
 _POLISH_ROUNDS = 2
@@ -157,14 +157,14 @@ def fast_tsp_solver(problem: TourProblem) -> np.ndarray:
     tour = _fast_tsp_tour(module, augmented, 0.8 * budget if time_limit else budget)
     eps, seed, deadline = problem.min_gain, problem.seed, problem.deadline
     if problem.candidates is not None:
-        return _batched_local_search(augmented, tour, problem.candidates, eps, seed, deadline)
+        return batched_local_search(augmented, tour, problem.candidates, eps, seed, deadline)
     tour = _polish(augmented, tour, None, eps, seed, deadline)
     matrix = augmented[:n, :n]
     if _quantisation_is_coarse(matrix):
         logger.debug("open_path_order: coarse fast-tsp quantisation, also trying greedy-2opt")
         greedy = _greedy_two_opt_tour(augmented, eps, seed, deadline)
-        if _path_cost(matrix, _cut_at_dummy(greedy, n)) < _path_cost(
-            matrix, _cut_at_dummy(tour, n)
+        if path_cost(matrix, cut_at_dummy(greedy, n)) < path_cost(
+            matrix, cut_at_dummy(tour, n)
         ):
             tour = greedy
     return tour
@@ -241,7 +241,7 @@ def _greedy_two_opt_tour(
     above."""
     n = augmented.shape[0] - 1
     if n > _MULTI_START_MAX_N:
-        neighbours = _with_dummy(_candidate_lists(augmented[:n, :n]))
+        neighbours = with_dummy(candidate_lists(augmented[:n, :n]))
         return _candidate_tour(augmented, neighbours, eps, seed, deadline)
     return _multi_start_tour(augmented, eps, seed, deadline, every_start=True)
 
@@ -255,24 +255,24 @@ def _candidate_tour(
 ) -> np.ndarray:
     """Closed tour through the ``n + 1`` cities of ``augmented`` (city ``n`` is the dummy):
     the greedy-edge path over the candidate edges (or the identity, if shorter), improved by
-    :func:`_batched_local_search`. Up to ``_POLISH_MAX_N`` channels, it is polished by a few
+    :func:`batched_local_search`. Up to ``_POLISH_MAX_N`` channels, it is polished by a few
     rounds of exhaustive 2-opt / Or-opt; up to ``_SECOND_SEARCH_MAX_N``, the exhaustive search
     from the best nearest-neighbour path (:func:`_multi_start_tour`) is run as well, and the
     shorter tour kept."""
     n = augmented.shape[0] - 1
     path = _greedy_edge_path(augmented, neighbours[:n, :-1])
     identity = np.arange(n, dtype=np.int64)
-    if _path_cost(augmented, identity) < _path_cost(augmented, path):
+    if path_cost(augmented, identity) < path_cost(augmented, path):
         path = identity
     tour = np.concatenate([[n], path]).astype(np.int64)
-    tour = _batched_local_search(augmented, tour, neighbours, eps, seed, deadline)
-    if n <= _POLISH_MAX_N and not _expired(deadline):
+    tour = batched_local_search(augmented, tour, neighbours, eps, seed, deadline)
+    if n <= _POLISH_MAX_N and not expired(deadline):
         tour = _local_search(augmented, tour, eps, deadline, _POLISH_ROUNDS)
-    if n <= _SECOND_SEARCH_MAX_N and not _expired(deadline):
+    if n <= _SECOND_SEARCH_MAX_N and not expired(deadline):
         other = _multi_start_tour(augmented, eps, seed, deadline, every_start=False)
         if (
-            _path_cost(augmented, _cut_at_dummy(other, n))
-            < _path_cost(augmented, _cut_at_dummy(tour, n)) - eps
+            path_cost(augmented, cut_at_dummy(other, n))
+            < path_cost(augmented, cut_at_dummy(tour, n)) - eps
         ):
             tour = other
     return tour
@@ -292,5 +292,5 @@ def _polish(
     if n <= _POLISH_MAX_N:
         return _local_search(augmented, tour, eps, deadline, _POLISH_ROUNDS)
     if neighbours is None:
-        neighbours = _with_dummy(_candidate_lists(augmented[:n, :n]))
-    return _batched_local_search(augmented, tour, neighbours, eps, seed, deadline)
+        neighbours = with_dummy(candidate_lists(augmented[:n, :n]))
+    return batched_local_search(augmented, tour, neighbours, eps, seed, deadline)

@@ -21,24 +21,24 @@ _MAX_TWO_OPT_PASSES = 30
 _NUM_STARTS = 8
 
 
-def _path_cost(matrix: np.ndarray, path: np.ndarray) -> float:
+def path_cost(matrix: np.ndarray, path: np.ndarray) -> float:
     """Open-path cost of ``path`` under ``matrix``."""
     if path.size <= 1:
         return 0.0
     return float(matrix[path[:-1], path[1:]].sum())
 
 
-def _cut_at_dummy(tour: np.ndarray, dummy: int) -> np.ndarray:
+def cut_at_dummy(tour: np.ndarray, dummy: int) -> np.ndarray:
     """Open path of the closed ``tour`` (through cities ``0..dummy``) cut at city ``dummy``."""
     position = int(np.flatnonzero(tour == dummy)[0])
     return np.concatenate([tour[position + 1 :], tour[:position]])
 
 
-def _canonical_orientation(matrix: np.ndarray, path: np.ndarray) -> np.ndarray:
+def canonical_orientation(matrix: np.ndarray, path: np.ndarray) -> np.ndarray:
     """The cheaper orientation of ``path``; on a tie, the one whose first index is smaller."""
     reverse = path[::-1].copy()
-    forward_cost = _path_cost(matrix, path)
-    reverse_cost = _path_cost(matrix, reverse)
+    forward_cost = path_cost(matrix, path)
+    reverse_cost = path_cost(matrix, reverse)
     tolerance = 1e-12 * max(forward_cost, reverse_cost)
     if reverse_cost < forward_cost - tolerance:
         return reverse
@@ -58,7 +58,7 @@ def _multi_start_tour(
     rng = np.random.default_rng(seed)
     starts = rng.choice(n, size=min(n, _NUM_STARTS), replace=False)
     candidates = [*_nearest_neighbour_paths(matrix, starts), np.arange(n, dtype=np.int64)]
-    costs = np.array([_path_cost(matrix, path) for path in candidates])
+    costs = np.array([path_cost(matrix, path) for path in candidates])
     ranking = np.argsort(costs, kind="stable")
     searched = ranking if every_start else ranking[:1]
     best_tour: np.ndarray | None = None
@@ -66,7 +66,7 @@ def _multi_start_tour(
     for index in searched:
         tour = np.concatenate([[n], candidates[int(index)]]).astype(np.int64)
         tour = _local_search(augmented, tour, eps, deadline, _MAX_ROUNDS)
-        cost = _path_cost(matrix, _cut_at_dummy(tour, n))
+        cost = path_cost(matrix, cut_at_dummy(tour, n))
         if cost < best_cost - eps:
             best_tour, best_cost = tour, cost
         if deadline is not None and time.perf_counter() > deadline:
@@ -112,14 +112,14 @@ def _local_search(
         for _ in range(_MAX_TWO_OPT_PASSES):
             if not _two_opt_pass(matrix, tour, eps, deadline):
                 break
-            if _expired(deadline):
+            if expired(deadline):
                 return tour
-        if not _or_opt_pass(matrix, tour, eps, deadline) or _expired(deadline):
+        if not _or_opt_pass(matrix, tour, eps, deadline) or expired(deadline):
             break
     return tour
 
 
-def _expired(deadline: float | None) -> bool:
+def expired(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() > deadline
 
 

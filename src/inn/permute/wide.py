@@ -12,10 +12,10 @@ import time
 import numpy as np
 import torch
 
-from inn.permute.candidates import _batched_local_search, _candidate_lists, _with_dummy
-from inn.permute.distances import _BLOCK_ELEMENTS, _sample
-from inn.permute.solvers import _GAIN_RTOL, SOLVERS, TourProblem
-from inn.permute.tours import _canonical_orientation, _cut_at_dummy
+from inn.permute.candidates import batched_local_search, candidate_lists, with_dummy
+from inn.permute.distances import BLOCK_ELEMENTS, sample_rows
+from inn.permute.solvers import GAIN_RTOL, SOLVERS, TourProblem
+from inn.permute.tours import canonical_orientation, cut_at_dummy
 
 #: Budget (multiply-adds) of the Euclidean proxy ``n * n * columns``; wider groups sample columns.
 _PROXY_WORK = 1.5e10
@@ -28,7 +28,7 @@ _CANDIDATE_WORK = 3e8
 _REFINE_ROUNDS = 3
 
 
-def _order_wide(
+def order_wide(
     flats: list[torch.Tensor],
     solver: str,
     seed: int,
@@ -48,10 +48,10 @@ def _order_wide(
     """
     started = time.perf_counter()
     n = flats[0].shape[0]
-    proxy = _euclidean_proxy(_sample(flats, max(64, int(_PROXY_WORK / (n * n))), generator))
-    neighbours = _candidate_lists(proxy)
+    proxy = _euclidean_proxy(sample_rows(flats, max(64, int(_PROXY_WORK / (n * n))), generator))
+    neighbours = candidate_lists(proxy)
     k = neighbours.shape[1]
-    pair_flats = _sample(flats, max(64, int(_CANDIDATE_WORK / (n * k))), generator)
+    pair_flats = sample_rows(flats, max(64, int(_CANDIDATE_WORK / (n * k))), generator)
     exact = _row_pair_distances(pair_flats, neighbours)
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
     columns = neighbours.reshape(-1)
@@ -75,15 +75,15 @@ def _order_wide(
 
     clock = time.perf_counter()
     deadline = clock + time_limit if time_limit is not None else None
-    eps = largest * _GAIN_RTOL
-    with_dummy = _with_dummy(neighbours)
-    problem = TourProblem(augmented, seed, eps, time_limit, deadline, candidates=with_dummy)
+    eps = largest * GAIN_RTOL
+    neighbours_with_dummy = with_dummy(neighbours)
+    problem = TourProblem(augmented, seed, eps, time_limit, deadline, candidates=neighbours_with_dummy)
     tour = SOLVERS[solver](problem)
     order_seconds = time.perf_counter() - clock
 
     # Path edges that only had a proxy: compute them and search again around them.
     for _ in range(_REFINE_ROUNDS):
-        path = _cut_at_dummy(tour, n)
+        path = cut_at_dummy(tour, n)
         first, second = path[:-1], path[1:]
         unknown = ~known(first, second)
         if not unknown.any():
@@ -101,11 +101,11 @@ def _order_wide(
         active = np.zeros(n + 1, dtype=bool)
         active[first] = True
         active[second] = True
-        tour = _batched_local_search(
-            augmented, tour, with_dummy, eps, seed, deadline, active, max_full_sweeps=0
+        tour = batched_local_search(
+            augmented, tour, neighbours_with_dummy, eps, seed, deadline, active, max_full_sweeps=0
         )
         order_seconds += time.perf_counter() - clock
-    path = _canonical_orientation(augmented, _cut_at_dummy(tour, n))
+    path = canonical_orientation(augmented, cut_at_dummy(tour, n))
     return (
         torch.from_numpy(np.ascontiguousarray(path, dtype=np.int64)),
         distance_seconds,
@@ -141,7 +141,7 @@ def _row_pair_distances(flats: list[torch.Tensor], neighbours: np.ndarray) -> np
     for flat in flats:
         x = flat.to(torch.float32)
         columns = index.to(x.device)
-        step = max(1, _BLOCK_ELEMENTS // max(1, x.shape[1]))
+        step = max(1, BLOCK_ELEMENTS // max(1, x.shape[1]))
         for row in range(0, n, step):
             rows = x[row : row + step]
             for j in range(k):
@@ -156,7 +156,7 @@ def _pair_distances(flats: list[torch.Tensor], first: np.ndarray, second: np.nda
     out = torch.zeros(first.size, dtype=torch.float64)
     a, b = torch.from_numpy(first), torch.from_numpy(second)
     for flat in flats:
-        step = max(1, _BLOCK_ELEMENTS // flat.shape[1])
+        step = max(1, BLOCK_ELEMENTS // flat.shape[1])
         ia, ib = a.to(flat.device), b.to(flat.device)
         for row in range(0, first.size, step):
             diff = flat[ia[row : row + step]] - flat[ib[row : row + step]]

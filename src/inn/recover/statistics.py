@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from inn.convert import IntegralModel
-from inn.layers.norm import _IntegralBatchNorm
+from inn.layers import IntegralBatchNorm
 from inn.recover.batches import as_batches
 
 __all__ = ["reestimate_batchnorm", "reestimate_full_width_batchnorm", "tracked_norms"]
@@ -94,7 +94,7 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
             m.train(mode)
     for m in norms:
         mean, var = moments[m].mean_var()
-        if isinstance(m, _IntegralBatchNorm):
+        if isinstance(m, IntegralBatchNorm):
             m.set_statistics(mean.float(), var.float())
         else:
             m.running_mean.copy_(mean)
@@ -103,12 +103,12 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     return len(norms)
 
 
-def tracked_norms(model: nn.Module) -> list[_IntegralBatchNorm]:
+def tracked_norms(model: nn.Module) -> list[IntegralBatchNorm]:
     """The integral BatchNorms of ``model`` that have running statistics."""
     return [
         m
         for m in model.modules()
-        if isinstance(m, _IntegralBatchNorm) and m.running_mean_function is not None
+        if isinstance(m, IntegralBatchNorm) and m.running_mean_function is not None
     ]
 
 
