@@ -138,6 +138,25 @@ def test_an_unknown_kind_is_refused_then_served_by_a_kind_entry():
         assert _relative(imodel(x), model(x)) <= 1e-5
 
 
+class Bare(Shift):
+    """The same layer, whose rule forgets to say which tensors run along the channels."""
+
+
+def bare_rule(ctx, node: fx.Node, module: nn.Module):
+    x = ctx.input(node)
+    ctx.record(str(node.target), "bare", {"in": x.segments, "out": x.segments})
+    return x
+
+
+inn.register_channel_rule(Bare, bare_rule)
+
+
+def test_a_kind_of_its_own_without_its_tensors_is_refused_with_the_fix():
+    model = nn.Sequential(nn.Conv2d(3, 6, 1), Bare(6), nn.Conv2d(6, 2, 1)).eval()
+    with pytest.raises(inn.ConversionError, match=r"module '1'.*kind 'bare'.*wrapped=Wrapped"):
+        inn.convert(model, torch.randn(1, 3, 4, 4))
+
+
 def test_a_type_entry_restricted_to_kinds_leaves_other_kinds_to_their_entries():
     request = LayerRequest("fc", "wrapped", {"out": None}, tensors={"bias": {0: "out"}})
     # nn.Linear's entry handles kind "linear" only: a user's rule recording it otherwise wins

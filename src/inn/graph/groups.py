@@ -89,6 +89,12 @@ class ModuleRoles:
             return axes
         if self.kind == "conv_transpose" and "out_group" in self.roles:
             return TENSOR_AXES["conv_transpose_grouped"]
+        if self.kind not in TENSOR_AXES:
+            raise ConversionError(
+                f"module {self.name!r}: its channel rule records kind {self.kind!r} but not which "
+                "of its tensors run along the channels: pass wrapped=Wrapped({tensor: {dim: "
+                "role}}) to ctx.record (see inn.graph.RuleContext)"
+            )
         return TENSOR_AXES[self.kind]
 
 
