@@ -4,6 +4,7 @@ need a fresh interpreter (a missing package, ``--debug``, ``--quiet``) run ``pyt
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,32 @@ def test_quiet_prints_no_progress(files):
                 "-o", str(files / "quiet.pt")])  # fmt: skip
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "pruned model saved" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("nodots", "is not module:callable"),
+        ("tests.cli_models:nothing", "module 'tests.cli_models' has no 'nothing'"),
+        ("no_such_module:x", "cannot import 'no_such_module'"),
+        ("tests.cli_models:tiny", "must return (train, test) datasets"),
+    ],
+)
+def test_train_data_mistakes_end_in_one_line(data, message, tmp_path):
+    done = run_inn(["train", "--model", "tests.cli_models:gray_net", "--data", data,
+                    "--steps", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_installed_command_finds_a_model_in_the_current_folder(tmp_path):
+    """A console script does not put the current folder on sys.path; ``inn`` does."""
+    (tmp_path / "mynet.py").write_text(
+        "from torch import nn\n"
+        "def net():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))\n"
+    )
+    command = Path(sys.executable).with_name("inn")
+    done = subprocess.run([str(command), "inspect", "mynet:net", "--input-shape", "1,3,8,8"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "resizable" in done.stdout

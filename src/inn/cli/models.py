@@ -30,13 +30,24 @@ def command_line(argv: list[str] | None) -> str:
     return "inn " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
 
+def import_user_module(name: str) -> Any:
+    """Import ``name`` as ``python -m`` would: the current folder is searched first (an
+    installed console script does not put it on ``sys.path``)."""
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(name)
+
+
 def load_callable(spec: str, option: str) -> Any:
     """The object ``package.module:name`` names (for ``--data`` and the like)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise InnError(f"{option} {spec!r} is not module:callable (e.g. mypackage.data:splits)")
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name)
     except ImportError as err:
         raise InnError(f"{option} {spec!r}: cannot import {module_name!r} ({err})") from None
     if not hasattr(module, attr):
@@ -69,7 +80,7 @@ def load_architecture(
         return timm.create_model(name, pretrained=False, **kwargs)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
+        factory = getattr(import_user_module(module_name), attr)
         return factory if isinstance(factory, nn.Module) else factory(**kwargs)
     import torchvision
 
