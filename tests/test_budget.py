@@ -315,3 +315,22 @@ def test_budget_reads_the_model_through_its_public_interface():
     del imodel
     gc.collect()
     assert alive() is None
+
+
+def test_widths_are_rounded_for_the_device_by_default(resnet18):
+    from inn.budget import device_round_to
+
+    assert device_round_to("cpu") == 1 and device_round_to("cpu", torch.float16) == 1
+    assert device_round_to("cuda", torch.float16) == device_round_to("cuda:1", torch.bfloat16) == 8
+    assert device_round_to("cuda") == 4
+    with pytest.raises(inn.InnError, match="not a torch device"):
+        device_round_to("gpu0")
+    on_cpu = resnet18.plan(Budget("macs", 0.5), sensitivity="weights")
+    on_gpu = resnet18.plan(Budget("macs", 0.5, device="cuda", dtype=torch.float16),
+                           sensitivity="weights")  # fmt: skip
+    full = {g.name: g.full_size for g in resnet18.resizable_groups}
+    assert all(w % 8 == 0 or w == full[n] for n, w in on_gpu.widths.items())
+    assert any(w % 8 for w in on_cpu.widths.values())  # the CPU default rounds nothing
+    assert on_gpu.predicted <= on_gpu.target
+    explicit = resnet18.plan(Budget("macs", 0.5, device="cuda"), sensitivity="weights", round_to=1)
+    assert explicit.widths == on_cpu.widths  # an explicit round_to wins

@@ -4,13 +4,15 @@
 widths (:func:`cost_model`: parameters and MACs counted exactly, :mod:`inn.budget.cost`, or a
 latency model fitted to measurements, :func:`latency_fit`), a sensitivity per group
 (:mod:`inn.budget.sensitivity`) and a greedy allocation (:mod:`inn.budget.allocate`).
-:func:`count_parameters` and :func:`count_macs` count a plain module (an exported model).
+:func:`count_parameters` and :func:`count_macs` count a plain module (an exported model);
+:func:`device_round_to` is the channel multiple a device runs fast (the plans' default).
 """
 
 from inn.budget.count import count_macs, count_parameters
 from inn.budget.latency import LatencyFit, latency_fit, measure_latency
 from inn.budget.plan import KINDS, SENSITIVITIES, Budget, Plan, as_budget, cost_model, plan
 from inn.budget.polynomial import CostModel
+from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import Sensitivity, output_errors, smallest_widths, weight_errors
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "cost_model",
     "count_macs",
     "count_parameters",
+    "device_round_to",
     "latency_fit",
     "measure_latency",
     "output_errors",

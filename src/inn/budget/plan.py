@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from inn.budget.allocate import Table, allocate, refine
 from inn.budget.cost import counted_costs
 from inn.budget.latency import latency_fit
 from inn.budget.polynomial import CostModel
+from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import (
     OUTPUT_FRACTIONS,
     SYNTHETIC_SAMPLES,
@@ -41,7 +43,9 @@ _SENSITIVITIES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Any, Sensit
 class Budget:
     """A cost target: ``kind`` in ``("params", "macs", "latency")``, as a ``fraction`` of the
     full model's cost or an ``absolute`` count (parameters, MACs at the example input, or
-    seconds per batch). Latency is measured on ``device`` at ``batch_size``.
+    seconds per batch). Latency is measured on ``device`` at ``batch_size``. The widths are
+    rounded for ``device`` running ``dtype`` (default: the model's) unless the plan is given
+    ``round_to`` (see :func:`~inn.budget.device_round_to`).
 
     ``Budget("macs", 0.5)`` keeps half the MACs; a mapping ``{"macs": 0.5}`` means the same."""
 
@@ -50,6 +54,7 @@ class Budget:
     absolute: float | None = None
     device: str = "cpu"
     batch_size: int = 1
+    dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -166,7 +171,7 @@ def plan(
     *,
     sensitivity: str | Sensitivity = "auto",
     data: Iterable | None = None,
-    round_to: int = 1,
+    round_to: int | None = None,
     min_width: int = 1,
 ) -> Plan:
     """Widths per resizable group that meet ``budget`` with the least estimated damage.
@@ -182,10 +187,15 @@ def plan(
             ``"uniform"`` (every group keeps the same fraction), or a precomputed
             :class:`~inn.budget.Sensitivity`.
         data: calibration batches for ``sensitivity="outputs"``.
-        round_to: widths are multiples of this (or full).
+        round_to: widths are multiples of this (or full); default: what the budget's device
+            runs fast (:func:`~inn.budget.device_round_to`: 8 for 16-bit floats on CUDA, 4 for
+            float32 on CUDA, 1 on the CPU).
         min_width: no group narrower than this.
     """
     budget = as_budget(budget)
+    if round_to is None:
+        dtype = budget.dtype or next((p.dtype for p in imodel.parameters()), None)
+        round_to = device_round_to(budget.device, dtype or torch.float32)
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise InnError(f"round_to must be a positive int, got {round_to!r}")
     groups = imodel.groups

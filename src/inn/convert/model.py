@@ -265,7 +265,8 @@ class IntegralModel(nn.Module):
                 on ``data``; without data on synthetic inputs where that costs a few CPU
                 seconds, else ``"weights"``), ``"uniform"`` (same fraction).
             data: calibration batches for ``sensitivity="outputs"``.
-            round_to: every width a multiple of this (or full); min_width: the narrowest.
+            round_to: every width a multiple of this (or full; default: what the budget's
+                device runs fast, :func:`inn.budget.device_round_to`); min_width: the narrowest.
 
         Returns:
             An :class:`inn.budget.Plan`: ``widths``, ``predicted`` cost, ``full`` cost, ``target``.
