@@ -15,6 +15,7 @@ from pathlib import Path
 
 from benchmarks import (
     budget,
+    budget_latency,
     conversion,
     coverage,
     inference,
@@ -34,6 +35,7 @@ SECTIONS = {
     "training": training,
     "tuning": tuning,
     "budget": budget,
+    "budget_latency": budget_latency,
     "random_width": random_width,
     "upscale": upscale,
 }

@@ -48,6 +48,11 @@ def _budget(report: dict) -> None:
     assert report["tuning_step"]["ratio_median"] > 0
 
 
+def _budget_latency(report: list) -> None:
+    for row in report:  # timings are not checked; the MACs kept are
+        assert row["mac_fraction"] <= row["mac_budget"] and row["vs_original"]["ratio_median"] > 0
+
+
 def _random_width(report: dict) -> None:
     assert report["sandwich"]["ratio_median"] > 0
 
@@ -65,6 +70,7 @@ CHECKS = {
     "training": _training,
     "tuning": _tuning,
     "budget": _budget,
+    "budget_latency": _budget_latency,
     "random_width": _random_width,
     "upscale": _upscale,
 }

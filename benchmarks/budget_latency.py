@@ -1,0 +1,122 @@
+"""Is a pruned export faster where it runs? Latency of the model exported at 80/60/40 % MAC
+budgets (plans with the device's default rounding, ``inn.budget.device_round_to``) against the
+original, interleaved: on the CPU at batch 1 and 32, and on CUDA at batch 1/32/256 in
+channels_last with float16 autocast when a GPU is present.
+
+Target (issue 23): every ratio exported / original at most the MAC fraction + 0.10, and never
+above 1.0. Both references are timed: the original as given, and with its BatchNorms folded
+(``torch.fx.experimental.optimization.fuse``), since the export folds them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch.fx.experimental.optimization import fuse
+
+import inn
+from benchmarks.common import interleaved, ratio_stats, summary
+
+MODELS = ["resnet18", "mobilenet_v2", "efficientnet_b0"]
+FRACTIONS = [0.8, 0.6, 0.4]
+SLACK = 0.10
+"""How far above its MAC fraction a ratio may be (issue 23's target)."""
+
+
+def _settings(smoke: bool) -> dict[str, tuple[int, ...]]:
+    """Device -> batch sizes."""
+    if smoke:
+        return {"cpu": (1,)}
+    cuda = {"cuda": (1, 32, 256)} if torch.cuda.is_available() else {}
+    return {"cpu": (1, 32), **cuda}
+
+
+def _call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """``model(x)`` that returns once the device is done (float16 autocast on CUDA)."""
+    if x.device.type != "cuda":
+        return lambda: model(x)
+
+    def run() -> None:
+        with torch.autocast("cuda", torch.float16):
+            model(x)
+        torch.cuda.synchronize()
+
+    return run
+
+
+def _exports(
+    name: str, size: int, device: str, sensitivity: str
+) -> tuple[torch.nn.Module, dict[str, object]]:
+    """The original model and its exports at each MAC fraction, planned for ``device``."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    imodel = inn.convert(model, torch.randn(1, 3, size, size), permute=sensitivity != "uniform")
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    exports = {}
+    for fraction in FRACTIONS:
+        budget = inn.Budget("macs", fraction, device=device, dtype=dtype)
+        plan = imodel.plan(budget, sensitivity=sensitivity)
+        exports[fraction] = (imodel.resize(widths=plan.widths).export().eval(), plan.costs["macs"])
+    return model, exports
+
+
+def run(smoke: bool = False) -> list[dict]:
+    torch.set_num_threads(2)
+    size = 32 if smoke else 224
+    rows = []
+    for name in ["mobilenet_v3_small"] if smoke else MODELS:
+        for device, batches in _settings(smoke).items():
+            # the smoke run checks the plumbing only; the real one plans with inn's defaults
+            model, exports = _exports(name, size, device, "uniform" if smoke else "auto")
+            memory = torch.channels_last if device == "cuda" else torch.contiguous_format
+            models = {"original": model, "original, BN folded": fuse(model).eval()}
+            models |= {f"{f:.0%}": m for f, (m, _) in exports.items()}
+            models = {k: m.to(device, memory_format=memory) for k, m in models.items()}
+            full_macs = inn.budget.count_macs(model.cpu(), torch.randn(1, 3, size, size))
+            model.to(device, memory_format=memory)
+            for batch in batches:
+                x = torch.randn(batch, 3, size, size, device=device).to(memory_format=memory)
+                fns = {k: _call(m, x) for k, m in models.items()}
+                repeats = 2 if smoke else (15 if batch == 1 else 5)
+                with torch.no_grad():
+                    samples = interleaved(fns, repeats=repeats)
+                for fraction, (_, macs) in exports.items():
+                    key = f"{fraction:.0%}"
+                    ratio = ratio_stats(samples[key], samples["original"])
+                    rows.append({
+                        "model": name, "device": device, "batch": batch,
+                        "mac_budget": fraction, "mac_fraction": macs / full_macs,
+                        "latency_s": summary(samples[key]),
+                        "original_s": summary(samples["original"])["median"],
+                        "vs_original": ratio,
+                        "vs_folded": ratio_stats(samples[key], samples["original, BN folded"]),
+                        "meets_target": ratio["ratio_median"] <= min(1.0, fraction + SLACK),
+                    })  # fmt: skip
+    return rows
+
+
+def _ratio(stats: dict[str, float]) -> str:
+    return f"{stats['ratio_median']:.2f} [{stats['ratio_min']:.2f}, {stats['ratio_max']:.2f}]"
+
+
+def markdown(rows: list[dict]) -> str:
+    met = sum(r["meets_target"] for r in rows)
+    lines = [
+        f"Exported / original latency at MAC budgets (median [min, max] over interleaved "
+        f"rounds); target: at most the budget + {SLACK:.2f} and never above 1.00. Met by "
+        f"{met} of {len(rows)} rows.",
+        "",
+        "| model | device | batch | MAC budget | MACs kept | exported (ms) | original (ms) "
+        "| exported / original | exported / original, BN folded | target met |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['device']} | {r['batch']} | {r['mac_budget']:.0%} | "
+            f"{r['mac_fraction']:.1%} | {1e3 * r['latency_s']['median']:.1f} | "
+            f"{1e3 * r['original_s']:.1f} | {_ratio(r['vs_original'])} | "
+            f"{_ratio(r['vs_folded'])} | {'yes' if r['meets_target'] else 'no'} |"
+        )
+    return "\n".join(lines)
