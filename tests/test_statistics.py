@@ -78,3 +78,24 @@ def test_empty_or_bad_data_is_refused():
             assert "calibration" in str(error)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_full_width_is_exact_again_after_reestimating_a_narrowed_model():
+    """Statistics measured while another group was narrow do not outlive that width (a
+    BatchNorm at full width sees other inputs when the layers before it are narrowed)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+    ).eval()  # fmt: skip
+    x = torch.randn(16, 3, 6, 6)
+    imodel = inn.convert(model, x[:1], fold_batchnorm=False)
+    with torch.no_grad():
+        reference = imodel(x)
+        first = imodel.resizable_groups[0].name
+        with imodel.widths_kept():
+            imodel.resize(widths={first: 3})
+            inn.reestimate_batchnorm(imodel, [x])
+            assert not torch.allclose(imodel(x), reference)
+        assert torch.allclose(imodel(x), reference, atol=1e-6)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from inn.continuous import Partition
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
 from inn.layers.registry import LayerRequest, register_integral_layer
@@ -56,16 +59,23 @@ class IntegralBatchNorm(IntegralLayer):
         self.register_buffer("measured_mean", None, persistent=False)
         self.register_buffer("measured_var", None, persistent=False)
         self._measured_sizes: tuple[int, ...] | None = None
+        self._measured_under: tuple[Partition, ...] = ()
         self.track_statistics = False
 
     def _sizes(self) -> tuple[int, ...]:
-        return tuple(p.size for p in self.segment_partitions("out"))
+        own = tuple(p.size for p in self.segment_partitions("out"))
+        return own + tuple(p.size for p in self._measured_under)
 
-    def set_statistics(self, mean: Tensor | None, var: Tensor | None) -> None:
+    def set_statistics(
+        self, mean: Tensor | None, var: Tensor | None, under: Sequence[Partition] = ()
+    ) -> None:
         """Use ``mean`` and ``var`` (shape ``(num_features,)``) instead of the sampled running
-        statistics until the partition's size changes; ``None`` goes back to the sampled ones."""
+        statistics until the partition's size changes, or any partition of ``under`` (the
+        widths upstream that the statistics were measured at) changes; ``None`` goes back to
+        the sampled ones."""
         if mean is None or var is None:
             self.measured_mean = self.measured_var = self._measured_sizes = None
+            self._measured_under = ()
             return
         if mean.shape != (self.num_features,) or var.shape != (self.num_features,):
             raise ShapeError(
@@ -73,6 +83,7 @@ class IntegralBatchNorm(IntegralLayer):
                 f"shapes {tuple(mean.shape)} and {tuple(var.shape)}"
             )
         self.measured_mean, self.measured_var = mean.detach().clone(), var.detach().clone()
+        self._measured_under = tuple(under)
         self._measured_sizes = self._sizes()
 
     def statistics(self) -> dict[str, Tensor]:

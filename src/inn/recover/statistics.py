@@ -6,7 +6,7 @@ BatchNorm, Li et al., ECCV 2020). Two jobs, two functions:
 
 * :func:`reestimate_batchnorm`: at the model's current widths, after resizing. For an integral
   model the measured statistics replace the sampled running statistics of its integral
-  BatchNorms while their widths stay the same (the node values are not changed, so resizing
+  BatchNorms while no group's width changes (the node values are not changed, so resizing
   back to full width is exact); for a plain model its BatchNorms' running statistics are
   replaced. The statistics are the moments pooled over all the data.
 * :func:`reestimate_full_width_batchnorm`: the node values of the running statistics (the
@@ -54,7 +54,7 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     One pass over ``data`` with each BatchNorm normalising by its batch statistics (as in
     training, so every layer sees the inputs it will see once re-estimated), no gradient; the
     pooled mean and unbiased variance of each BatchNorm's input become its statistics. Integral
-    BatchNorms keep them while their width is unchanged (:meth:`set_statistics`); in a plain
+    BatchNorms keep them while no group's width changes (:meth:`set_statistics`); in a plain
     model the running statistics are overwritten. Plain BatchNorms inside an integral model
     (groups kept at full width) are left as they are. The model's mode is restored. (To change
     the statistics of every width: :func:`reestimate_full_width_batchnorm`.)
@@ -92,10 +92,12 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
             h.remove()
         for m, mode in modes.items():
             m.train(mode)
+    # measured at every group's current width: stale once any group changes
+    under = [model.partition(g.name) for g in model.groups] if isinstance(model, IntegralModel) else []
     for m in norms:
         mean, var = moments[m].mean_var()
         if isinstance(m, IntegralBatchNorm):
-            m.set_statistics(mean.float(), var.float())
+            m.set_statistics(mean.float(), var.float(), under)
         else:
             m.running_mean.copy_(mean)
             m.running_var.copy_(var)
