@@ -226,6 +226,44 @@ def summary(rows: Sequence[GroupError]) -> list[dict]:
     return out
 
 
+def allocation_by_role(
+    model: nn.Module, example: Tensor, calib: Batches, budgets: Sequence[float] = (0.6, 0.4)
+) -> list[dict]:
+    """Which groups ``inn.prune``'s allocation narrows: at each parameter budget (fraction
+    kept), the plan ``inn.prune`` makes with ``calib`` (BatchNorm kept, output sensitivity on
+    the data), and per role the share of channels kept, mean and range over its groups."""
+    imodel = inn.convert(model, example, fold_batchnorm=False)
+    full = {g.name: g.full_size for g in imodel.resizable_groups}
+    out = []
+    for budget in budgets:
+        plan = imodel.plan(inn.Budget("params", budget), data=list(calib))
+        for role in ROLES:
+            kept = [w / full[n] for n, w in plan.widths.items() if group_role(model, n) == role]
+            if kept:
+                out.append({"budget": budget, "role": role, "groups": len(kept),
+                            "mean_kept": sum(kept) / len(kept), "min_kept": min(kept),
+                            "max_kept": max(kept)})  # fmt: skip
+    return out
+
+
+def allocation_markdown(rows: Sequence[dict]) -> str:
+    lines = [
+        "## Which groups inn.prune narrows",
+        "",
+        "The widths `inn.prune` plans with the calibration images at a parameter budget: share of",
+        "each group's channels kept, mean [min, max] over the groups of a role.",
+        "",
+        "| parameters kept | role | groups | channels kept |",
+        "|---:|---|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['budget']:.0%} | {r['role']} | {r['groups']} | {r['mean_kept']:.0%} "
+            f"[{r['min_kept']:.0%}, {r['max_kept']:.0%}] |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def reestimation_floor(model: nn.Module, calib: Batches, test: Batches) -> float:
     """The relative MSE of the logits that re-estimating every BatchNorm of the unpruned
     ``model`` on ``calib`` causes by itself (the floor under every re-estimated row)."""
@@ -335,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     seconds = time.perf_counter() - clock
     floor = reestimation_floor(model, workload.calib, workload.test)
+    allocation = allocation_by_role(model, example, workload.calib)
     command = (
         f"python -m innlab.experiments.group_errors --model {args.model} --out {args.out} "
         f"--fractions {' '.join(str(f) for f in args.fractions)} --calib-size {args.calib_size}"
@@ -350,12 +389,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "reestimation_floor": floor,
                 "rows": [asdict(r) for r in rows],
                 "summary": summary(rows),
+                "allocation": allocation,
             },
             indent=1,
         )
     )
     title = f"Per-group errors, resampled vs selected: {workload.name}"
-    (args.out / "results.md").write_text(markdown(rows, title, command, floor))
+    text = markdown(rows, title, command, floor)
+    (args.out / "results.md").write_text(f"{text}\n{allocation_markdown(allocation)}")
     plot(rows, args.out / "errors.png")
     log.info("wrote %s in %.0f s", args.out, seconds)
     return 0
