@@ -71,7 +71,7 @@ def with_dummy(neighbours: np.ndarray) -> np.ndarray:
     return out
 
 
-def _greedy_edge_path(augmented: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+def greedy_edge_path(augmented: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """Open path through the ``n`` channels: the candidate edges are taken shortest first
     (ties by index) when both ends have fewer than two edges and no cycle closes; the
     fragments left are then chained, each to the fragment end nearest the current path end."""

@@ -56,7 +56,7 @@ def channel_distances(slices: Sequence[tuple[torch.Tensor, int]]) -> torch.Tenso
         ShapeError: If ``slices`` is empty, a ``dim`` is out of range for its tensor, or the
             tensors disagree on the number of channels ``n``.
     """
-    n, flats = _flat_slices(slices, "channel_distances")
+    n, flats = flat_slices(slices, "channel_distances")
     total = torch.zeros((n, n), dtype=torch.float64)
     if n == 0:
         return total
@@ -77,7 +77,7 @@ def channel_distances(slices: Sequence[tuple[torch.Tensor, int]]) -> torch.Tenso
     return upper + upper.T
 
 
-def _flat_slices(
+def flat_slices(
     slices: Sequence[tuple[torch.Tensor, int]], caller: str
 ) -> tuple[int, list[torch.Tensor]]:
     """The number of channels ``n`` and every item as a detached ``(n, width)`` view or copy
@@ -157,10 +157,10 @@ def channel_total_variation(
         ShapeError: as :func:`channel_distances`, or if ``order`` is not a 1-D vector of indices
             in ``[0, n)``.
     """
-    n, flats = _flat_slices(slices, "channel_total_variation")
+    n, flats = flat_slices(slices, "channel_total_variation")
     idx = torch.from_numpy(_as_index_vector(order, n))
     with torch.no_grad():
-        return _flats_total_variation(_merged(flats), idx)
+        return flats_total_variation(merged_slices(flats), idx)
 
 
 def _as_matrix(distances: Any) -> np.ndarray:
@@ -177,7 +177,7 @@ def _as_matrix(distances: Any) -> np.ndarray:
     return array
 
 
-def _validated_distances(distances: Any) -> np.ndarray:
+def validated_distances(distances: Any) -> np.ndarray:
     """Checked, symmetrised float64 copy of ``distances`` with a zero diagonal."""
     array = _as_matrix(distances)
     if array.size == 0:
@@ -214,7 +214,7 @@ def _as_index_vector(order: Sequence[int] | torch.Tensor, n: int) -> np.ndarray:
     return idx
 
 
-def _merged(flats: list[torch.Tensor]) -> list[torch.Tensor]:
+def merged_slices(flats: list[torch.Tensor]) -> list[torch.Tensor]:
     """The items with runs of small ones (same device and dtype, under ``BLOCK_ELEMENTS / 16``
     values each) concatenated into blocks of at most ``BLOCK_ELEMENTS`` values: groups often
     hold dozens of small slices (attention heads, biases, normalisation weights), and few large
@@ -247,7 +247,7 @@ def _merged(flats: list[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
-def _flats_total_variation(flats: list[torch.Tensor], order: torch.Tensor) -> float:
+def flats_total_variation(flats: list[torch.Tensor], order: torch.Tensor) -> float:
     """Exact ``sum_k |x[order[k + 1]] - x[order[k]]|_1`` over all ``(n, width)`` items, in row
     blocks of at most ``BLOCK_ELEMENTS`` values (each summed by torch in the tensors' precision,
     the blocks in float64)."""

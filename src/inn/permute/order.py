@@ -29,16 +29,16 @@ import torch
 
 from inn.errors import ConversionError, ShapeError
 from inn.permute.distances import (
-    _flat_slices,
-    _flats_total_variation,
-    _merged,
-    _validated_distances,
     channel_distances,
+    flat_slices,
+    flats_total_variation,
+    merged_slices,
     sample_rows,
+    validated_distances,
 )
 from inn.permute.solvers import (
-    _MULTI_START_MAX_N,
     GAIN_RTOL,
+    MULTI_START_MAX_N,
     SOLVERS,
     TourProblem,
     resolve_solver,
@@ -116,7 +116,7 @@ def open_path_order(
             ``time_limit`` is not a positive number.
     """
     solver = _checked_solver(solver, seed, time_limit)
-    matrix = _validated_distances(distances)
+    matrix = validated_distances(distances)
     n = matrix.shape[0]
     identity = np.arange(n, dtype=np.int64)
     if n <= 2:
@@ -227,12 +227,12 @@ def order_channels(
     if not (isinstance(exact_work, int | float) and exact_work >= 0):
         raise ConversionError(f"exact_work must be a non-negative number, got {exact_work!r}")
     started = time.perf_counter()
-    n, flats = _flat_slices(slices, "order_channels")
+    n, flats = flat_slices(slices, "order_channels")
     with torch.no_grad():
-        flats = _merged(flats)
+        flats = merged_slices(flats)
         identity = torch.arange(n, dtype=torch.int64)
         width = sum(flat.shape[1] for flat in flats)
-        before = _flats_total_variation(flats, identity)
+        before = flats_total_variation(flats, identity)
         if not math.isfinite(before):  # a NaN or infinity in any slice makes the sum one
             raise ConversionError("order_channels: the tensors hold NaN or infinite values")
         if n <= 2 or before == 0.0:
@@ -240,7 +240,7 @@ def order_channels(
             return ChannelOrder(identity, before, before, time.perf_counter() - started, 0.0)
         generator = torch.Generator().manual_seed(int(seed))
         work = n * n * width / 2
-        if n <= _MULTI_START_MAX_N or work <= exact_work:
+        if n <= MULTI_START_MAX_N or work <= exact_work:
             count = max(1, int(2 * exact_work / (n * n)))
             matrix = channel_distances(
                 [
@@ -259,7 +259,7 @@ def order_channels(
             )
             distance_seconds += setup
         clock = time.perf_counter()
-        after = _flats_total_variation(flats, order)
+        after = flats_total_variation(flats, order)
         if not after < before - 1e-12 * before:
             order, after = identity, before
         distance_seconds += time.perf_counter() - clock
@@ -293,7 +293,7 @@ def brute_force_order(distances: torch.Tensor) -> torch.Tensor:
         ConversionError: If ``distances`` has non-finite or negative entries or is not
             symmetric.
     """
-    matrix = _validated_distances(distances)
+    matrix = validated_distances(distances)
     n = matrix.shape[0]
     if n > _BRUTE_FORCE_MAX:
         raise ShapeError(

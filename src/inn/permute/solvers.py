@@ -38,16 +38,16 @@ import numpy as np
 
 from inn.errors import ConversionError
 from inn.permute.candidates import (
-    _greedy_edge_path,
     batched_local_search,
     candidate_lists,
+    greedy_edge_path,
     with_dummy,
 )
 from inn.permute.tours import (
-    _local_search,
-    _multi_start_tour,
     cut_at_dummy,
     expired,
+    local_search,
+    multi_start_tour,
     path_cost,
 )
 
@@ -69,7 +69,7 @@ GAIN_RTOL = 1e-10
 _POLISH_ROUNDS = 2
 
 #: Up to this many channels, "greedy-2opt" runs the exhaustive multi-start search (cheap there).
-_MULTI_START_MAX_N = 64
+MULTI_START_MAX_N = 64
 
 #: Up to this many channels, the candidate search is followed by the exhaustive polish, and up
 #: to the second number, the exhaustive search from the best nearest-neighbour path runs too.
@@ -237,13 +237,13 @@ def _greedy_two_opt_tour(
     augmented: np.ndarray, eps: float, seed: int, deadline: float | None
 ) -> np.ndarray:
     """Closed tour through the ``n + 1`` cities of ``augmented`` (city ``n`` is the dummy):
-    :func:`_multi_start_tour` up to ``_MULTI_START_MAX_N`` channels, :func:`_candidate_tour`
+    :func:`multi_start_tour` up to ``MULTI_START_MAX_N`` channels, :func:`_candidate_tour`
     above."""
     n = augmented.shape[0] - 1
-    if n > _MULTI_START_MAX_N:
+    if n > MULTI_START_MAX_N:
         neighbours = with_dummy(candidate_lists(augmented[:n, :n]))
         return _candidate_tour(augmented, neighbours, eps, seed, deadline)
-    return _multi_start_tour(augmented, eps, seed, deadline, every_start=True)
+    return multi_start_tour(augmented, eps, seed, deadline, every_start=True)
 
 
 def _candidate_tour(
@@ -257,19 +257,19 @@ def _candidate_tour(
     the greedy-edge path over the candidate edges (or the identity, if shorter), improved by
     :func:`batched_local_search`. Up to ``_POLISH_MAX_N`` channels, it is polished by a few
     rounds of exhaustive 2-opt / Or-opt; up to ``_SECOND_SEARCH_MAX_N``, the exhaustive search
-    from the best nearest-neighbour path (:func:`_multi_start_tour`) is run as well, and the
+    from the best nearest-neighbour path (:func:`multi_start_tour`) is run as well, and the
     shorter tour kept."""
     n = augmented.shape[0] - 1
-    path = _greedy_edge_path(augmented, neighbours[:n, :-1])
+    path = greedy_edge_path(augmented, neighbours[:n, :-1])
     identity = np.arange(n, dtype=np.int64)
     if path_cost(augmented, identity) < path_cost(augmented, path):
         path = identity
     tour = np.concatenate([[n], path]).astype(np.int64)
     tour = batched_local_search(augmented, tour, neighbours, eps, seed, deadline)
     if n <= _POLISH_MAX_N and not expired(deadline):
-        tour = _local_search(augmented, tour, eps, deadline, _POLISH_ROUNDS)
+        tour = local_search(augmented, tour, eps, deadline, _POLISH_ROUNDS)
     if n <= _SECOND_SEARCH_MAX_N and not expired(deadline):
-        other = _multi_start_tour(augmented, eps, seed, deadline, every_start=False)
+        other = multi_start_tour(augmented, eps, seed, deadline, every_start=False)
         if (
             path_cost(augmented, cut_at_dummy(other, n))
             < path_cost(augmented, cut_at_dummy(tour, n)) - eps
@@ -290,7 +290,7 @@ def _polish(
     candidate local search (whose lists are computed when ``neighbours`` is None)."""
     n = augmented.shape[0] - 1
     if n <= _POLISH_MAX_N:
-        return _local_search(augmented, tour, eps, deadline, _POLISH_ROUNDS)
+        return local_search(augmented, tour, eps, deadline, _POLISH_ROUNDS)
     if neighbours is None:
         neighbours = with_dummy(candidate_lists(augmented[:n, :n]))
     return batched_local_search(augmented, tour, neighbours, eps, seed, deadline)

@@ -47,7 +47,7 @@ def canonical_orientation(matrix: np.ndarray, path: np.ndarray) -> np.ndarray:
     return reverse if reverse[0] < path[0] else path
 
 
-def _multi_start_tour(
+def multi_start_tour(
     augmented: np.ndarray, eps: float, seed: int, deadline: float | None, every_start: bool
 ) -> np.ndarray:
     """Greedy nearest-neighbour paths from seeded starting channels (plus the identity),
@@ -65,7 +65,7 @@ def _multi_start_tour(
     best_cost = math.inf
     for index in searched:
         tour = np.concatenate([[n], candidates[int(index)]]).astype(np.int64)
-        tour = _local_search(augmented, tour, eps, deadline, _MAX_ROUNDS)
+        tour = local_search(augmented, tour, eps, deadline, _MAX_ROUNDS)
         cost = path_cost(matrix, cut_at_dummy(tour, n))
         if cost < best_cost - eps:
             best_tour, best_cost = tour, cost
@@ -96,7 +96,7 @@ def _nearest_neighbour_paths(matrix: np.ndarray, starts: np.ndarray) -> list[np.
     return list(paths)
 
 
-def _local_search(
+def local_search(
     matrix: np.ndarray, tour: np.ndarray, eps: float, deadline: float | None, max_rounds: int
 ) -> np.ndarray:
     """Improve the closed ``tour`` under the symmetric ``matrix`` by 2-opt and Or-opt moves.

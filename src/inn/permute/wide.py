@@ -38,7 +38,7 @@ def order_wide(
     """Order a wide group without its exact distance matrix (see the module docstring).
 
     Args:
-        flats: the group's ``(n, width)`` items (see :func:`inn.permute.distances._flat_slices`).
+        flats: the group's ``(n, width)`` items (see :func:`inn.permute.distances.flat_slices`).
         solver: a registered solver (``"auto"`` already resolved).
         seed: seed of the solver; ``generator`` draws the column samples.
         time_limit: approximate budget in seconds of the solver.
