@@ -208,11 +208,30 @@ def test_reconstruction_error_is_zero_on_linear_weights_and_tolerance_uses_it():
     assert reconstruction_error(slices["4:out"], sizes["4:out"] - 1) > 1e-6
 
 
+def test_output_table_measures_one_channel(trained_digits_cnn, digits):
+    """Every table reaches down to one channel, measured, not extrapolated: a table that stops
+    at 1/8 of the width is flat below it, and the allocation then took MobileNetV2's head from
+    1,280 channels to 1 (every channel under 160 looked free)."""
+    x = digits[0][:32]
+    imodel = inn.convert(trained_digits_cnn, x[:1])
+    table = inn.budget.output_errors(imodel, [x])
+    with torch.no_grad():
+        reference = imodel(x)
+        for group in imodel.resizable_groups:
+            assert table.widths[group.name][0] == 1
+            with imodel.widths_kept():
+                imodel.resize(widths={group.name: 1})
+                by_hand = float((imodel(x) - reference).square().sum() / reference.square().sum())
+            assert table.errors[group.name][0] == pytest.approx(by_hand, rel=1e-6)
+            assert table.error(group.name, 1) > table.error(group.name, group.full_size // 8)
+
+
 def test_weight_sensitivity_is_zero_at_full_width_and_grows(resnet18):
     table = inn.budget.weight_errors(resnet18)
     assert isinstance(table, Sensitivity)
     for name, errors in table.errors.items():
-        assert table.widths[name][-1] == resnet18._partitions[name].full_size
+        assert table.widths[name][-1] == resnet18.partition(name).full_size
+        assert table.widths[name][0] == 1
         assert errors[-1] == 0 and errors[0] > 0
 
 

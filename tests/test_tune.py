@@ -1,9 +1,12 @@
 """Partition tuning: what it may change, ordered partitions, frozen flags, resizing after."""
 
+import copy
+
 import pytest
 import torch
 
 import inn
+from inn.budget import count_parameters
 from inn.recover import TUNING, FitSettings, fit_calibration
 
 
@@ -115,6 +118,36 @@ def test_prune_one_call(trained_digits_cnn, digits, tune):
     assert abs(kept - 0.6) < 0.01
     assert all(not type(m).__module__.startswith("inn") for m in small.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in small.modules())  # folded
+
+
+def test_prune_calibrates_biases_towards_the_original(trained_digits_cnn, digits):
+    """With data, the default fits the biases and BatchNorm parameters of the pruned network to
+    the original's outputs: on the calibration images it is closer to the original than the
+    same pruning without that step, and the BatchNorms are still folded."""
+    x = digits[0]
+    calib = [x[:64], x[64:128]]
+    with torch.no_grad():
+        reference = torch.log_softmax(trained_digits_cnn(x[:128]), 1)
+
+    def kl(model):
+        with torch.no_grad():
+            out = torch.log_softmax(model(x[:128]), 1)
+        return float(torch.nn.functional.kl_div(out, reference, log_target=True, reduction="sum"))
+
+    options = {"compression": 0.6, "calib": calib, "convert_options": {"permute": False}}
+    plain = inn.prune(trained_digits_cnn, x[:2], calibrate=False, **options)
+    calibrated = inn.prune(trained_digits_cnn, x[:2], calibrate_options={"steps": 30}, **options)
+    assert kl(calibrated) < kl(plain)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in calibrated.modules())
+    assert count_parameters(calibrated) == count_parameters(plain)
+
+
+def test_bias_calibration_of_a_model_without_biases_changes_nothing():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False))
+    pruned = copy.deepcopy(model)
+    report = inn.recover.calibrate_biases(pruned, model, [torch.randn(8, 4)])
+    assert report.steps == 0 and report.loss_before == report.loss_after
+    assert torch.equal(pruned[0].weight, model[0].weight)
 
 
 class _Constant(torch.nn.Module):

@@ -3,6 +3,8 @@
 * :func:`cifar_resnet18`: the CIFAR-style ResNet-18 (3x3 stem without max-pool).
 * :func:`nin`: Network-in-Network (three mlpconv blocks, global average pooling).
 * :func:`mobilenet_v2`: torchvision's MobileNetV2 at half width.
+* :func:`mobilenet_v3`: torchvision's MobileNetV3-Small at half width (hardswish, SE).
+* :func:`efficientnet`: an EfficientNet-B0-style network at half width and depth (SiLU, SE).
 * :func:`vit`: a small vision transformer (``nn.MultiheadAttention``, ``nn.LayerNorm``).
 * :func:`srcnn`, :func:`edsr` (:data:`SR_ZOO`): super-resolution networks x3 and x4
   (:mod:`innlab.sr`), trained by ``lab/scripts/train_sr.py`` on image patches.
@@ -42,10 +44,12 @@ __all__ = [
     "checkpoint_dir",
     "cifar_resnet18",
     "edsr",
+    "efficientnet",
     "example_input",
     "load_integral",
     "load_pretrained",
     "mobilenet_v2",
+    "mobilenet_v3",
     "nin",
     "pretrained_info",
     "srcnn",
@@ -213,16 +217,67 @@ def nin(num_classes: int = 10, in_channels: int = 1, width: int = 96) -> Network
 def mobilenet_v2(num_classes: int = 10, in_channels: int = 1, width_mult: float = 0.5) -> nn.Module:
     """torchvision's MobileNetV2 (depthwise separable inverted residuals) at ``width_mult``,
     with a stem for ``in_channels``: the zoo's torchvision architecture. Needs torchvision."""
+    model = _torchvision().models.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
+    return _grey_stem(model, in_channels)
+
+
+def _torchvision():
     try:
         import torchvision
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise InnError(
-            'the mobilenet_v2 zoo model needs torchvision: pip install torchvision'
+            "the torchvision zoo models need torchvision: pip install torchvision"
         ) from error
-    model = torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
+    return torchvision
+
+
+def _grey_stem(model: nn.Module, in_channels: int) -> nn.Module:
+    """Replace the first convolution of a torchvision mobile network (``features[0][0]``) by
+    one with ``in_channels`` inputs and the same output channels, kernel and stride."""
     stem = model.features[0][0]
-    model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, 3, 2, 1, bias=False)
+    model.features[0][0] = nn.Conv2d(
+        in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False
+    )
     return model
+
+
+def mobilenet_v3(num_classes: int = 10, in_channels: int = 1, width_mult: float = 0.5) -> nn.Module:
+    """torchvision's MobileNetV3-Small (hardswish, squeeze-excitation with hardsigmoid,
+    depthwise convolutions) at ``width_mult``, with a stem for ``in_channels``. Needs
+    torchvision."""
+    model = _torchvision().models.mobilenet_v3_small(num_classes=num_classes, width_mult=width_mult)
+    return _grey_stem(model, in_channels)
+
+
+# EfficientNet-B0's stages: expansion, kernel, stride, input and output channels, layers
+# (Tan & Le, ICML 2019, Table 1), scaled by width_mult and depth_mult below.
+_EFFICIENTNET_B0 = (
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 2),
+    (6, 5, 2, 24, 40, 2),
+    (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3),
+    (6, 5, 2, 112, 192, 4),
+    (6, 3, 1, 192, 320, 1),
+)
+
+
+def efficientnet(
+    num_classes: int = 10, in_channels: int = 1, width_mult: float = 0.5, depth_mult: float = 0.5
+) -> nn.Module:
+    """An EfficientNet-B0-style network built from torchvision's ``EfficientNet`` and ``MBConv``
+    blocks (SiLU, squeeze-excitation, depthwise convolutions, stochastic depth): B0's stages at
+    ``width_mult`` channels and ``depth_mult`` layers, with a stem for ``in_channels``. Needs
+    torchvision."""
+    efficientnet_module = _torchvision().models.efficientnet
+    stages = [
+        efficientnet_module.MBConvConfig(*stage, width_mult=width_mult, depth_mult=depth_mult)
+        for stage in _EFFICIENTNET_B0
+    ]
+    model = efficientnet_module.EfficientNet(
+        stages, dropout=0.2, stochastic_depth_prob=0.1, num_classes=num_classes
+    )
+    return _grey_stem(model, in_channels)
 
 
 class EncoderBlock(nn.Module):
@@ -286,6 +341,8 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet18": cifar_resnet18,
     "nin": nin,
     "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v3": mobilenet_v3,
+    "efficientnet": efficientnet,
     "vit": vit,
 }
 """Name -> constructor; the default arguments build the architecture of each checkpoint."""

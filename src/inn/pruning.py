@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from inn.budget import Budget
 from inn.convert import convert
-from inn.recover import reestimate_batchnorm, tune_partition
+from inn.graph import fold_batchnorms
+from inn.recover import calibrate_biases, reestimate_batchnorm, tune_partition
 
 __all__ = ["prune"]
 
@@ -22,18 +23,22 @@ def prune(
     widths: Mapping[str, int] | None = None,
     budget: Budget | Mapping[str, float] | None = None,
     calib: Iterable | None = None,
+    calibrate: bool = True,
     tune: bool = False,
     convert_options: Mapping[str, Any] | None = None,
     resize_options: Mapping[str, Any] | None = None,
     tune_options: Mapping[str, Any] | None = None,
+    calibrate_options: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Convert, resize to a budget, repair the statistics on ``calib`` and export.
 
     The defaults are the best combination measured (README, "Pruning to a budget"). With
     ``calib``: BatchNorms are kept through conversion, the widths per group are allocated by the
     output change each group causes on ``calib``, the BatchNorm statistics are measured again at
-    the new widths, and the export folds them. Without data: BatchNorms folded, widths by the
-    data-free sensitivity, uniform points.
+    the new widths, the biases and normalisation parameters of the export are fitted to the
+    original network's outputs on ``calib`` (:func:`inn.recover.calibrate_biases`), and the
+    BatchNorms are folded. Without data: BatchNorms folded, widths by the data-free
+    sensitivity, uniform points.
 
     Args:
         model: trained network in eval mode (not modified).
@@ -41,12 +46,17 @@ def prune(
         compression: fraction of parameters to remove; or ``widths`` per group; or a
             ``budget`` in parameters, MACs or latency (see :meth:`IntegralModel.plan`).
         calib: calibration batches (``(inputs, targets)`` or ``inputs``; a few hundred images).
+        calibrate: with ``calib``, fit the biases and normalisation parameters of the pruned
+            network to the original's outputs (150 Adam steps; on the efficient networks
+            measured it is worth 5-25 points at 40-70 % fewer parameters). The targets of
+            ``calib`` are not used.
         tune: also tune the partition points on ``calib`` (Pipeline B,
             :func:`inn.tune_partition`), then measure the statistics again. Off by default: on
             the networks measured, it adds no accuracy once widths are allocated and the
             statistics re-estimated, and it costs most of the time.
-        convert_options, resize_options, tune_options: passed to :func:`inn.convert`,
-            :meth:`IntegralModel.resize` and :func:`inn.tune_partition`.
+        convert_options, resize_options, tune_options, calibrate_options: passed to
+            :func:`inn.convert`, :meth:`IntegralModel.resize`, :func:`inn.tune_partition` and
+            :func:`inn.recover.calibrate_biases`.
 
     Returns:
         A plain ``torch.nn.Module`` at the new widths.
@@ -64,4 +74,9 @@ def prune(
         if tune:
             tune_partition(imodel, calib, **dict(tune_options or {}))
             reestimate_batchnorm(imodel, calib)
+        if calibrate:
+            pruned = imodel.export(fold_batchnorm=False)
+            calibrate_biases(pruned, model, calib, **dict(calibrate_options or {}))
+            fold_batchnorms(pruned)
+            return pruned
     return imodel.export()

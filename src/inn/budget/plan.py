@@ -239,7 +239,7 @@ def _auto_sensitivity(imodel: IntegralModel, data: Iterable | None, groups: int)
     example = imodel.example_inputs[0] if imodel.example_inputs else None
     batch = example.shape[0] if example is not None and example.dim() > 0 else 1
     macs = cost_model(imodel, "macs")(np.array([float(g.full_size) for g in imodel.groups]))
-    passes = groups * (len(OUTPUT_FRACTIONS) - 1)
+    passes = groups * len(OUTPUT_FRACTIONS)  # the fractions below full, and one channel
     work = macs / max(batch, 1) * SYNTHETIC_SAMPLES * passes
     return "outputs" if work <= AUTO_MAX_MACS else "weights"
 

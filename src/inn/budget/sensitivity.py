@@ -54,7 +54,10 @@ class Sensitivity:
 
 
 def _levels(full: int, fractions: Sequence[float]) -> np.ndarray:
-    return np.unique([max(1, min(full, round(f * full))) for f in (*fractions, 1.0)])
+    """The widths a table is measured at: ``fractions`` of ``full``, full width, and one channel.
+    The narrowest width is always measured: below its lowest entry a table is flat, and an
+    allocation would see every channel under it as free to remove."""
+    return np.unique([1, *(max(1, min(full, round(f * full))) for f in (*fractions, 1.0))])
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from torch import nn
 
 from inn.recover.batches import as_batches
 from inn.recover.calibration import FitReport, fit_calibration
+from inn.recover.losses import mean_loss
 from inn.recover.settings import FitSettings
 
 __all__ = ["BIAS_CALIBRATION", "calibrate_biases"]
@@ -54,4 +55,7 @@ def calibrate_biases(
         for name, p in module.named_parameters(recurse=False)
         if name == "bias" or isinstance(module, norms)
     ]
+    if not params:  # nothing to calibrate: report the loss as it stands
+        loss = mean_loss(pruned, batches, references, settings.loss)
+        return FitReport(loss, loss, 0, 0.0)
     return fit_calibration(pruned, params, batches, references, settings, desc="calibrating biases")
