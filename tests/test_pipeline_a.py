@@ -31,9 +31,30 @@ def test_slimmable_network_at_a_width_is_the_network_with_its_first_channels(tra
     assert torch.equal(conv.weight, trained_digits_cnn.conv1.weight[: conv.out_channels])
 
 
-def test_slimmable_network_refuses_grouped_convolutions():
-    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=4), torch.nn.Flatten()).eval()
-    with pytest.raises(inn.InnError, match="groups=4"):
+def test_slimmable_depthwise_network_at_a_width_is_its_first_channels():
+    """An inverted residual (expansion, depthwise, projection): the sliced forward pass equals
+    the pruned export, whose depthwise convolution has one group per kept channel."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 12, 1), nn.BatchNorm2d(12), nn.ReLU6(),
+        nn.Conv2d(12, 12, 3, padding=1, groups=12), nn.BatchNorm2d(12), nn.ReLU6(),
+        nn.Conv2d(12, 4, 1), nn.Flatten(), nn.Linear(4 * 25, 3),
+    ).eval()  # fmt: skip
+    x = torch.randn(4, 3, 5, 5)
+    slim = SlimmableNetwork(model, x[:1]).eval()
+    slim.resize(widths={g.name: g.full_size // 3 for g in slim.resizable_groups})
+    small = slim.export().eval()
+    depthwise = small.get_submodule("3")
+    assert depthwise.groups == depthwise.in_channels == depthwise.out_channels == 4
+    with torch.no_grad():
+        assert torch.allclose(slim(x), small(x), atol=1e-5)
+        assert model[3].groups == 12  # restored after the sliced pass
+
+
+def test_slimmable_network_refuses_other_grouped_convolutions():
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=2), torch.nn.Flatten()).eval()
+    with pytest.raises(inn.InnError, match="groups=2"):
         SlimmableNetwork(model, torch.zeros(1, 4, 5, 5))
 
 

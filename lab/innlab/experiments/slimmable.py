@@ -51,12 +51,19 @@ class SlimmableNetwork(nn.Module):
         for key, members in group_members(gm, analysis).items():
             for m in members:
                 self._runs[(m.module, m.tensor, m.dim)].append((names[key], m.offset, m.block))
-        for module in gm.modules():
-            if isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1:
+        # depthwise convolutions (one input channel per group): name -> channel multiplier
+        self._depthwise: dict[str, int] = {}
+        for name, module in gm.named_modules():
+            if not isinstance(module, nn.modules.conv._ConvNd) or module.groups == 1:
+                continue
+            if module.in_channels != module.groups:
                 raise InnError(
-                    f"SlimmableNetwork: {type(module).__name__} with groups={module.groups} cannot "
-                    "be sliced to its first channels here; use a network without grouped convs"
+                    f"SlimmableNetwork: {name} ({type(module).__name__}, groups={module.groups}, "
+                    f"{module.in_channels} input channels) cannot be sliced to its first channels: "
+                    "only depthwise convolutions (groups = input channels) are; use a network "
+                    "without other grouped convs"
                 )
+            self._depthwise[name] = module.out_channels // module.groups
 
     # -- the surface inn.train.train uses -----------------------------------------------------
     @property
@@ -116,10 +123,25 @@ class SlimmableNetwork(nn.Module):
             out[full_name] = sliced
         return out
 
+    @contextmanager
+    def _depthwise_groups(self, tensors: Mapping[str, Tensor]) -> Iterator[None]:
+        """Each depthwise convolution's ``groups`` set to its sliced channels while inside."""
+        modules = {name: self.net.get_submodule(name) for name in self._depthwise}
+        saved = {name: m.groups for name, m in modules.items()}
+        try:
+            for name, module in modules.items():
+                module.groups = len(tensors[f"{name}.weight"]) // self._depthwise[name]
+            yield
+        finally:
+            for name, module in modules.items():
+                module.groups = saved[name]
+
     def forward(self, *args: Any) -> Any:
         if self._widths == self._full:
             return self.net(*args)
-        return functional_call(self.net, self._sliced(), args)
+        tensors = self._sliced()
+        with self._depthwise_groups(tensors):
+            return functional_call(self.net, tensors, args)
 
     def export(self) -> nn.Module:
         """A plain pruned copy at the current widths (BatchNorm statistics as trained: recalibrate
