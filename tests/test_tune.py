@@ -111,6 +111,7 @@ def test_prune_one_call(trained_digits_cnn, digits, tune):
         calib=[(x[:64], y[:64])],
         tune=tune,
         tune_options={"steps": 5},
+        calibrate_options={"steps": 5},
     )
     kept = sum(p.numel() for p in small.parameters()) / sum(
         p.numel() for p in trained_digits_cnn.parameters()

@@ -66,7 +66,8 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     exp.add_argument(
         "--model",
-        help="zoo model (cifar_resnet18, nin, mobilenet_v2, vit; sr: srcnn or edsr; faces: rnet "
+        help="zoo model (cifar_resnet18, nin, mobilenet_v2, mobilenet_v3, efficientnet, vit; sr: "
+        "srcnn or edsr; faces: rnet "
         "or onet, default both) or, with cifar10, an architecture",
     )
     exp.add_argument(
@@ -138,7 +139,7 @@ def _demo(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch_pruning") is None:
         methods = [m for m in methods if not m.startswith("tp-")]
         print(
-            'torch-pruning is not installed: its rows are left out (pip install torch-pruning==1.6.1)'
+            "torch-pruning is not installed: its rows are left out (pip install torch-pruning==1.6.1)"
         )
     from innlab import zoo
 

@@ -42,7 +42,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "nin": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 5e-4},
     "mobilenet_v2": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 4e-5},
     "mobilenet_v3": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 4e-5},
-    "efficientnet": {"epochs": 12, "lr": 0.05, "batch_size": 64, "weight_decay": 4e-5},
+    "efficientnet": {"epochs": 24, "lr": 0.05, "batch_size": 64, "weight_decay": 4e-5},
     # transformers train with AdamW (warm-up then cosine as above)
     "vit": {"epochs": 30, "lr": 2e-3, "batch_size": 64, "weight_decay": 0.05, "optimizer": "adamw"},
 }

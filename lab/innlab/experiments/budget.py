@@ -4,7 +4,8 @@ For each budget (a fraction of the original's parameters or MACs) every method g
 256 calibration images and the same step budget:
 
 * ``inn``: :func:`inn.prune` with its defaults (BatchNorm kept, widths allocated by the
-  measured output change of each group, BatchNorm statistics re-estimated; forward passes only);
+  measured output change of each group, BatchNorm statistics re-estimated, then biases and
+  BatchNorm parameters calibrated with the same step budget as Torch-Pruning's ``+calib``);
 * ``inn+tune``: the same, then partition tuning and the statistics measured again;
 * ``inn-data-free``: BatchNorm folded, widths by the data-free sensitivity, uniform points: no
   data at all;
@@ -44,7 +45,7 @@ from innlab.experiments.pruning import accuracy
 __all__ = ["METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 
 METHODS = (
-    "inn", "inn+tune", "inn-data-free", "inn-uniform+tune", "l1-alloc+bn",
+    "inn", "inn+tune", "inn-data-free", "inn-uniform+tune", "l1-alloc+bn", "l1-alloc+bn+calib",
     "tp-lamp+bn", "tp-l1+bn", "tp-taylor+bn",
     "tp-lamp+bn+calib", "tp-l1+bn+calib", "tp-taylor+bn+calib",
 )  # fmt: skip
@@ -82,13 +83,16 @@ def _inn(
         with trained.widths_kept():
             return trained.resize(budget=budget).export()
     if method in ("inn", "inn+tune"):
+        fit = {"steps": steps, "progress": progress}  # the step budget of Torch-Pruning's +calib
         return inn.prune(model, example, budget=budget, calib=calib, tune=method == "inn+tune",
-                         convert_options={"seed": seed},
-                         tune_options={"steps": steps, "progress": progress})  # fmt: skip
-    if method == "l1-alloc+bn":
+                         convert_options={"seed": seed}, tune_options=fit,
+                         calibrate_options=fit)  # fmt: skip
+    if method.startswith("l1-alloc+bn"):
         widths = inn.convert(model, example, fold_batchnorm=False).plan(budget, data=calib).widths
         small = baselines.prune_l1(model, example, widths=widths, keep_batchnorm=True)
         inn.reestimate_batchnorm(small, calib)
+        if method.endswith("+calib"):
+            inn.recover.calibrate_biases(small, model, calib, steps=steps, progress=progress)
         baselines.fold_batchnorms(small)  # counted as deployed, like the INN exports
         return small
     imodel = inn.convert(model, example, seed=seed)
