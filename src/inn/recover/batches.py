@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 from torch import Tensor
 
 from inn.errors import InnError
 
-__all__ = ["Batch", "as_batches"]
+__all__ = ["Batch", "as_batches", "split_holdout"]
 
 Batch = tuple[Tensor, Tensor | None]  # inputs, targets (None: label-free)
 
@@ -30,3 +32,30 @@ def as_batches(data: Iterable) -> list[Batch]:
     if not batches:
         raise InnError("the calibration data is empty")
     return batches
+
+
+def _rows(value: Any, rows: slice) -> Any:
+    """``value`` (a tensor, ``None``, or a tuple / list of them: a model's outputs) at ``rows``."""
+    if isinstance(value, Tensor):
+        return value[rows]
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rows(v, rows) for v in value)
+    return value
+
+
+def split_holdout(
+    batches: list[Batch], references: list[Any], fraction: float
+) -> tuple[tuple[list[Batch], list[Any]], tuple[list[Batch], list[Any]]]:
+    """``((fit batches, their references), (held batches, theirs))``: the last ``fraction`` of
+    every batch's samples held out, at least one sample and never all of them (a batch of one
+    sample is fitted whole). ``fraction = 0`` holds nothing out."""
+    fit: tuple[list[Batch], list[Any]] = ([], [])
+    held: tuple[list[Batch], list[Any]] = ([], [])
+    for (x, y), reference in zip(batches, references, strict=True):
+        n = len(x)
+        k = min(n - 1, max(1, math.ceil(fraction * n))) if fraction > 0 else 0
+        for part, rows in ((fit, slice(0, n - k)), (held, slice(n - k, n))):
+            if rows.stop > rows.start:
+                part[0].append((x[rows], _rows(y, rows)))
+                part[1].append(_rows(reference, rows))
+    return fit, held

@@ -19,7 +19,9 @@ from inn.recover.settings import FitSettings
 
 __all__ = ["BIAS_CALIBRATION", "calibrate_biases"]
 
-BIAS_CALIBRATION = FitSettings(steps=150, lr=0.01)  # the defaults of bias calibration
+# the defaults of bias calibration: a quarter of the images judge the fit (at mild pruning, a
+# fit judged on the images it fits lowered MobileNetV2's test accuracy by 0.7-1.0 points)
+BIAS_CALIBRATION = FitSettings(steps=150, lr=0.01, holdout=0.25)
 
 
 def calibrate_biases(
@@ -37,7 +39,7 @@ def calibrate_biases(
         pruned, reference: plain modules taking the same inputs.
         data: calibration batches: ``(inputs, targets)`` or ``inputs``.
         settings: the fit (default :data:`BIAS_CALIBRATION`: 150 steps, lr 0.01,
-            ``loss="kl"``).
+            ``loss="kl"``, a quarter of each batch held out to judge the fit).
         **changes: fields of ``settings`` to change (``steps=50, loss="mse"``).
     """
     settings = (BIAS_CALIBRATION if settings is None else settings).replace(**changes)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from inn.loop import Backward, EarlyStopping, Schedule, fit
-from inn.recover.batches import Batch
+from inn.recover.batches import Batch, split_holdout
 from inn.recover.losses import distillation_loss, mean_loss
 from inn.recover.settings import FitSettings
 
@@ -65,7 +65,8 @@ def fit_calibration(
 ) -> FitReport:
     """Adam on ``params`` only, cycling over ``batches`` with ``model`` in eval mode, cosine
     schedule, early stopping on the calibration loss (:class:`~inn.loop.EarlyStopping`); ends
-    with the best state.
+    with the best state. With ``settings.holdout``, the last part of every batch is not fitted:
+    the loss that stops the fit and picks the state kept (the start included) is theirs.
 
     Args:
         references: per batch, the outputs to distil (``None`` each for ``loss="labels"``).
@@ -75,11 +76,13 @@ def fit_calibration(
             loss that picks the best state.
     """
     loss, lr = settings.loss, settings.lr
+    (batches, references), held = split_holdout(batches, references, settings.holdout)
+    judged = held if held[0] else (batches, references)
 
     def calibration_loss() -> float:
         with torch.no_grad():
             extra = 0.0 if regulariser is None else float(regulariser())
-        return mean_loss(model, batches, references, loss) + extra
+        return mean_loss(model, *judged, loss) + extra
 
     def optimiser_for(factor: float, remaining: int) -> tuple[torch.optim.Optimizer, Schedule]:
         optimiser = torch.optim.Adam(params, lr=lr * factor)

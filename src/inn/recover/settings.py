@@ -30,6 +30,10 @@ class FitSettings:
         patience: evaluations without improvement before the best state is restored and the
             rate halved (:class:`inn.loop.EarlyStopping`).
         eval_every: steps between evaluations of the calibration loss.
+        holdout: fraction of each calibration batch held out of the fit, in ``[0, 1)``: early
+            stopping and the state kept are judged on those samples, so a fit that only
+            memorises the calibration images ends where it started. ``0``: judged on the
+            samples fitted.
         progress: show a progress bar.
     """
 
@@ -38,6 +42,7 @@ class FitSettings:
     loss: str = "kl"
     patience: int = 4
     eval_every: int = 10
+    holdout: float = 0.0
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -49,6 +54,8 @@ class FitSettings:
             raise InnError(
                 f"need patience >= 1 and eval_every >= 1, got {self.patience}, {self.eval_every}"
             )
+        if not 0 <= self.holdout < 1:
+            raise InnError(f"need 0 <= holdout < 1, got holdout={self.holdout}")
 
     def replace(self, **changes: Any) -> FitSettings:
         """A copy with ``changes`` to some fields (checked like the constructor's arguments)."""

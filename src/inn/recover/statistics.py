@@ -93,7 +93,9 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
         for m, mode in modes.items():
             m.train(mode)
     # measured at every group's current width: stale once any group changes
-    under = [model.partition(g.name) for g in model.groups] if isinstance(model, IntegralModel) else []
+    under = (
+        [model.partition(g.name) for g in model.groups] if isinstance(model, IntegralModel) else []
+    )
     for m in norms:
         mean, var = moments[m].mean_var()
         if isinstance(m, IntegralBatchNorm):
