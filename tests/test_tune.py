@@ -8,6 +8,7 @@ import torch
 import inn
 from inn.budget import count_parameters
 from inn.recover import TUNING, FitSettings, fit_calibration
+from inn.recover.batches import split_holdout
 
 
 @pytest.fixture()
@@ -181,3 +182,29 @@ def test_a_learning_rate_that_overshoots_is_halved_not_the_end_of_tuning(monkeyp
     report = tune()
     assert report.loss_before == pytest.approx(0.01)
     assert report.loss_after < 1e-3  # (0.125 - 0.1)^2 after the third halving, or better
+
+
+def test_holdout_judges_the_fit_on_samples_it_does_not_fit():
+    """The fitted rows ask for p = 1, the held-out last row for p = 0 (where p starts): judged on
+    the held-out row, no step improves and the start is kept; judged on the fitted rows, p moves
+    to 1. The split itself: the last quarter of each batch, at least one row."""
+    batches = [(torch.zeros(4, 1), None)]
+    references = [torch.tensor([[1.0], [1.0], [1.0], [0.0]])]
+    settings = FitSettings(steps=40, lr=0.1, loss="mse", eval_every=1)
+    fitted = {}
+    for holdout in (0.0, 0.25):
+        model = _Constant()
+        fit_calibration(
+            model, [model.p], batches, references, settings.replace(holdout=holdout), desc=""
+        )
+        fitted[holdout] = float(model.p)
+    assert fitted[0.25] == 0.0
+    assert fitted[0.0] > 0.5
+    (fit_part, held_part) = split_holdout([(torch.arange(5.0), None)], [torch.arange(5.0)], 0.25)
+    assert [b[0].tolist() for b in fit_part[0]] == [[0.0, 1.0, 2.0]]
+    assert [b[0].tolist() for b in held_part[0]] == [[3.0, 4.0]]  # ceil(0.25 * 5) = 2 rows
+    assert held_part[1][0].tolist() == [3.0, 4.0]
+    (fit_one, held_one) = split_holdout([(torch.zeros(1), None)], [None], 0.25)
+    assert len(fit_one[0]) == 1 and held_one == ([], [])
+    with pytest.raises(inn.InnError, match="holdout"):
+        settings.replace(holdout=1.0)
