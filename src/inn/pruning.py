@@ -8,11 +8,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from inn.budget import Budget
-from inn.convert import convert
+from inn.convert import IntegralModel, convert
 from inn.graph import fold_batchnorms
 from inn.recover import calibrate_biases, reestimate_batchnorm, tune_partition
 
-__all__ = ["prune"]
+__all__ = ["prune", "prune_with_integral"]
 
 
 def prune(
@@ -61,6 +61,31 @@ def prune(
     Returns:
         A plain ``torch.nn.Module`` at the new widths.
     """
+    return prune_with_integral(
+        model, example_inputs, compression=compression, widths=widths, budget=budget,
+        calib=calib, calibrate=calibrate, tune=tune, convert_options=convert_options,
+        resize_options=resize_options, tune_options=tune_options,
+        calibrate_options=calibrate_options,
+    )[0]  # fmt: skip
+
+
+def prune_with_integral(
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor],
+    *,
+    compression: float | None = None,
+    widths: Mapping[str, int] | None = None,
+    budget: Budget | Mapping[str, float] | None = None,
+    calib: Iterable | None = None,
+    calibrate: bool = True,
+    tune: bool = False,
+    convert_options: Mapping[str, Any] | None = None,
+    resize_options: Mapping[str, Any] | None = None,
+    tune_options: Mapping[str, Any] | None = None,
+    calibrate_options: Mapping[str, Any] | None = None,
+) -> tuple[nn.Module, IntegralModel]:
+    """:func:`prune`, also returning the integral model at the new widths (its ``groups`` say
+    each group's width; the command line prints them)."""
     calib = list(calib) if calib is not None else None
     imodel = convert(
         model, example_inputs, **{"fold_batchnorm": calib is None, **dict(convert_options or {})}
@@ -78,5 +103,5 @@ def prune(
             pruned = imodel.export(fold_batchnorm=False)
             calibrate_biases(pruned, model, calib, **dict(calibrate_options or {}))
             fold_batchnorms(pruned)
-            return pruned
-    return imodel.export()
+            return pruned, imodel
+    return imodel.export(), imodel

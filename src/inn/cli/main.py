@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from importlib.metadata import entry_points
+from typing import NoReturn
 
 __all__ = ["main"]
 
@@ -16,9 +17,17 @@ PLUGIN_GROUP = "inn.commands"
 """Entry points of this group are ``register(subparsers)`` callables that add commands."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line (exit code 2), with the way to the full usage; subcommands
+    inherit it (``add_subparsers`` builds parsers of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``inn ARGV`` (default: the process's arguments); returns the exit code."""
-    parser = argparse.ArgumentParser(prog="inn", description="Integral Neural Networks")
+    parser = _Parser(prog="inn", description="Integral Neural Networks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -59,4 +68,3 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-

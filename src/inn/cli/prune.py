@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from inn.cli.calib import add_calib_arguments, load_calibration
 from inn.cli.models import load_weights, parse_model_kwargs, parse_shape
 
 __all__ = ["add_parser", "parse_budgets"]
@@ -35,11 +36,15 @@ def add_parser(sub: Any) -> None:
         "on CUDA, 4 for float32 on CUDA, 1 on the CPU)",
     )
     prune.add_argument(
-        "--device", default="cpu", help="where the pruned model will run: latency is measured "
-        "there and widths rounded for it (default cpu)"
+        "--device",
+        default="cpu",
+        help="where the pruned model will run: latency is measured "
+        "there and widths rounded for it (default cpu)",
     )
     prune.add_argument(
-        "--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
         help="the precision the pruned model will run in (default float32)",
     )
     prune.add_argument(
@@ -56,6 +61,7 @@ def add_parser(sub: Any) -> None:
     prune.add_argument(
         "-o", "--output", default="pruned.pt", help="output file (default pruned.pt)"
     )
+    add_calib_arguments(prune)
     prune.set_defaults(func=run)
 
 
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     import inn
     from inn.budget import count_macs, count_parameters
+    from inn.pruning import prune_with_integral
 
     if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
         raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")
@@ -87,19 +94,21 @@ def run(args: argparse.Namespace) -> int:
     model, classes = load_weights(args.arch, args.weights, args.num_classes, "inn prune", kwargs)
     model.eval()
     x = torch.randn(shape)
-    imodel = inn.convert(model, x, seed=args.seed)
+    calib = load_calibration(args, shape)
     dtype = getattr(torch, args.dtype)
     round_to = args.round_to or inn.budget.device_round_to(args.device, dtype)
+    target: dict[str, Any] = {"resize_options": {"round_to": round_to}}
     if args.widths is not None:
-        imodel.resize(widths={k: int(v) for k, v in json.loads(args.widths).items()})
+        target = {"widths": {k: int(v) for k, v in json.loads(args.widths).items()}}
     elif args.budget is not None:
         ((kind, fraction),) = parse_budgets(args.budget)
-        budget = inn.Budget(kind, fraction, device=args.device, batch_size=args.batch_size,
-                            dtype=dtype)  # fmt: skip
-        imodel.resize(budget=budget, round_to=round_to)
+        target["budget"] = inn.Budget(kind, fraction, device=args.device,
+                                      batch_size=args.batch_size, dtype=dtype)  # fmt: skip
     else:
-        imodel.resize(compression=args.compression, round_to=round_to)
-    small = imodel.export()
+        target["compression"] = args.compression
+    small, imodel = prune_with_integral(
+        model, x, calib=calib, convert_options={"seed": args.seed}, **target
+    )
     before = (count_parameters(model), count_macs(model, x))
     after = (count_parameters(small), count_macs(small, x))
     width = max(len(g.name) for g in imodel.groups)
