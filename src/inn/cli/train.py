@@ -31,9 +31,7 @@ def add_parser(sub: Any) -> None:
         description="Train an integral network so that every width in --widths works. Under "
         "`torchrun --nproc_per_node N inn train ...` it runs DDP (gloo on CPU, nccl on GPU).",
     )
-    p.add_argument(
-        "--model", required=True, help="torchvision name, timm:NAME or module:callable"
-    )
+    p.add_argument("--model", required=True, help="torchvision name, timm:NAME or module:callable")
     p.add_argument("--weights", help="state_dict file (.pt) to start from")
     p.add_argument("--num-classes", type=int, help="number of classes of the model")
     p.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
@@ -97,7 +95,9 @@ def _datasets(args: argparse.Namespace) -> tuple[Any, Any]:
     """The ``(train, test)`` datasets of ``--data`` called with ``--data-kwargs``."""
     from inn.errors import InnError
 
-    made = load_callable(args.data, "--data")(**parse_model_kwargs(args.data_kwargs, "--data-kwargs"))
+    made = load_callable(args.data, "--data")(
+        **parse_model_kwargs(args.data_kwargs, "--data-kwargs")
+    )
     if not (isinstance(made, tuple) and len(made) == 2):
         raise InnError(
             f"--data {args.data!r} must return (train, test) datasets, got {type(made).__name__}"
