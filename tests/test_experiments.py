@@ -67,6 +67,13 @@ def test_budget_experiment_meets_every_budget_for_every_method(
     assert len(json.loads((tmp_path / "results.json").read_text())["rows"]) == len(rows)
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
     assert "| tp-lamp+bn |" in (tmp_path / "results.md").read_text()
+    # the summary against the peers: the best Torch-Pruning row at each budget, by hand
+    summary = budget.against_peers({"tiny": rows})
+    peers = [r for r in rows if r.method.startswith("tp-") and r.kind == "params"]
+    best = max(peers, key=lambda r: r.accuracy)
+    ours = next(r for r in rows if r.method == "inn" and r.kind == "params")
+    assert f"{100 * best.accuracy:.1f} ({best.method.removeprefix('tp-')})" in summary
+    assert f"{100 * (ours.accuracy - best.accuracy):+.1f}" in summary.splitlines()[4]
 
 
 def test_pruning_experiment_on_a_transformer(digits):

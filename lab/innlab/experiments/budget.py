@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from innlab import baselines
 from innlab.experiments import peers
 from innlab.experiments.pruning import accuracy
 
-__all__ = ["METHODS", "Row", "load", "markdown", "plot", "run", "save"]
+__all__ = ["METHODS", "Row", "against_peers", "load", "markdown", "plot", "run", "save"]
 
 METHODS = (
     "inn", "inn+tune", "inn-data-free", "inn-uniform+tune", "l1-alloc+bn", "l1-alloc+bn+calib",
@@ -290,3 +290,50 @@ def save(rows: Sequence[Row], out_dir: Path, title: str, command: str) -> None:
     (out_dir / "results.json").write_text(json.dumps(payload, indent=2))
     (out_dir / "results.md").write_text(f"{title}\n\n`{command}`\n\n{markdown(rows)}\n")
     plot(rows, out_dir / "accuracy.png", title)
+
+
+def against_peers(results: Mapping[str, Sequence[Row]], method: str = "inn") -> str:
+    """Markdown: per network (name -> its rows), ``method``'s mean accuracy at every budget
+    beside the best Torch-Pruning row at that budget (which one, in brackets) and the
+    difference; the last column compares the mean seconds to prune of the two."""
+    budgets = sorted(
+        {(r.kind, r.fraction) for rows in results.values() for r in rows if r.method == method},
+        key=lambda b: (b[0] != "params", -b[1]),
+    )
+    head = [f"{f:.0%} {'params' if k == 'params' else 'MACs'}" for k, f in budgets]
+    lines = [
+        "| network (unpruned %) | | " + " | ".join(head) + " | seconds to prune |",
+        "|---|---|" + "---:|" * (len(budgets) + 1),
+    ]
+    for name, rows in results.items():
+        base = next(r for r in rows if r.method == "unpruned")
+        ours, peers, gaps, ours_s, peers_s = [], [], [], [], []
+        for kind, fraction in budgets:
+            mine = _select(rows, method, kind, fraction)
+            best = max(
+                (m for m in dict.fromkeys(r.method for r in rows) if m.startswith("tp-")),
+                key=lambda m: _mean(_select(rows, m, kind, fraction) or [base], "accuracy"),
+            )
+            theirs = _select(rows, best, kind, fraction)
+            if not mine or not theirs:
+                for cells in (ours, peers, gaps):
+                    cells.append("")
+                continue
+            ours.append(f"{100 * _mean(mine, 'accuracy'):.1f}")
+            peers.append(f"{100 * _mean(theirs, 'accuracy'):.1f} ({best.removeprefix('tp-')})")
+            gaps.append(f"{100 * (_mean(mine, 'accuracy') - _mean(theirs, 'accuracy')):+.1f}")
+            ours_s.append(_mean(mine, "seconds"))
+            peers_s.append(_mean(theirs, "seconds"))
+        seconds = (
+            f"{sum(ours_s) / len(ours_s):.1f} vs {sum(peers_s) / len(peers_s):.1f}"
+            if ours_s
+            else ""
+        )
+        lines += [
+            f"| {name} ({100 * base.accuracy:.1f}) | {method} | "
+            + " | ".join(ours)
+            + f" | {seconds} |",
+            "| | best Torch-Pruning | " + " | ".join(peers) + " | |",
+            "| | difference | " + " | ".join(gaps) + " | |",
+        ]
+    return "\n".join(lines)
