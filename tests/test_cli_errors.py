@@ -177,3 +177,40 @@ def test_the_installed_command_finds_a_model_in_the_current_folder(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "resizable" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--model", "m", "--data", "d", "--epochs", "-1"], "--epochs: must be above 0"),
+        (["train", "--model", "m", "--data", "d", "--steps", "0"], "--steps: must be at least 1"),
+        ([*PRUNE, "--budget", "macs:0.5"], "--budget: not allowed with argument --compression"),
+        (["prune", "tests.cli_models:tiny"], "one of the arguments --compression --widths"),
+        ([*PRUNE, "--calib-size", "-3"], "--calib-size: must be at least 1"),
+    ],
+)
+def test_usage_mistakes_exit_2_in_one_line(args, message):
+    """Found by the parser before any work: exit code 2, one line with the way to --help."""
+    done = run_inn(args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "--help" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_global_options_are_taken_after_the_command_too(files, tmp_path):
+    """``--quiet`` after the command hides the progress (stderr stays empty); an error found
+    while working exits with 1 (the budget floor), a missing input file with 2."""
+    common = [*PRUNE, "--input-shape", "1,3,16,16", "-o", str(tmp_path / "o.pt")]
+    done = run_inn([*common, "--quiet"])
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    floor = run_inn(["prune", "tests.cli_models:tiny", "--compression", "0.999",
+                     "--input-shape", "1,3,16,16", "-o", str(tmp_path / "o.pt")])  # fmt: skip
+    assert floor.returncode == 1 and "floor" in floor.stderr
+    missing = run_inn([*common, "--weights", str(tmp_path / "none.pt")])
+    assert missing.returncode == 2 and "no weights file" in missing.stderr
+
+
+def test_help_shows_every_default_one_way():
+    text = " ".join(run_inn(["train", "--help"]).stdout.split())
+    assert "(default: 3.0)" in text and "(default: out/train)" in text
+    assert "(default: None)" not in text and "default " not in text.replace("(default: ", "")

@@ -60,7 +60,7 @@ def test_prune_cli_reports_library_errors_cleanly(tmp_path, capsys):
             str(tmp_path / "x.pt"),
         ]
     )
-    assert code == 2
+    assert code == 1  # found by the library while working: a runtime error
     assert "no channel group named 'nope:out'" in capsys.readouterr().err
 
 
@@ -81,7 +81,7 @@ def test_prune_cli_meets_a_mac_budget_rounded_for_the_device(tmp_path, capsys):
         if isinstance(m, nn.Conv2d) and m.groups == 1 and m.out_channels != 10:
             assert m.out_channels % 8 == 0 or m.out_channels in (1280,), m
     assert main(["prune", "mobilenet_v2", "--budget", "macs:0.001", "-o", str(out),
-                 "--input-shape", "1,3,32,32"]) == 2  # fmt: skip
+                 "--input-shape", "1,3,32,32"]) == 1  # fmt: skip
     assert "floor" in capsys.readouterr().err
 
 

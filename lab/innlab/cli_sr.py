@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inn import InnError
+from inn.cli import UsageError
 
 __all__ = ["add_upscale_parser", "reconstruction_experiment", "sr_experiment"]
 
@@ -56,7 +56,7 @@ def _floats(text: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise InnError(f"{text!r} is not a comma-separated list of numbers") from None
+        raise UsageError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
 def _read_image(path: Path) -> Any:
@@ -66,12 +66,12 @@ def _read_image(path: Path) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        raise InnError(f"no such image file: {str(path)!r}")
+        raise UsageError(f"no such image file: {str(path)!r}")
     try:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
-        raise InnError(
+        raise UsageError(
             f"{str(path)!r} is not an image PIL can read (PNG, JPEG, BMP, TIFF...): {e}"
         ) from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
@@ -110,15 +110,15 @@ def _upscale(args: argparse.Namespace) -> int:
     from innlab import zoo
 
     if args.scale not in SR_MODELS:
-        raise InnError(
+        raise UsageError(
             f"no model for scale {args.scale}: the zoo has x4 (EDSR) and x3 (SRCNN); "
             "use --scale 4 or --scale 3"
         )
     if not 0 <= args.compression < 1:
-        raise InnError(f"--compression must be in [0, 1), got {args.compression}")
+        raise UsageError(f"--compression must be in [0, 1), got {args.compression}")
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
-        raise InnError(f"-o {args.output!r}: give an image file name (.png, .jpg, ...)")
+        raise UsageError(f"-o {args.output!r}: give an image file name (.png, .jpg, ...)")
     low = _read_image(Path(args.image))
     name = SR_MODELS[args.scale]
     full = zoo.load_pretrained(name)

@@ -12,25 +12,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from inn.errors import InnError
+from inn.cli.models import UsageError, positive_int
 
-__all__ = ["IMAGE_SUFFIXES", "add_calib_arguments", "load_calibration", "positive_int"]
+__all__ = ["IMAGE_SUFFIXES", "add_calib_arguments", "load_calibration"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BATCH_SIZE = 32
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1, refused in one line otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -52,7 +41,7 @@ def add_calib_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--calib-size", type=positive_int, default=256, metavar="N",
-        help="images used from --calib (default: 256)",
+        help="images used from --calib",
     )  # fmt: skip
     group.add_argument(
         "--resize", type=positive_int, metavar="PIXELS",
@@ -75,7 +64,7 @@ def load_calibration(args: argparse.Namespace, shape: tuple[int, ...]) -> list[A
         return None
     path = Path(args.calib)
     if not path.exists():
-        raise InnError(f"--calib {args.calib!r}: no such file or folder")
+        raise UsageError(f"--calib {args.calib!r}: no such file or folder")
     inputs = (_read_images if path.is_dir() else _read_tensor)(path, args, shape)
     return list(inputs.split(BATCH_SIZE))
 
@@ -87,7 +76,7 @@ def _read_tensor(path: Path, args: argparse.Namespace, shape: tuple[int, ...]) -
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InnError(
+        raise UsageError(
             f"--calib {str(path)!r}: not a tensor file torch.load can read ({reason[:120]}); "
             "give a folder of images or torch.save(inputs, path)"
         ) from None
@@ -96,12 +85,12 @@ def _read_tensor(path: Path, args: argparse.Namespace, shape: tuple[int, ...]) -
     elif isinstance(data, (tuple, list)) and data:
         data = data[0]
     if not isinstance(data, torch.Tensor):
-        raise InnError(
+        raise UsageError(
             f"--calib {str(path)!r} holds no tensor of inputs: save a tensor, (inputs, targets) "
             'or {"inputs": tensor}'
         )
     if tuple(data.shape[1:]) != tuple(shape[1:]):
-        raise InnError(
+        raise UsageError(
             f"--calib {str(path)!r}: inputs of shape {tuple(data.shape)} do not match "
             f"--input-shape {','.join(map(str, shape))} (one input is {tuple(shape[1:])})"
         )
@@ -116,18 +105,18 @@ def _read_images(folder: Path, args: argparse.Namespace, shape: tuple[int, ...])
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow comes with torchvision
-        raise InnError("--calib with images needs pillow: pip install pillow") from None
+        raise UsageError("--calib with images needs pillow: pip install pillow") from None
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise InnError(
+        raise UsageError(
             f"--calib {str(folder)!r}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or "
             "its subfolders"
         )
     if len(shape) != 4:
-        raise InnError(f"--calib with images needs --input-shape N,C,H,W, got {shape}")
+        raise UsageError(f"--calib with images needs --input-shape N,C,H,W, got {shape}")
     channels, height, width = shape[1:]
     if len(args.mean) != channels or len(args.std) != channels:
-        raise InnError(
+        raise UsageError(
             f"--mean and --std need {channels} values (the channels of --input-shape), got "
             f"{len(args.mean)} and {len(args.std)}"
         )
@@ -143,7 +132,7 @@ def _read_images(folder: Path, args: argparse.Namespace, shape: tuple[int, ...])
                 image = image.convert("L" if channels == 1 else "RGB")
                 images.append(_centre_crop(image, side, height, width))
         except OSError as error:
-            raise InnError(f"--calib: cannot read image {str(file)!r} ({error})") from None
+            raise UsageError(f"--calib: cannot read image {str(file)!r} ({error})") from None
     pixels = torch.stack([_as_tensor(image, channels) for image in images])
     return (pixels - mean) / std
 

@@ -15,9 +15,7 @@ def add_parser(sub: Any) -> None:
         "inspect", help="list a model's channel groups: which can shrink, and why not"
     )
     inspect.add_argument("model", help="torchvision name, timm:NAME or module:callable")
-    inspect.add_argument(
-        "--input-shape", default="1,3,224,224", help="example input shape (default 1,3,224,224)"
-    )
+    inspect.add_argument("--input-shape", default="1,3,224,224", help="example input shape")
     inspect.add_argument("--num-classes", type=int, help="number of classes of the model")
     inspect.add_argument("--weights", help="state_dict file (.pt) of the model")
     inspect.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")

@@ -25,12 +25,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Help(argparse.HelpFormatter):
+    """Every default shown one way, ``(default: X)``: added where a help text does not state
+    it itself (a default computed at run time is written out in the help, in the same form)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _global_options(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """The options every command takes, before or after its name (``inn prune ... --quiet``)."""
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log progress details"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show the traceback of an error"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="no progress bars"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``inn ARGV`` (default: the process's arguments); returns the exit code."""
-    parser = _Parser(prog="inn", description="Integral Neural Networks")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    """Run ``inn ARGV`` (default: the process's arguments); returns the exit code: 0, 1 for an
+    error while running, 2 for a mistake in the arguments."""
+    parser = _Parser(
+        prog="inn",
+        description="Integral Neural Networks",
+        formatter_class=_Help,
+    )
+    _global_options(parser, default=False)
     from inn import __version__
 
     parser.add_argument("--version", action="version", version=f"inn {__version__}")
@@ -41,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         command.add_parser(sub)
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(sub)
+    for command_parser in sub.choices.values():  # plugins' commands included
+        command_parser.formatter_class = _Help
+        _global_options(command_parser, default=argparse.SUPPRESS)  # given here: overrides
 
     args = parser.parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    from inn.cli.models import UsageError
     from inn.errors import InnError
 
     try:
@@ -58,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"inn {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(err, UsageError) else 1
     except Exception as err:  # anything else: one line, the traceback only on request
         if args.debug:
             raise

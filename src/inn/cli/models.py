@@ -13,13 +13,48 @@ from typing import Any
 from inn.errors import InnError
 
 __all__ = [
+    "UsageError",
     "command_line",
     "load_architecture",
     "load_callable",
     "load_weights",
     "parse_model_kwargs",
     "parse_shape",
+    "positive_float",
+    "positive_int",
 ]
+
+
+class UsageError(InnError):
+    """A mistake in a command's arguments (a file or name that does not exist, a value that does
+    not fit): the command exits with code 2, as for the mistakes argparse finds itself; errors in
+    the work exit with 1."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a count of steps, images, epochs ...)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
 
 def command_line(argv: list[str] | None) -> str:
@@ -45,13 +80,13 @@ def load_callable(spec: str, option: str) -> Any:
     """The object ``package.module:name`` names (for ``--data`` and the like)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise InnError(f"{option} {spec!r} is not module:callable (e.g. mypackage.data:splits)")
+        raise UsageError(f"{option} {spec!r} is not module:callable (e.g. mypackage.data:splits)")
     try:
         module = import_user_module(module_name)
     except ImportError as err:
-        raise InnError(f"{option} {spec!r}: cannot import {module_name!r} ({err})") from None
+        raise UsageError(f"{option} {spec!r}: cannot import {module_name!r} ({err})") from None
     if not hasattr(module, attr):
-        raise InnError(f"{option} {spec!r}: module {module_name!r} has no {attr!r}")
+        raise UsageError(f"{option} {spec!r}: module {module_name!r} has no {attr!r}")
     return getattr(module, attr)
 
 
@@ -99,7 +134,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
     """``"1,3,224,224"``, ``"1x3x224x224"``, ``"1 3 224 224"`` or ``"(1, 3, 224, 224)"``."""
     parts = [p for p in re.split(r"[\s,x×*()\[\]]+", text.strip().lower()) if p]
     if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise InnError(
+        raise UsageError(
             f"--input-shape {text!r} is not a shape: give positive sizes like 1,3,224,224 "
             "(or 1x3x224x224)"
         )
@@ -113,9 +148,9 @@ def parse_model_kwargs(text: str | None, option: str = "--model-kwargs") -> dict
     try:
         kwargs = json.loads(text)
     except json.JSONDecodeError as err:
-        raise InnError(f"{option} is not JSON ({err}): give e.g. '{{\"width\": 8}}'") from None
+        raise UsageError(f"{option} is not JSON ({err}): give e.g. '{{\"width\": 8}}'") from None
     if not isinstance(kwargs, dict):
-        raise InnError(f"{option} must be a JSON object of keyword arguments, got {text!r}")
+        raise UsageError(f"{option} must be a JSON object of keyword arguments, got {text!r}")
     return kwargs
 
 
@@ -137,19 +172,19 @@ def load_weights(
         return model, num_classes
     file = Path(path)
     if not file.is_file():
-        raise InnError(f"no weights file {path!r}: give the path of a saved state_dict")
+        raise UsageError(f"no weights file {path!r}: give the path of a saved state_dict")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
         if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err):
-            raise InnError(
+            raise UsageError(
                 f"{path} holds a pickled object, not a state_dict: save it with "
                 "torch.save(model.state_dict(), path) and pass that file (inn does not unpickle "
                 "arbitrary objects)"
             ) from None
-        raise InnError(f"cannot read {path}: {type(err).__name__}: {err}") from None
+        raise UsageError(f"cannot read {path}: {type(err).__name__}: {err}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InnError(f"{path} is not a state_dict (a dict of tensors): {type(state).__name__}")
+        raise UsageError(f"{path} is not a state_dict (a dict of tensors): {type(state).__name__}")
     own = model.state_dict()
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     owners = {k.rpartition(".")[0] for k in wrong}
@@ -172,7 +207,7 @@ def load_weights(
             problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise InnError(
+        raise UsageError(
             f"the weights in {path} do not fit {spec}: {'; '.join(problems)}. Check the "
             "architecture name and --num-classes"
         )

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from inn.cli.calib import add_calib_arguments, load_calibration
-from inn.cli.models import load_weights, parse_model_kwargs, parse_shape
+from inn.cli.models import (
+    UsageError,
+    load_weights,
+    parse_model_kwargs,
+    parse_shape,
+    positive_int,
+)
 
 __all__ = ["add_parser", "parse_budgets"]
 
@@ -20,13 +26,14 @@ def add_parser(sub: Any) -> None:
         "arch", help="torchvision name (e.g. resnet18), timm:NAME or module:callable"
     )
     prune.add_argument("--weights", help="state_dict file (.pt) of the architecture")
-    prune.add_argument(
+    target = prune.add_mutually_exclusive_group(required=True)
+    target.add_argument(
         "--compression", type=float, help="fraction of parameters to remove, in [0, 1)"
     )
-    prune.add_argument(
+    target.add_argument(
         "--widths", help="explicit widths as JSON, e.g. '{\"layer1.0.conv1:out\": 32}'"
     )
-    prune.add_argument(
+    target.add_argument(
         "--budget", help="KIND:FRACTION of the original kept: params:0.5, macs:0.4, latency:0.5"
     )
     prune.add_argument(
@@ -38,29 +45,24 @@ def add_parser(sub: Any) -> None:
     prune.add_argument(
         "--device",
         default="cpu",
-        help="where the pruned model will run: latency is measured "
-        "there and widths rounded for it (default cpu)",
+        help="where the pruned model will run: latency is measured there and widths rounded for it",
     )
     prune.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
         default="float32",
-        help="the precision the pruned model will run in (default float32)",
+        help="the precision the pruned model will run in",
     )
     prune.add_argument(
-        "--batch-size", type=int, default=1, help="batch size of a latency budget (default 1)"
+        "--batch-size", type=positive_int, default=1, help="batch size of a latency budget"
     )
-    prune.add_argument(
-        "--input-shape", default="1,3,224,224", help="example input shape (default 1,3,224,224)"
-    )
+    prune.add_argument("--input-shape", default="1,3,224,224", help="example input shape")
     prune.add_argument(
         "--num-classes", type=int, help="number of classes of a torchvision architecture"
     )
     prune.add_argument("--seed", type=int, default=0, help="seed of the channel permutation")
     prune.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
-    prune.add_argument(
-        "-o", "--output", default="pruned.pt", help="output file (default pruned.pt)"
-    )
+    prune.add_argument("-o", "--output", default="pruned.pt", help="output file")
     add_calib_arguments(prune)
     prune.set_defaults(func=run)
 
@@ -73,8 +75,8 @@ def parse_budgets(text: str) -> list[tuple[str, float]]:
         try:
             out.append((kind, float(value)))
         except ValueError:
-            raise SystemExit(
-                f"inn: a budget reads KIND:FRACTION (e.g. macs:0.5), got {item!r}"
+            raise UsageError(
+                f"a budget reads KIND:FRACTION (e.g. macs:0.5), got {item!r}"
             ) from None
     return out
 
@@ -86,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
     from inn.budget import count_macs, count_parameters
     from inn.pruning import prune_with_integral
 
-    if sum(a is not None for a in (args.compression, args.widths, args.budget)) != 1:
-        raise SystemExit("inn prune: give exactly one of --compression, --widths or --budget")
     shape = parse_shape(args.input_shape)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the long work
     kwargs = parse_model_kwargs(args.model_kwargs)

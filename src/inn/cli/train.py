@@ -9,7 +9,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from inn.cli.models import command_line, load_callable, load_weights, parse_model_kwargs
+from inn.cli.models import (
+    UsageError,
+    command_line,
+    load_callable,
+    load_weights,
+    parse_model_kwargs,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["accuracy", "add_parser"]
 
@@ -46,7 +54,7 @@ def add_parser(sub: Any) -> None:
         dest="start",
         choices=["scratch", "pretrained"],
         default="pretrained",
-        help="the model's weights are trained (converted with channel ordering; default) or a "
+        help="the model's weights are trained (converted with channel ordering) or a "
         "fresh initialisation",
     )
     p.add_argument(
@@ -54,28 +62,36 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="keep integral BatchNorm (default: fold it into the convolutions)",
     )
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
-    p.add_argument("--batch-size", type=int, default=64, help="global batch (all processes)")
+    p.add_argument("--epochs", type=positive_float, default=3.0, help="passes over the data")
+    p.add_argument(
+        "--steps", type=positive_int, help="train for this many steps instead of --epochs"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=64, help="global batch (all processes)"
+    )
     p.add_argument("--optimiser", choices=["sgd", "adamw"], default="sgd")
     p.add_argument(
-        "--lr", type=float, help="learning rate (default 0.01 from pretrained, 0.05 from scratch)"
+        "--lr", type=float, help="learning rate (default: 0.01 from pretrained, 0.05 from scratch)"
     )
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument(
-        "--smoothness", type=float, default=3.0, help="roughness penalty on the weights (default 3)"
-    )
+    p.add_argument("--smoothness", type=float, default=3.0, help="roughness penalty on the weights")
     p.add_argument("--clip-norm", type=float, default=5.0, help="gradient norm clipping")
-    p.add_argument("--widths", type=_range, default=(0.25, 1.0), help="LOW:HIGH (default 0.25:1)")
+    p.add_argument(
+        "--widths", type=_range, default=(0.25, 1.0),
+        help="LOW:HIGH fractions of every group's width (default: 0.25:1)",
+    )  # fmt: skip
     p.add_argument("--sampling", choices=["sandwich", "random"], default="sandwich")
     p.add_argument("--num-random", type=int, default=2, help="random widths per sandwich step")
     p.add_argument("--distill", action="store_true", help="in-place distillation (sandwich)")
     p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision (fp16: CUDA only)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--checkpoint", help="checkpoint file: resumed from if it exists")
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument(
+        "--checkpoint-every", type=positive_int, default=100, help="steps between checkpoints"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="out/train", help="output folder (default out/train)")
+    p.add_argument("-o", "--output", dest="out", default="out/train", help="output folder")
+    p.add_argument("--out", dest="out", help=argparse.SUPPRESS)  # the earlier spelling
     p.set_defaults(func=_train)
 
 
@@ -93,13 +109,11 @@ def accuracy(model: Any, batches: Any) -> float:
 
 def _datasets(args: argparse.Namespace) -> tuple[Any, Any]:
     """The ``(train, test)`` datasets of ``--data`` called with ``--data-kwargs``."""
-    from inn.errors import InnError
-
     made = load_callable(args.data, "--data")(
         **parse_model_kwargs(args.data_kwargs, "--data-kwargs")
     )
     if not (isinstance(made, tuple) and len(made) == 2):
-        raise InnError(
+        raise UsageError(
             f"--data {args.data!r} must return (train, test) datasets, got {type(made).__name__}"
         )
     return made
