@@ -214,3 +214,16 @@ def test_help_shows_every_default_one_way():
     text = " ".join(run_inn(["train", "--help"]).stdout.split())
     assert "(default: 3.0)" in text and "(default: out/train)" in text
     assert "(default: None)" not in text and "default " not in text.replace("(default: ", "")
+
+
+def test_each_experiment_is_a_subcommand_with_its_own_options():
+    """`inn experiment budget` takes --budgets, `inn experiment reconstruction` does not; both
+    take -o/--output and the global options; a count below 1 is refused before any work."""
+    budget = " ".join(run_inn(["experiment", "budget", "--help"]).stdout.split())
+    assert "--budgets" in budget and "--output" in budget and "--quiet" in budget
+    assert "(default: 150)" in budget
+    done = run_inn(["experiment", "reconstruction", "--budgets", "params:0.5"])
+    assert done.returncode == 2 and "unrecognized arguments: --budgets" in done.stderr
+    done = run_inn(["experiment", "budget", "--seeds", "0"])
+    assert done.returncode == 2 and "--seeds: must be at least 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inn.cli import command_line, parse_budgets
+from inn.cli import command_line, parse_budgets, positive_float, positive_int
 
 __all__ = ["IMAGE_PACKAGES", "register", "require_experiment_packages"]
 
@@ -39,70 +39,94 @@ def require_experiment_packages(command: str, packages: dict[str, str] | None = 
         )
 
 
+def _output(
+    parser: argparse.ArgumentParser, default: str | None, what: str = "output folder"
+) -> None:
+    """``-o/--output`` (``--out``, the earlier spelling, still read)."""
+    parser.add_argument("-o", "--output", dest="out", default=default, metavar="DIR", help=what)
+    parser.add_argument("--out", dest="out", help=argparse.SUPPRESS)
+
+
+# experiment -> (help, options it takes); every option is defined once in _OPTIONS
+_EXPERIMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "budget": (
+        "inn.prune vs Torch-Pruning at parameter and MAC budgets, on a zoo network",
+        ("model", "budgets", "methods", "seeds", "steps"),
+    ),
+    "pipeline-a": (
+        "the paper's Table 1: networks trained with random widths vs discrete and slimmable",
+        ("model", "methods", "seeds", "epochs", "model-width", "dataset", "data-dir"),
+    ),
+    "pipeline-b": (
+        "the INN rows of pruning without fine-tuning (partition tuning)",
+        ("model", "methods", "seeds", "steps", "compressions", "dataset", "data-dir", "weights"),
+    ),
+    "pipeline-c": (
+        "the discrete baselines of pruning without fine-tuning",
+        ("model", "methods", "seeds", "steps", "compressions", "dataset", "data-dir", "weights"),
+    ),
+    "pruning": (
+        "pipelines B and C and the peers side by side",
+        ("model", "methods", "seeds", "steps", "compressions", "dataset", "data-dir", "weights"),
+    ),
+    "sr": (
+        "SRCNN and EDSR pruned without fine-tuning (PSNR, Figure 7)",
+        ("model", "methods", "steps", "compressions"),
+    ),
+    "reconstruction": (
+        "images fitted on fixed vs trainable partitions",
+        ("budgets-reconstruction", "steps-reconstruction"),
+    ),
+    "faces": (
+        "MTCNN's pretrained RNet and ONet (facenet-pytorch) vs Torch-Pruning",
+        ("model", "methods", "seeds", "steps", "compressions"),
+    ),
+}
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "model": {"help": "zoo model (cifar_resnet18, nin, mobilenet_v2, mobilenet_v3, efficientnet, "
+              "vit; sr: srcnn or edsr; faces: rnet or onet, default both) or, with cifar10, an "
+              "architecture"},
+    "budgets": {"default": "params:0.8,params:0.6,params:0.4,params:0.3,macs:0.7,macs:0.5,macs:0.3",
+                "help": "KIND:FRACTION kept, comma-separated"},
+    "methods": {"help": "comma-separated subset of the experiment's methods (default: all)"},
+    "seeds": {"type": positive_int, "default": 3, "help": "seeds of permutation / random choice"},
+    "steps": {"type": positive_int, "default": 150, "help": "tuning/calibration steps"},
+    "epochs": {"type": positive_float, "default": 2.0, "help": "epochs per row"},
+    "model-width": {"type": positive_int, "help": "the zoo constructor's width (default: 8)"},
+    "dataset": {"choices": ["mnist", "cifar10"], "default": "mnist", "help": "the data"},
+    "data-dir": {"help": "folder with CIFAR-10 (torchvision layout), for --dataset cifar10"},
+    "weights": {"help": "state_dict of the model, for --dataset cifar10"},
+    "compressions": {"help": "fractions of parameters removed (default: 0,0.1,...,0.7; sr: "
+                     "0,0.2,0.4,0.6)"},
+    "budgets-reconstruction": {"help": "parameter counts (default: 300,600,1200)"},
+    "steps-reconstruction": {"type": positive_int, "default": 400, "help": "Adam steps per fit"},
+}  # fmt: skip
+
+
 def register(sub: Any) -> None:
-    """Add ``demo``, ``experiment`` and ``upscale`` to the ``inn`` command's sub-parsers."""
+    """Add ``demo``, ``experiment NAME`` and ``upscale`` to the ``inn`` command's sub-parsers."""
     from innlab.cli_sr import add_upscale_parser
 
     demo = sub.add_parser(
-        "demo", help="prune a trained ResNet-18 on real digits: INN vs L1, a table and a plot"
+        "demo",
+        help="prune a trained ResNet-18 on real digits: inn vs Torch-Pruning, tables and a plot",
     )
-    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    _output(demo, "out/demo")
     demo.add_argument(
-        "--steps", type=int, default=150, help="tuning/calibration steps per compression"
+        "--steps", type=positive_int, default=150, help="tuning/calibration steps per compression"
     )
     demo.set_defaults(func=_demo)
 
     exp = sub.add_parser(
-        "experiment",
-        help="the paper's pipelines: pipeline-a (training), pipeline-b, pipeline-c, pruning "
-        "(both); budget: inn vs Torch-Pruning at parameter and MAC budgets; sr: SRCNN and EDSR "
-        "pruned without fine-tuning; reconstruction: images on fixed vs trainable partitions; "
-        "faces: MTCNN's pretrained RNet and ONet (facenet-pytorch) vs Torch-Pruning",
+        "experiment", help="the paper's experiments at CPU scale (inn experiment NAME --help)"
     )
-    exp.add_argument(
-        "name",
-        choices=["pipeline-a", "pipeline-b", "pipeline-c", "pruning", "budget", "sr",
-                 "reconstruction", "faces"],
-    )  # fmt: skip
-    exp.add_argument(
-        "--model",
-        help="zoo model (cifar_resnet18, nin, mobilenet_v2, mobilenet_v3, efficientnet, vit; sr: "
-        "srcnn or edsr; faces: rnet "
-        "or onet, default both) or, with cifar10, an architecture",
-    )
-    exp.add_argument(
-        "--budgets",
-        default="params:0.8,params:0.6,params:0.4,params:0.3,macs:0.7,macs:0.5,macs:0.3",
-        help="budget experiment: KIND:FRACTION kept, comma-separated",
-    )
-    exp.add_argument("--methods", help="comma-separated subset of the experiment's methods")
-    exp.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
-    exp.add_argument(
-        "--data-dir", help="folder with CIFAR-10 (torchvision layout), for --dataset cifar10"
-    )
-    exp.add_argument("--weights", help="state_dict of the model, for --dataset cifar10")
-    exp.add_argument(
-        "--compressions",
-        help="fractions of parameters removed (default 0,0.1,...,0.7; sr: 0,0.2,0.4,0.6)",
-    )
-    exp.add_argument(
-        "--budgets-reconstruction", help="reconstruction: parameter counts (default 300,600,1200)"
-    )
-    exp.add_argument(
-        "--steps-reconstruction", type=int, default=400, help="reconstruction: Adam steps per fit"
-    )
-    exp.add_argument(
-        "--seeds", type=int, default=3, help="number of seeds for permutation / random choice"
-    )
-    exp.add_argument(
-        "--steps", type=int, default=150, help="tuning/calibration steps per compression"
-    )
-    exp.add_argument("--epochs", type=float, default=2.0, help="pipeline-a: epochs per row")
-    exp.add_argument(
-        "--model-width", type=int, help="pipeline-a: the zoo constructor's width (default 8)"
-    )
-    exp.add_argument("--out", help="output folder (default out/NAME-MODEL)")
-    exp.set_defaults(func=_experiment)
+    names = exp.add_subparsers(dest="name", required=True, metavar="NAME")
+    for name, (text, options) in _EXPERIMENTS.items():
+        parser = names.add_parser(name, help=text, description=text)
+        for option in options:
+            parser.add_argument(f"--{option}", **_OPTIONS[option])
+        _output(parser, None, "output folder (default: out/NAME-MODEL)")
+        parser.set_defaults(func=_experiment)
     add_upscale_parser(sub)
 
 

@@ -7,7 +7,23 @@ library add ``demo``, ``experiment`` and ``upscale`` this way.
 """
 
 from inn.cli.main import main
-from inn.cli.models import UsageError, command_line, load_weights, parse_shape
+from inn.cli.models import (
+    UsageError,
+    command_line,
+    load_weights,
+    parse_shape,
+    positive_float,
+    positive_int,
+)
 from inn.cli.prune import parse_budgets
 
-__all__ = ["UsageError", "command_line", "load_weights", "main", "parse_budgets", "parse_shape"]
+__all__ = [
+    "UsageError",
+    "command_line",
+    "load_weights",
+    "main",
+    "parse_budgets",
+    "parse_shape",
+    "positive_float",
+    "positive_int",
+]

@@ -49,6 +49,16 @@ def _global_options(parser: argparse.ArgumentParser, default: object = None) -> 
     )
 
 
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every (sub)command parser below ``parser``, depth first."""
+    found = []
+    for action in parser._actions:  # argparse keeps its subcommands there, public or not
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to one parser
+                found += [child, *_commands(child)]
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``inn ARGV`` (default: the process's arguments); returns the exit code: 0, 1 for an
     error while running, 2 for a mistake in the arguments."""
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         command.add_parser(sub)
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(sub)
-    for command_parser in sub.choices.values():  # plugins' commands included
+    for command_parser in _commands(parser):  # plugins' commands and their subcommands too
         command_parser.formatter_class = _Help
         _global_options(command_parser, default=argparse.SUPPRESS)  # given here: overrides
 
