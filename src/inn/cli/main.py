@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from importlib.metadata import entry_points
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -18,8 +18,13 @@ PLUGIN_GROUP = "inn.commands"
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage mistakes in one line (exit code 2), with the way to the full usage; subcommands
-    inherit it (``add_subparsers`` builds parsers of the parent's class)."""
+    """Usage mistakes in one line (exit code 2), with the way to the full usage; options only
+    by their full names; subcommands inherit it (``add_subparsers`` builds parsers of the
+    parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --budgets must not mean --budgets-reconstruction
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
