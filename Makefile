@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench docs clean
 
 # facenet-pytorch ships MTCNN's pretrained weights (faces experiment and tests); it pins
 # torch<2.3, which its networks do not need: installed without its dependencies.
@@ -32,5 +33,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
+# The site (mkdocs, API reference from the docstrings) into site/; --strict: warnings are errors.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[docs]" $(TORCH_PINS)
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis site

@@ -259,6 +259,8 @@ class IntegralModel(nn.Module):
                 ``{kind: fraction}``, kind in ``"params"``, ``"macs"`` (at the example input's
                 shape), ``"latency"`` (measured on the device at the batch size: the first
                 call times the exported model at several widths, about 10-60 s).
+
+        Keyword Args:
             sensitivity: how groups are ranked: ``"outputs"`` (the output change when each
                 group alone is narrowed, on ``data`` or on seeded synthetic inputs),
                 ``"weights"`` (data-free, no forward pass), ``"auto"`` (default: ``"outputs"``
@@ -266,7 +268,8 @@ class IntegralModel(nn.Module):
                 seconds, else ``"weights"``), ``"uniform"`` (same fraction).
             data: calibration batches for ``sensitivity="outputs"``.
             round_to: every width a multiple of this (or full; default: what the budget's
-                device runs fast, :func:`inn.budget.device_round_to`); min_width: the narrowest.
+                device runs fast, :func:`inn.budget.device_round_to`).
+            min_width: the narrowest width of a group.
 
         Returns:
             An :class:`inn.budget.Plan`: ``widths``, ``predicted`` cost, ``full`` cost, ``target``.

@@ -36,7 +36,8 @@ def calibrate_biases(
     (the unpruned model) on calibration data, with the same budget as partition tuning.
 
     Args:
-        pruned, reference: plain modules taking the same inputs.
+        pruned: the pruned plain module; its biases and normalisation parameters are trained.
+        reference: the unpruned module, taking the same inputs as ``pruned``.
         data: calibration batches: ``(inputs, targets)`` or ``inputs``.
         settings: the fit (default :data:`BIAS_CALIBRATION`: 150 steps, lr 0.01,
             ``loss="kl"``, a quarter of each batch held out to judge the fit).

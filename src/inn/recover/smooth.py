@@ -76,7 +76,8 @@ def smooth_weights(
     kept.
 
     Args:
-        strength, order: the penalty: ``strength`` x the mean :func:`roughness` of ``order``.
+        strength: the weight of the penalty: ``strength`` x the mean :func:`roughness`.
+        order: the order of the differences in :func:`roughness` (1 or 2).
         settings: the fit (default :data:`SMOOTHING`: 100 steps, lr 1e-3, ``loss="kl"``).
         **changes: fields of ``settings`` to change (``steps=30``).
     """
