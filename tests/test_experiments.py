@@ -104,3 +104,17 @@ def test_pruning_experiment_on_a_transformer(digits):
     full = summary["unpruned"][0.0]["parameters"]
     for method in methods:
         assert abs(summary[method][0.4]["parameters"] / full - 0.6) < 0.01, method
+
+
+def test_ablation_tables_cut_at_one_eighth_are_flat_below_it():
+    import numpy as np
+
+    from inn.budget import Sensitivity
+    from innlab.experiments.prune_ablation import to_eighth
+
+    table = Sensitivity(
+        {"g": np.array([1.0, 20.0, 40.0, 160.0])}, {"g": np.array([0.9, 0.2, 0.1, 0.0])}, "outputs"
+    )
+    cut = to_eighth(table)
+    assert cut.widths["g"].tolist() == [20.0, 40.0, 160.0]
+    assert cut.error("g", 1) == 0.2 and table.error("g", 1) == 0.9
