@@ -1,6 +1,6 @@
 """Prune a torchvision model with calibration data, and read what changed per channel group.
 
-    python examples/prune_torchvision.py            # resnet18 at 64x64, about 20 s on a CPU
+    python examples/prune_torchvision.py            # resnet18 at 64x64, under a minute on a CPU
     python examples/prune_torchvision.py --tiny     # squeezenet1_1 at 32x32, a few seconds
 
 Random weights (``weights=None``) and random calibration images keep it offline; with your own
