@@ -2,6 +2,7 @@
 problem and the fix, no traceback. Most run :func:`inn.cli.main` in this process; the ones that
 need a fresh interpreter (a missing package, ``--debug``, ``--quiet``) run ``python -m inn.cli``."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,13 @@ def test_each_experiment_is_a_subcommand_with_its_own_options():
     done = run_inn(["experiment", "budget", "--seeds", "0"])
     assert done.returncode == 2 and "--seeds: must be at least 1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_train_runs_end_to_end_and_reports_every_width(tmp_path):
+    done = run_inn(["train", "--model", "tests.cli_models:gray_net", "--data",
+                    "tests.cli_models:digit_splits", "--steps", "2", "--keep-batchnorm",
+                    "-o", str(tmp_path), "--quiet"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "train.json").read_text())
+    assert summary["steps"] == 2 and len(summary["accuracy_at_width"]) == 7
+    assert (tmp_path / "model.pt").is_file()

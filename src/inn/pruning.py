@@ -54,9 +54,10 @@ def prune(
             :func:`inn.tune_partition`), then measure the statistics again. Off by default: on
             the networks measured, it adds no accuracy once widths are allocated and the
             statistics re-estimated, and it costs most of the time.
-        convert_options, resize_options, tune_options, calibrate_options: passed to
-            :func:`inn.convert`, :meth:`IntegralModel.resize`, :func:`inn.tune_partition` and
-            :func:`inn.recover.calibrate_biases`.
+        convert_options: keyword arguments of :func:`inn.convert`.
+        resize_options: keyword arguments of :meth:`IntegralModel.resize`.
+        tune_options: keyword arguments of :func:`inn.tune_partition`.
+        calibrate_options: keyword arguments of :func:`inn.recover.calibrate_biases`.
 
     Returns:
         A plain ``torch.nn.Module`` at the new widths.

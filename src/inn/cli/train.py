@@ -125,6 +125,7 @@ def _train(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     import inn
+    import inn.train  # a subpackage `import inn` does not load
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(args.device)
