@@ -14,7 +14,16 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from innlab.experiments import budget, faces, group_errors, pipeline_a, pruning, reconstruction, sr
+from innlab.experiments import (
+    budget,
+    faces,
+    group_errors,
+    pipeline_a,
+    prune_ablation,
+    pruning,
+    reconstruction,
+    sr,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -85,6 +94,11 @@ def _group_errors(payload: dict) -> tuple[str, str]:
     return title, f"{text}\n\n{group_errors.allocation_markdown(payload['allocation'])}"
 
 
+def _prune_ablation(payload: dict) -> tuple[str, str]:
+    title = "inn.prune's recent changes, one at a time"
+    return title, prune_ablation.markdown(payload["rows"])
+
+
 # results folder name (its prefix before the model name) -> renderer, in the page's order
 RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "demo": _budget,
@@ -95,6 +109,7 @@ RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "reconstruction": _reconstruction,
     "faces": _faces,
     "group-errors": _group_errors,
+    "prune-ablation": _prune_ablation,
 }
 
 

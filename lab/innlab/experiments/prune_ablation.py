@@ -29,7 +29,7 @@ from inn.budget import Sensitivity, output_errors
 from innlab.experiments.pruning import accuracy
 from innlab.experiments.workloads import mnist_workload
 
-__all__ = ["VARIANTS", "main", "run", "to_eighth"]
+__all__ = ["VARIANTS", "main", "markdown", "run", "to_eighth"]
 
 VARIANTS = (
     "tables to 1/8",
