@@ -12,12 +12,10 @@ from pathlib import Path
 
 from innlab.experiments import budget
 
-NETWORKS = ("cifar_resnet18", "nin", "mobilenet_v2", "mobilenet_v3", "efficientnet")
-
 
 def main() -> None:
     results, commands = {}, []
-    for name in NETWORKS:
+    for name in budget.NETWORKS:
         path = Path("results") / f"budget-{name}" / "results.json"
         if path.is_file():
             rows, _, command = budget.load(path)

@@ -42,13 +42,27 @@ from innlab import baselines
 from innlab.experiments import peers
 from innlab.experiments.pruning import accuracy
 
-__all__ = ["METHODS", "Row", "against_peers", "load", "markdown", "plot", "run", "save"]
+__all__ = [
+    "METHODS",
+    "NETWORKS",
+    "Row",
+    "against_peers",
+    "load",
+    "markdown",
+    "plot",
+    "run",
+    "save",
+]
 
 METHODS = (
     "inn", "inn+tune", "inn-data-free", "inn-uniform+tune", "l1-alloc+bn", "l1-alloc+bn+calib",
     "tp-lamp+bn", "tp-l1+bn", "tp-taylor+bn",
     "tp-lamp+bn+calib", "tp-l1+bn+calib", "tp-taylor+bn+calib",
 )  # fmt: skip
+
+
+NETWORKS = ("cifar_resnet18", "nin", "mobilenet_v2", "mobilenet_v3", "efficientnet")
+"""The zoo networks of the comparison with Torch-Pruning (``results/budget-NAME``)."""
 
 
 @dataclass(frozen=True)
