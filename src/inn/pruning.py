@@ -12,7 +12,7 @@ from inn.convert import IntegralModel, convert
 from inn.graph import fold_batchnorms
 from inn.recover import calibrate_biases, reestimate_batchnorm, tune_partition
 
-__all__ = ["prune", "prune_with_integral"]
+__all__ = ["export_repaired", "prune"]
 
 
 def prune(
@@ -62,31 +62,6 @@ def prune(
     Returns:
         A plain ``torch.nn.Module`` at the new widths.
     """
-    return prune_with_integral(
-        model, example_inputs, compression=compression, widths=widths, budget=budget,
-        calib=calib, calibrate=calibrate, tune=tune, convert_options=convert_options,
-        resize_options=resize_options, tune_options=tune_options,
-        calibrate_options=calibrate_options,
-    )[0]  # fmt: skip
-
-
-def prune_with_integral(
-    model: nn.Module,
-    example_inputs: Tensor | Sequence[Tensor],
-    *,
-    compression: float | None = None,
-    widths: Mapping[str, int] | None = None,
-    budget: Budget | Mapping[str, float] | None = None,
-    calib: Iterable | None = None,
-    calibrate: bool = True,
-    tune: bool = False,
-    convert_options: Mapping[str, Any] | None = None,
-    resize_options: Mapping[str, Any] | None = None,
-    tune_options: Mapping[str, Any] | None = None,
-    calibrate_options: Mapping[str, Any] | None = None,
-) -> tuple[nn.Module, IntegralModel]:
-    """:func:`prune`, also returning the integral model at the new widths (its ``groups`` say
-    each group's width; the command line prints them)."""
     calib = list(calib) if calib is not None else None
     imodel = convert(
         model, example_inputs, **{"fold_batchnorm": calib is None, **dict(convert_options or {})}
@@ -95,14 +70,44 @@ def prune_with_integral(
     if widths is None:
         resize.setdefault("data", calib)
     imodel.resize(compression, widths=widths, budget=budget, **resize)
-    if calib is not None:
+    return export_repaired(
+        imodel, model, calib, calibrate=calibrate, tune=tune, tune_options=tune_options,
+        calibrate_options=calibrate_options,
+    )  # fmt: skip
+
+
+def export_repaired(
+    imodel: IntegralModel,
+    original: nn.Module,
+    calib: Iterable | None,
+    *,
+    calibrate: bool = True,
+    tune: bool = False,
+    tune_options: Mapping[str, Any] | None = None,
+    calibrate_options: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The second half of :func:`prune`, for an integral model resized by hand: with ``calib``,
+    the BatchNorm statistics measured again at the new widths, optionally the partition tuned,
+    the biases and BatchNorm parameters of the export fitted to ``original``'s outputs; then
+    the plain model, BatchNorms folded. Without ``calib``: the export as it is.
+
+    Args:
+        imodel: the integral model at its new widths (converted with ``fold_batchnorm=False``
+            for the statistics to be repaired).
+        original: the network it was converted from (the reference of the calibration).
+        calib: calibration batches, or ``None``.
+        calibrate, tune, tune_options, calibrate_options: as in :func:`prune`.
+    """
+    calib = list(calib) if calib is not None else None
+    if calib is None:
+        return imodel.export()
+    reestimate_batchnorm(imodel, calib)
+    if tune:
+        tune_partition(imodel, calib, **dict(tune_options or {}))
         reestimate_batchnorm(imodel, calib)
-        if tune:
-            tune_partition(imodel, calib, **dict(tune_options or {}))
-            reestimate_batchnorm(imodel, calib)
-        if calibrate:
-            pruned = imodel.export(fold_batchnorm=False)
-            calibrate_biases(pruned, model, calib, **dict(calibrate_options or {}))
-            fold_batchnorms(pruned)
-            return pruned, imodel
-    return imodel.export(), imodel
+    if not calibrate:
+        return imodel.export()
+    pruned = imodel.export(fold_batchnorm=False)
+    calibrate_biases(pruned, original, calib, **dict(calibrate_options or {}))
+    fold_batchnorms(pruned)
+    return pruned

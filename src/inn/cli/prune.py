@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     import inn
     from inn.budget import count_macs, count_parameters
-    from inn.pruning import prune_with_integral
+    from inn.pruning import export_repaired
 
     shape = parse_shape(args.input_shape)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the long work
@@ -97,18 +97,17 @@ def run(args: argparse.Namespace) -> int:
     calib = load_calibration(args, shape)
     dtype = getattr(torch, args.dtype)
     round_to = args.round_to or inn.budget.device_round_to(args.device, dtype)
-    target: dict[str, Any] = {"resize_options": {"round_to": round_to}}
+    imodel = inn.convert(model, x, seed=args.seed, fold_batchnorm=calib is None)
     if args.widths is not None:
-        target = {"widths": {k: int(v) for k, v in json.loads(args.widths).items()}}
+        imodel.resize(widths={k: int(v) for k, v in json.loads(args.widths).items()})
     elif args.budget is not None:
         ((kind, fraction),) = parse_budgets(args.budget)
-        target["budget"] = inn.Budget(kind, fraction, device=args.device,
-                                      batch_size=args.batch_size, dtype=dtype)  # fmt: skip
+        budget = inn.Budget(kind, fraction, device=args.device, batch_size=args.batch_size,
+                            dtype=dtype)  # fmt: skip
+        imodel.resize(budget=budget, round_to=round_to, data=calib)
     else:
-        target["compression"] = args.compression
-    small, imodel = prune_with_integral(
-        model, x, calib=calib, convert_options={"seed": args.seed}, **target
-    )
+        imodel.resize(compression=args.compression, round_to=round_to, data=calib)
+    small = export_repaired(imodel, model, calib)
     before = (count_parameters(model), count_macs(model, x))
     after = (count_parameters(small), count_macs(small, x))
     width = max(len(g.name) for g in imodel.groups)
