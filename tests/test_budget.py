@@ -353,3 +353,20 @@ def test_widths_are_rounded_for_the_device_by_default(resnet18):
     assert on_gpu.predicted <= on_gpu.target
     explicit = resnet18.plan(Budget("macs", 0.5, device="cuda"), sensitivity="weights", round_to=1)
     assert explicit.widths == on_cpu.widths  # an explicit round_to wins
+
+
+def test_latency_ratio_interleaves_the_two_models_and_takes_the_median(monkeypatch):
+    """Timed alternately, the pair that ran while the machine was slow keeps its ratio: a model
+    twice as fast measures 0.5 however the machine's speed drifts (fake clocks, no timing)."""
+    import inn.budget.latency as latency
+
+    slow, fast = nn.Linear(2, 2), nn.Linear(2, 2)
+    calls, speed = [], iter([1, 1, 3, 3, 1, 1, 5, 5, 1, 1])  # the machine's slowdown per call
+
+    def fake(model, inputs, repeats):
+        calls.append(model)
+        return (1.0 if model is fast else 2.0) * next(speed)
+
+    monkeypatch.setattr(latency, "measure_latency", fake)
+    assert latency.latency_ratio(fast, slow, (torch.zeros(1, 2),), rounds=5) == 0.5
+    assert calls == [fast, slow] * 5

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import inn
-from inn.budget import count_macs, count_parameters, measure_latency
+from inn.budget import count_macs, count_parameters, latency_ratio, measure_latency
 from innlab import baselines
 from innlab.experiments import peers
 from innlab.experiments.pruning import accuracy
@@ -181,7 +181,8 @@ def run(
             small = _peer(method, model, example, calib, costs[kind], target, steps, progress)
         seconds = time.perf_counter() - start
         small.eval()
-        latency = 1e3 * measure_latency(small, (example,))
+        # interleaved with the unpruned model: noise cannot make a smaller model look slower
+        latency = rows[0].latency_ms * latency_ratio(small, model, (example,))
         rows.append(Row(method, kind, fraction, seed, accuracy(small, test), count_parameters(small),
                         count_macs(small, example), latency, seconds))  # fmt: skip
     return rows

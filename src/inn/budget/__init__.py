@@ -9,7 +9,7 @@ latency model fitted to measurements, :func:`latency_fit`), a sensitivity per gr
 """
 
 from inn.budget.count import count_macs, count_parameters
-from inn.budget.latency import LatencyFit, latency_fit, measure_latency
+from inn.budget.latency import LatencyFit, latency_fit, latency_ratio, measure_latency
 from inn.budget.plan import KINDS, SENSITIVITIES, Budget, Plan, as_budget, cost_model, plan
 from inn.budget.polynomial import CostModel
 from inn.budget.rounding import device_round_to
@@ -29,6 +29,7 @@ __all__ = [
     "count_parameters",
     "device_round_to",
     "latency_fit",
+    "latency_ratio",
     "measure_latency",
     "output_errors",
     "plan",

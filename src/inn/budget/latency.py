@@ -70,6 +70,22 @@ def _batch(imodel: IntegralModel, device: str, batch_size: int) -> tuple[torch.T
     )
 
 
+def latency_ratio(
+    model: torch.nn.Module,
+    reference: torch.nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    rounds: int = 15,
+) -> float:
+    """Median over ``rounds`` of ``model``'s time / ``reference``'s, the two timed one after the
+    other in every round (:func:`measure_latency` of 3 passes each), so that a machine that
+    slows down or speeds up during the measurement moves both alike."""
+    ratios = [
+        measure_latency(model, inputs, repeats=3) / measure_latency(reference, inputs, repeats=3)
+        for _ in range(rounds)
+    ]
+    return float(np.median(ratios))
+
+
 def latency_fit(
     imodel: IntegralModel, *, device: str = "cpu", batch_size: int = 1, repeats: int = 15
 ) -> LatencyFit:
