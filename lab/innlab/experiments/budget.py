@@ -336,7 +336,8 @@ def against_peers(results: Mapping[str, Sequence[Row]], method: str = "inn") -> 
                 continue
             ours.append(f"{100 * _mean(mine, 'accuracy'):.1f}")
             peers.append(f"{100 * _mean(theirs, 'accuracy'):.1f} ({best.removeprefix('tp-')})")
-            gaps.append(f"{100 * (_mean(mine, 'accuracy') - _mean(theirs, 'accuracy')):+.1f}")
+            gap = round(100 * (_mean(mine, "accuracy") - _mean(theirs, "accuracy")), 1) + 0.0
+            gaps.append(f"{gap:+.1f}")  # + 0.0: no "-0.0"
             ours_s.append(_mean(mine, "seconds"))
             peers_s.append(_mean(theirs, "seconds"))
         seconds = (
