@@ -80,9 +80,7 @@ def test_prune_cli_meets_a_mac_budget_rounded_for_the_device(tmp_path, capsys):
     for m in small.modules():
         if isinstance(m, nn.Conv2d) and m.groups == 1 and m.out_channels != 10:
             assert m.out_channels % 8 == 0 or m.out_channels in (1280,), m
-    assert main(["prune", "mobilenet_v2", "--budget", "macs:0.001", "-o", str(out),
-                 "--input-shape", "1,3,32,32"]) == 1  # fmt: skip
-    assert "floor" in capsys.readouterr().err
+    # a budget under the floor: tests/test_cli_errors.py (on a tiny model)
 
 
 def test_version_through_the_entry_point():
