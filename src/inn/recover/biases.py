@@ -19,8 +19,9 @@ from inn.recover.settings import FitSettings
 
 __all__ = ["BIAS_CALIBRATION", "calibrate_biases"]
 
-# the defaults of bias calibration: a quarter of the images judge the fit (at mild pruning, a
-# fit judged on the images it fits lowered MobileNetV2's test accuracy by 0.7-1.0 points)
+# the defaults of bias calibration: a quarter of the images judge the fit (judged on the images
+# it fits, MobileNetV2 at 80 % of its parameters kept 96.7 % instead of 97.3 %:
+# results/prune-ablation-mobilenet_v2)
 BIAS_CALIBRATION = FitSettings(steps=150, lr=0.01, holdout=0.25)
 
 
