@@ -119,3 +119,20 @@ def test_ablation_tables_cut_at_one_eighth_are_flat_below_it():
     cut = to_eighth(table)
     assert cut.widths["g"].tolist() == [20.0, 40.0, 160.0]
     assert cut.error("g", 1) == 0.2 and table.error("g", 1) == 0.9
+
+
+def test_against_peers_picks_among_the_peers_that_ran_at_each_budget():
+    """A peer with no row at a budget is not its best (it used to be scored at the unpruned
+    accuracy and leave the cell blank); with no peer at all the cells stay empty."""
+    from innlab.experiments.budget import Row, against_peers
+
+    def row(method, fraction, accuracy):
+        return Row(method, "params", fraction, 0, accuracy, 5, 5, 1.0, 1.0)
+
+    rows = [row("unpruned", 1.0, 0.99), row("inn", 0.5, 0.9), row("tp-a", 0.5, 0.8),
+            row("tp-b", 0.8, 0.95), row("inn", 0.8, 0.97)]  # fmt: skip
+    lines = against_peers({"x": rows}).splitlines()
+    assert lines[3] == "| | best Torch-Pruning | 95.0 (b) | 80.0 (a) | |"
+    assert lines[4] == "| | difference | +2.0 | +10.0 | |"
+    alone = against_peers({"x": [r for r in rows if not r.method.startswith("tp-")]})
+    assert alone.splitlines()[3] == "| | best Torch-Pruning |  |  | |"

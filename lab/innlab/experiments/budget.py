@@ -325,15 +325,17 @@ def against_peers(results: Mapping[str, Sequence[Row]], method: str = "inn") -> 
         ours, peers, gaps, ours_s, peers_s = [], [], [], [], []
         for kind, fraction in budgets:
             mine = _select(rows, method, kind, fraction)
-            best = max(
-                (m for m in dict.fromkeys(r.method for r in rows) if m.startswith("tp-")),
-                key=lambda m: _mean(_select(rows, m, kind, fraction) or [base], "accuracy"),
-            )
-            theirs = _select(rows, best, kind, fraction)
-            if not mine or not theirs:
+            peer_rows = {
+                m: sel
+                for m in dict.fromkeys(r.method for r in rows)
+                if m.startswith("tp-") and (sel := _select(rows, m, kind, fraction))
+            }
+            if not mine or not peer_rows:
                 for cells in (ours, peers, gaps):
                     cells.append("")
                 continue
+            best = max(peer_rows, key=lambda m: _mean(peer_rows[m], "accuracy"))
+            theirs = peer_rows[best]
             ours.append(f"{100 * _mean(mine, 'accuracy'):.1f}")
             peers.append(f"{100 * _mean(theirs, 'accuracy'):.1f} ({best.removeprefix('tp-')})")
             gap = round(100 * (_mean(mine, "accuracy") - _mean(theirs, "accuracy")), 1) + 0.0
