@@ -36,11 +36,9 @@ def test_the_headline_table_is_the_one_the_results_give():
     committed results JSON."""
     from innlab.experiments import budget
 
-    results = {
-        name: budget.load(ROOT / "results" / f"budget-{name}" / "results.json")[0]
-        for name in budget.NETWORKS
-    }
-    generated = budget.against_peers(results)
+    found = budget.load_networks(ROOT / "results")
+    assert list(found) == list(budget.NETWORKS)
+    generated = budget.against_peers({name: rows for name, (rows, _) in found.items()})
     text = (ROOT / "README.md").read_text().split("## How it compares", 1)[1]
     published = "\n".join(line for line in text.split("\n## ", 1)[0].splitlines()
                           if line.startswith("|"))  # fmt: skip

@@ -14,13 +14,9 @@ from innlab.experiments import budget
 
 
 def main() -> None:
-    results, commands = {}, []
-    for name in budget.NETWORKS:
-        path = Path("results") / f"budget-{name}" / "results.json"
-        if path.is_file():
-            rows, _, command = budget.load(path)
-            results[name] = rows
-            commands.append(f"- `{command}`")
+    found = budget.load_networks(Path("results"))
+    results = {name: rows for name, (rows, _) in found.items()}
+    commands = [f"- `{command}`" for _, command in found.values()]
     text = (
         "# inn.prune's defaults against the best Torch-Pruning row\n\n"
         "Test accuracy (%) on the 1,000 MNIST test digits, 256 calibration digits for every "

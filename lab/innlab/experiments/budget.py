@@ -48,6 +48,7 @@ __all__ = [
     "Row",
     "against_peers",
     "load",
+    "load_networks",
     "markdown",
     "plot",
     "run",
@@ -296,6 +297,18 @@ def load(path: Path) -> tuple[list[Row], str, str]:
     """Rows, title and command of a ``results.json`` written by :func:`save`."""
     payload = json.loads(Path(path).read_text())
     return [Row(**r) for r in payload["rows"]], payload["title"], payload["command"]
+
+
+def load_networks(results: Path) -> dict[str, tuple[list[Row], str]]:
+    """Network -> (rows, command) of every ``results/budget-NAME/results.json`` there is, for
+    the :data:`NETWORKS` of the comparison, in their order."""
+    found = {}
+    for name in NETWORKS:
+        path = Path(results) / f"budget-{name}" / "results.json"
+        if path.is_file():
+            rows, _, command = load(path)
+            found[name] = (rows, command)
+    return found
 
 
 def save(rows: Sequence[Row], out_dir: Path, title: str, command: str) -> None:
