@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         imodel.resize(budget=budget, round_to=round_to, data=calib)
     else:
         imodel.resize(compression=args.compression, round_to=round_to, data=calib)
-    small = export_repaired(imodel, model, calib)
+    small = export_repaired(imodel, model, calib, calibrate_options={"progress": True})
     before = (count_parameters(model), count_macs(model, x))
     after = (count_parameters(small), count_macs(small, x))
     width = max(len(g.name) for g in imodel.groups)
