@@ -51,7 +51,7 @@ def _output(
 _EXPERIMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "budget": (
         "inn.prune vs Torch-Pruning at parameter and MAC budgets, on a zoo network",
-        ("model", "budgets", "methods", "seeds", "steps"),
+        ("model", "budgets", "methods", "seeds", "steps", "update"),
     ),
     "pipeline-a": (
         "the paper's Table 1: networks trained with random widths vs discrete and slimmable",
@@ -89,6 +89,9 @@ _OPTIONS: dict[str, dict[str, Any]] = {
     "budgets": {"default": "params:0.8,params:0.6,params:0.4,params:0.3,macs:0.7,macs:0.5,macs:0.3",
                 "help": "KIND:FRACTION kept, comma-separated"},
     "methods": {"help": "comma-separated subset of the experiment's methods (default: all)"},
+    "update": {"action": "store_true",
+               "help": "rerun only --methods and keep the other methods' rows of the results "
+               "already in --output (the command is recorded after the earlier one)"},
     "seeds": {"type": positive_int, "default": 3, "help": "seeds of permutation / random choice"},
     "steps": {"type": positive_int, "default": 150, "help": "tuning/calibration steps"},
     "epochs": {"type": positive_float, "default": 2.0, "help": "epochs per row"},
@@ -204,7 +207,10 @@ def _budget_experiment(args: argparse.Namespace) -> int:
     )
     out = Path(args.out or f"out/budget-{model_name}")
     title = f"Pruning to a budget without fine-tuning, inn vs Torch-Pruning: {work.name}"
-    budget.save(rows, out, title, command_line(args.argv))
+    command = command_line(args.argv)
+    if args.update:
+        rows, command = budget.updated(out / "results.json", rows, command)
+    budget.save(rows, out, title, command)
     print(f"\n{title}\n\n{budget.markdown(rows)}\n")
     print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
     return 0

@@ -10,7 +10,14 @@ from torch import Tensor, nn
 from inn.budget import Budget
 from inn.convert import IntegralModel, convert
 from inn.graph import fold_batchnorms
-from inn.recover import calibrate_biases, reestimate_batchnorm, tune_partition
+from inn.recover import (
+    calibrate_biases,
+    check_sampling,
+    choose_sampling,
+    reestimate_batchnorm,
+    select_channels,
+    tune_partition,
+)
 
 __all__ = ["export_repaired", "prune"]
 
@@ -24,6 +31,7 @@ def prune(
     budget: Budget | Mapping[str, float] | None = None,
     calib: Iterable | None = None,
     calibrate: bool = True,
+    sampling: str = "auto",
     tune: bool = False,
     convert_options: Mapping[str, Any] | None = None,
     resize_options: Mapping[str, Any] | None = None,
@@ -71,8 +79,8 @@ def prune(
         resize.setdefault("data", calib)
     imodel.resize(compression, widths=widths, budget=budget, **resize)
     return export_repaired(
-        imodel, model, calib, calibrate=calibrate, tune=tune, tune_options=tune_options,
-        calibrate_options=calibrate_options,
+        imodel, model, calib, calibrate=calibrate, sampling=sampling, tune=tune,
+        tune_options=tune_options, calibrate_options=calibrate_options,
     )  # fmt: skip
 
 
@@ -82,32 +90,67 @@ def export_repaired(
     calib: Iterable | None,
     *,
     calibrate: bool = True,
+    sampling: str = "auto",
     tune: bool = False,
     tune_options: Mapping[str, Any] | None = None,
     calibrate_options: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """The second half of :func:`prune`, for an integral model resized by hand: with ``calib``,
     the BatchNorm statistics measured again at the new widths, optionally the partition tuned,
-    the biases and BatchNorm parameters of the export fitted to ``original``'s outputs; then
-    the plain model, BatchNorms folded. Without ``calib``: the export as it is.
+    each narrowed group's channels resampled or selected (``sampling``), the biases and BatchNorm
+    parameters of the export fitted to ``original``'s outputs; then the plain model, BatchNorms
+    folded. Without ``calib``: the export as it is (channels selected if ``sampling="select"``).
 
     Args:
         imodel: the integral model at its new widths (converted with ``fold_batchnorm=False``
             for the statistics to be repaired).
         original: the network it was converted from (the reference of the calibration).
         calib: calibration batches, or ``None``.
-        calibrate, tune, tune_options, calibrate_options: as in :func:`prune`.
+        calibrate, sampling, tune, tune_options, calibrate_options: as in :func:`prune`.
     """
+    check_sampling(sampling)
     calib = list(calib) if calib is not None else None
+    if sampling == "select":
+        select_channels(imodel)
     if calib is None:
         return imodel.export()
-    reestimate_batchnorm(imodel, calib)
+    choice = choose_sampling(imodel, original, calib) if sampling == "auto" else {}
+    if sampling != "auto":
+        reestimate_batchnorm(imodel, calib)
     if tune:
         tune_partition(imodel, calib, **dict(tune_options or {}))
         reestimate_batchnorm(imodel, calib)
     if not calibrate:
         return imodel.export()
-    pruned = imodel.export(fold_batchnorm=False)
-    calibrate_biases(pruned, original, calib, **dict(calibrate_options or {}))
+    exports = [imodel.export(fold_batchnorm=False)]
+    if not tune:
+        exports += _uniform_alternatives(imodel, calib, set(choice.values()))
+    losses = []
+    for pruned in exports:
+        report = calibrate_biases(pruned, original, calib, **dict(calibrate_options or {}))
+        losses.append(report.loss_after)
+    pruned = exports[losses.index(min(losses))]
     fold_batchnorms(pruned)
     return pruned
+
+
+def _uniform_alternatives(imodel: IntegralModel, calib: list, chosen: set[str]) -> list[nn.Module]:
+    """The exports (BatchNorms kept, statistics measured) with every narrowed group resampled
+    and with every one selected, except the one that is the choice already. The greedy choice
+    is judged before calibration; calibration can change which is best, so the three are
+    calibrated and the lowest held-out calibration loss wins."""
+    if not chosen:  # nothing narrowed that can be selected: resampled is the only option
+        return []
+    widths = {g.name: g.size for g in imodel.resizable_groups if g.size < g.full_size}
+    exports = []
+    with imodel.widths_kept():
+        for kind in ("resample", "select"):
+            if chosen == {kind}:
+                continue
+            imodel.resize(widths=widths)
+            if kind == "select":
+                select_channels(imodel)
+            reestimate_batchnorm(imodel, calib)
+            exports.append(imodel.export(fold_batchnorm=False))
+    reestimate_batchnorm(imodel, calib)  # back to the statistics of the chosen points
+    return exports

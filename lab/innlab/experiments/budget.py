@@ -6,6 +6,8 @@ For each budget (a fraction of the original's parameters or MACs) every method g
 * ``inn``: :func:`inn.prune` with its defaults (BatchNorm kept, widths allocated by the
   measured output change of each group, BatchNorm statistics re-estimated, then biases and
   BatchNorm parameters calibrated with the same step budget as Torch-Pruning's ``+calib``);
+* ``inn-resample`` / ``inn-select``: the same, every narrowed group resampled / its original
+  channels selected by L1 norm (``inn`` chooses per group which of the two loses less);
 * ``inn+tune``: the same, then partition tuning and the statistics measured again;
 * ``inn-data-free``: BatchNorm folded, widths by the data-free sensitivity, uniform points: no
   data at all;
@@ -53,14 +55,19 @@ __all__ = [
     "plot",
     "run",
     "save",
+    "updated",
 ]
 
 METHODS = (
-    "inn", "inn+tune", "inn-data-free", "inn-uniform+tune", "l1-alloc+bn", "l1-alloc+bn+calib",
+    "inn", "inn-resample", "inn-select", "inn+tune", "inn-data-free", "inn-uniform+tune",
+    "l1-alloc+bn", "l1-alloc+bn+calib",
     "tp-lamp+bn", "tp-l1+bn", "tp-taylor+bn",
     "tp-lamp+bn+calib", "tp-l1+bn+calib", "tp-taylor+bn+calib",
 )  # fmt: skip
 
+
+_SAMPLED = ("inn-resample", "inn-select")
+_SEEDED = ("inn", "inn-data-free", *_SAMPLED)  # their result depends on the permutation seed
 
 NETWORKS = ("cifar_resnet18", "nin", "mobilenet_v2", "mobilenet_v3", "efficientnet")
 """The zoo networks of the comparison with Torch-Pruning (``results/budget-NAME``)."""
@@ -97,10 +104,11 @@ def _inn(
             raise inn.InnError("method 'inn-trained' needs the trained integral model: trained=")
         with trained.widths_kept():
             return trained.resize(budget=budget).export()
-    if method in ("inn", "inn+tune"):
+    if method in ("inn", "inn+tune", "inn-resample", "inn-select"):
         fit = {"steps": steps, "progress": progress}  # the step budget of Torch-Pruning's +calib
+        sampling = method.removeprefix("inn-") if method in _SAMPLED else "auto"
         return inn.prune(model, example, budget=budget, calib=calib, tune=method == "inn+tune",
-                         convert_options={"seed": seed}, tune_options=fit,
+                         sampling=sampling, convert_options={"seed": seed}, tune_options=fit,
                          calibrate_options=fit)  # fmt: skip
     if method.startswith("l1-alloc+bn"):
         widths = inn.convert(model, example, fold_batchnorm=False).plan(budget, data=calib).widths
@@ -167,7 +175,7 @@ def run(
     rows = [Row("unpruned", "params", 1.0, 0, accuracy(model, test), full["params"], full["macs"],
                 1e3 * measure_latency(model, (example,)), 0.0)]  # fmt: skip
     jobs = [(m, k, f, s) for k, f in budgets for m in methods
-            for s in (seeds if m in ("inn", "inn-data-free") else seeds[:1])]  # fmt: skip
+            for s in (seeds if m in _SEEDED else seeds[:1])]  # fmt: skip
     bar = tqdm(jobs, desc="budget experiment", disable=not progress)
     for method, kind, fraction, seed in bar:
         bar.set_postfix(method=method, budget=f"{kind} {fraction:.0%}")
@@ -309,6 +317,18 @@ def load_networks(results: Path) -> dict[str, tuple[list[Row], str]]:
             rows, _, command = load(path)
             found[name] = (rows, command)
     return found
+
+
+def updated(path: Path, rows: Sequence[Row], command: str) -> tuple[list[Row], str]:
+    """``rows`` (a rerun of some methods, with its unpruned row) merged into the results at
+    ``path``: that run's rows of the other methods kept, the commands joined by ``&&`` (running
+    them in order gives the file again)."""
+    if not Path(path).is_file():
+        raise inn.InnError(f"--update needs earlier results at {path}; run without --update first")
+    earlier, _, earlier_command = load(path)
+    rerun = {r.method for r in rows} - {"unpruned"}
+    kept = [r for r in earlier if r.method not in rerun and r.method != "unpruned"]
+    return [*rows, *kept], f"{earlier_command} && {command}"
 
 
 def save(rows: Sequence[Row], out_dir: Path, title: str, command: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,10 +50,11 @@ def memoised(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
 class Partition(nn.Module):
     """Points on [0, 1] for a channel axis of ``full_size`` channels, currently ``size`` of them.
 
-    By default the points are uniform (:func:`inn.numerics.uniform`); after
+    By default the points are uniform (:func:`inn.numerics.uniform`); after :meth:`select` they
+    are chosen lattice nodes (the original channels, no resampling); after
     :meth:`make_trainable` they are the parameters of a :class:`~inn.continuous.TrainablePartition`.
-    The size and whether the points are trainable are saved in the state dict, so a resized or
-    tuned model is restored exactly by ``load_state_dict``.
+    The size, the selection and whether the points are trainable are saved in the state dict, so
+    a resized, selected or tuned model is restored exactly by ``load_state_dict``.
 
     Args:
         full_size: number of channels of the original (discrete) axis = number of lattice nodes.
@@ -72,7 +73,18 @@ class Partition(nn.Module):
         self.closed = rule_needs_endpoints(rule)
         self.size = self.full_size
         self.trainable: TrainablePartition | None = None
+        self.selected: tuple[int, ...] | None = None  # lattice nodes kept, in order
         self.version = 0  # bumped on every change that is not a parameter update
+
+    @property
+    def is_uniform(self) -> bool:
+        """Whether the points are ``size`` uniform ones (not selected nodes, not trained)."""
+        return self.trainable is None and self.selected is None
+
+    @property
+    def sampling_key(self) -> tuple[int, tuple[int, ...] | None]:
+        """Which channels the axis currently has, up to trained points: its size and selection."""
+        return self.size, self.selected
 
     def points(self, like: Tensor | None = None) -> Tensor:
         """Current points, shape ``(size,)``, in the dtype/device of ``like`` if given."""
@@ -81,7 +93,13 @@ class Partition(nn.Module):
             return memoised(("points", id(self), dtype), lambda: self._trained_points(dtype))
         dtype = like.dtype if like is not None else None
         device = like.device if like is not None else None
+        if self.selected is not None:
+            nodes = uniform(self.full_size, closed=self.closed, dtype=dtype, device=device)
+            return nodes[self._selected_index(nodes.device)]
         return uniform(self.size, closed=self.closed, dtype=dtype, device=device)
+
+    def _selected_index(self, device: torch.device) -> Tensor:
+        return torch.tensor(self.selected, dtype=torch.long, device=device)
 
     def _trained_points(self, dtype: torch.dtype | None) -> Tensor:
         pts = self.trainable()
@@ -97,7 +115,12 @@ class Partition(nn.Module):
         return rule
 
     def weights(self, like: Tensor | None = None) -> Tensor:
-        """Quadrature weights at the current points, shape ``(size,)``."""
+        """Quadrature weights at the current points, shape ``(size,)``. Selected nodes keep
+        their weights in the full partition: the kept channels contribute exactly what they
+        contributed before, the others nothing (pruning by selection)."""
+        if self.selected is not None:
+            full = self.full_weights(like)
+            return full[self._selected_index(full.device)]
         if self.trainable is None:
             return _uniform_weights(
                 self.size, self.rule_for(self.size), self.closed, *_placement(like)
@@ -117,13 +140,36 @@ class Partition(nn.Module):
         """Use ``size`` uniform points (drops trained points)."""
         if isinstance(size, bool) or not isinstance(size, int) or not size >= 1:
             raise PartitionError(f"a partition size must be a positive int, got {size!r}")
-        self.size, self.trainable = size, None
+        self.size, self.trainable, self.selected = size, None, None
+        self.version += 1
+
+    def select(self, indices: Sequence[int]) -> None:
+        """Keep the lattice nodes ``indices`` (the original channels at those positions of the
+        permuted axis), sorted, instead of resampling: exactly the discrete network's channels,
+        as channel-selection pruning keeps them."""
+        kept = sorted({int(i) for i in indices})
+        if not kept or kept[0] < 0 or kept[-1] >= self.full_size:
+            raise PartitionError(
+                f"select needs node indices in [0, {self.full_size}), got {list(indices)[:8]}"
+            )
+        self.size, self.trainable, self.selected = len(kept), None, tuple(kept)
+        self.version += 1
+
+    def snapshot(self) -> tuple[int, TrainablePartition | None, tuple[int, ...] | None]:
+        """The state :meth:`restore` puts back: size, trained points (the same module), selection."""
+        return self.size, self.trainable, self.selected
+
+    def restore(
+        self, snapshot: tuple[int, TrainablePartition | None, tuple[int, ...] | None]
+    ) -> None:
+        self.size, self.trainable, self.selected = snapshot
         self.version += 1
 
     def make_trainable(self, like: Tensor | None = None) -> TrainablePartition:
         """Turn the current points into trainable parameters (on the device of ``like``)."""
         if self.trainable is None:
             self.trainable = TrainablePartition(self.size, self.points(), closed=self.closed)
+            self.selected = None  # the trained points start where the selected nodes are
             if like is not None:
                 self.trainable.to(like.device)
             self.version += 1
@@ -135,16 +181,23 @@ class Partition(nn.Module):
         return (id(self), self.version, self.size, None if logits is None else logits._version)
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"size": self.size, "trainable": self.trainable is not None}
+        selected = None if self.selected is None else list(self.selected)
+        return {"size": self.size, "trainable": self.trainable is not None, "selected": selected}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.resize(int(state["size"]))
+        if state.get("selected") is not None:
+            self.select(state["selected"])
         if state["trainable"]:
             device = next(iter(self.buffers()), torch.empty(0)).device
             self.make_trainable().to(device)
 
     def extra_repr(self) -> str:
-        kind = "trainable" if self.trainable is not None else "uniform"
+        kind = (
+            "trainable" if self.trainable is not None
+            else "selected" if self.selected is not None
+            else "uniform"
+        )  # fmt: skip
         return f"size={self.size}, full_size={self.full_size}, rule={self.rule!r}, {kind}"
 
 

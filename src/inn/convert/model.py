@@ -241,15 +241,13 @@ class IntegralModel(nn.Module):
     @contextmanager
     def widths_kept(self) -> Iterator[IntegralModel]:
         """A context in which the model may be resized freely: on exit every group gets back
-        its width and its points (trained ones included, not just uniform ones)."""
-        saved = {name: (p.size, p.trainable) for name, p in self._partitions.items()}
+        its width and its points (trained or selected ones included, not just uniform ones)."""
+        saved = {name: p.snapshot() for name, p in self._partitions.items()}
         try:
             yield self
         finally:
-            for name, (size, trainable) in saved.items():
-                part = self._partitions[name]
-                part.size, part.trainable = size, trainable
-                part.version += 1
+            for name, snapshot in saved.items():
+                self._partitions[name].restore(snapshot)
 
     def plan(self, budget: Budget | Mapping[str, float], **options: Any) -> Plan:
         """The widths that meet ``budget`` and their predicted cost; the model is not changed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -89,6 +90,23 @@ class IntegralLayer(nn.Module):
         continuous channel role, ``{dim: role}``."""
         return {name: dict(roles) for name, (roles, _, _) in self._layouts.items()}
 
+    def producing_axes(self) -> dict[str, dict[int, str]]:
+        """Per continuous weight (a parameter with more than one entry per channel, not a bias
+        or a normalisation's scale), its channel axes that the layer does not sum over,
+        ``{dim: role}``: the channels it produces (a convolution's output channels)."""
+        out = {}
+        for name, (roles, integrated, merge) in self._layouts.items():
+            values = getattr(self, f"{name}_function").values
+            if not isinstance(values, nn.Parameter):
+                continue
+            channel_axes = set(range(merge[0], merge[1] + 1)) if merge is not None else set()
+            produced = {d: r for d, r in roles.items() if d != integrated}
+            for d in produced:
+                axes = channel_axes if d in channel_axes else {d}
+                if values.numel() > math.prod(values.shape[a] for a in axes):
+                    out.setdefault(name, {})[d] = produced[d]
+        return out
+
     def size(self, role: str, full_size: int) -> int:
         """Current number of channels of ``role`` (``full_size`` when the role is discrete)."""
         parts = self.segment_partitions(role)
@@ -96,9 +114,7 @@ class IntegralLayer(nn.Module):
 
     def points(self, role: str, like: Tensor) -> list[Tensor | int]:
         """Per segment: its trained points, or the size of its uniform partition."""
-        return [
-            p.size if p.trainable is None else p.points(like) for p in self.segment_partitions(role)
-        ]
+        return [p.size if p.is_uniform else p.points(like) for p in self.segment_partitions(role)]
 
     def quadrature_scale(self, role: str, like: Tensor) -> Tensor | None:
         """Per-channel factor for an integrated role: quadrature weight x segment full size.
@@ -180,7 +196,7 @@ class IntegralLayer(nn.Module):
     # -- sampling ---------------------------------------------------------------------------
     def _sample(self) -> dict[str, Tensor]:
         parts = [p for segments in self.partitions.values() for p in segments]
-        if any(p.trainable is not None for p in parts):
+        if not all(p.is_uniform for p in parts):
             return {name: self._sample_tensor(name) for name in self._layouts}
         # Uniform partitions: constant sparse maps, one autograd node for the whole layer.
         functions = {name: getattr(self, f"{name}_function") for name in self._layouts}

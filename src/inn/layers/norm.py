@@ -58,13 +58,13 @@ class IntegralBatchNorm(IntegralLayer):
         self._register("running_var", norm.running_var, {0: "out"}, trainable=False)
         self.register_buffer("measured_mean", None, persistent=False)
         self.register_buffer("measured_var", None, persistent=False)
-        self._measured_sizes: tuple[int, ...] | None = None
+        self._measured_sizes: tuple[object, ...] | None = None
         self._measured_under: tuple[Partition, ...] = ()
         self.track_statistics = False
 
-    def _sizes(self) -> tuple[int, ...]:
-        own = tuple(p.size for p in self.segment_partitions("out"))
-        return own + tuple(p.size for p in self._measured_under)
+    def _sizes(self) -> tuple[object, ...]:
+        own = tuple(p.sampling_key for p in self.segment_partitions("out"))
+        return own + tuple(p.sampling_key for p in self._measured_under)
 
     def set_statistics(
         self, mean: Tensor | None, var: Tensor | None, under: Sequence[Partition] = ()
@@ -103,7 +103,7 @@ class IntegralBatchNorm(IntegralLayer):
 
     def _at_full_width(self) -> bool:
         parts = self.segment_partitions("out")
-        return all(p.size == p.full_size and p.trainable is None for p in parts)
+        return all(p.size == p.full_size and p.is_uniform for p in parts)
 
     def forward(self, x: Tensor) -> Tensor:
         t = self.statistics()

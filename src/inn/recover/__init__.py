@@ -4,6 +4,8 @@
 * :func:`smooth_weights`: smoother weight functions at full width, so fewer points lose less;
 * :func:`reestimate_batchnorm` / :func:`reestimate_full_width_batchnorm`: BatchNorm statistics
   at the current widths / for every width;
+* :func:`choose_sampling` / :func:`select_channels`: per narrowed group, resampled or selected
+  original channels, whichever loses less on the calibration data / selected by L1 norm;
 * :func:`calibrate_biases`: biases and normalisation parameters of a plain pruned model;
 * :func:`place_points`: data-free points where the weights vary most (no training).
 
@@ -17,6 +19,13 @@ from inn.recover.biases import BIAS_CALIBRATION, calibrate_biases
 from inn.recover.calibration import FitReport, fit_calibration, trainable_only
 from inn.recover.losses import LOSSES, distillation_loss, mean_loss
 from inn.recover.placement import place_points
+from inn.recover.selection import (
+    SAMPLINGS,
+    channel_scores,
+    check_sampling,
+    choose_sampling,
+    select_channels,
+)
 from inn.recover.settings import FitSettings
 from inn.recover.smooth import SMOOTHING, roughness, roughness_penalty, smooth_weights
 from inn.recover.statistics import reestimate_batchnorm, reestimate_full_width_batchnorm
@@ -25,6 +34,7 @@ from inn.recover.tune import TUNING, tune_partition
 __all__ = [
     "BIAS_CALIBRATION",
     "LOSSES",
+    "SAMPLINGS",
     "SMOOTHING",
     "TUNING",
     "Batch",
@@ -32,6 +42,9 @@ __all__ = [
     "FitSettings",
     "as_batches",
     "calibrate_biases",
+    "channel_scores",
+    "check_sampling",
+    "choose_sampling",
     "distillation_loss",
     "fit_calibration",
     "mean_loss",
@@ -40,6 +53,7 @@ __all__ = [
     "reestimate_full_width_batchnorm",
     "roughness",
     "roughness_penalty",
+    "select_channels",
     "smooth_weights",
     "trainable_only",
     "tune_partition",
