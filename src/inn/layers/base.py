@@ -90,6 +90,12 @@ class IntegralLayer(nn.Module):
         continuous channel role, ``{dim: role}``."""
         return {name: dict(roles) for name, (roles, _, _) in self._layouts.items()}
 
+    def at_full_width(self) -> bool:
+        """Whether every continuous axis has its full uniform partition: sampling gives the
+        node values themselves."""
+        parts = [p for segments in self.partitions.values() for p in segments]
+        return all(p.size == p.full_size and p.is_uniform for p in parts)
+
     def producing_axes(self) -> dict[str, dict[int, str]]:
         """Per continuous weight (a parameter with more than one entry per channel, not a bias
         or a normalisation's scale), its channel axes that the layer does not sum over,

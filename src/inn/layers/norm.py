@@ -101,18 +101,9 @@ class IntegralBatchNorm(IntegralLayer):
     def num_features(self) -> int:
         return self.size("out", self.full_features)
 
-    def _at_full_width(self) -> bool:
-        parts = self.segment_partitions("out")
-        return all(p.size == p.full_size and p.is_uniform for p in parts)
-
     def forward(self, x: Tensor) -> Tensor:
         t = self.statistics()
-        if (
-            self.training
-            and self.track_statistics
-            and "running_mean" in t
-            and self._at_full_width()
-        ):
+        if self.training and self.track_statistics and "running_mean" in t and self.at_full_width():
             # The node values are the running statistics at the full uniform partition.
             mean, var = self.running_mean_function.values, self.running_var_function.values
             momentum = 0.1 if self.momentum is None else self.momentum

@@ -74,6 +74,7 @@ class IntegralWrapped(IntegralLayer):
             )
         self.module = module
         self._originals = size_attributes(module)
+        self.track_statistics = False  # set by random-width training (see ``tensors``)
 
     def widths(self) -> dict[str, int]:
         return {role: self.size(role, n) for role, n in self.full_sizes.items()}
@@ -82,10 +83,31 @@ class IntegralWrapped(IntegralLayer):
         """Set ``module``'s channel-count attributes to the current widths."""
         set_size_attributes(module, self._originals, self.widths())
 
+    @property
+    def statistics(self) -> list[str]:
+        """The module's continuous buffers that its forward updates in training (a BatchNorm's
+        running statistics): buffers of a module that has a ``momentum``."""
+        if not hasattr(self.module, "momentum"):
+            return []
+        return [
+            name
+            for name, key in self.tensor_names.items()
+            if (f := getattr(self, f"{key}_function")) is not None
+            and not isinstance(f.values, nn.Parameter)
+        ]
+
     def tensors(self) -> dict[str, Tensor]:
-        """The module's tensors at the current widths, by their names in the module."""
+        """The module's tensors at the current widths, by their names in the module. While
+        ``track_statistics`` is set in training, at full uniform width, the running statistics
+        are the node values themselves, so that the module's own update lands in them (as an
+        integral BatchNorm's does; at other widths the batch statistics normalise and the
+        update is dropped)."""
         t = self.sampled()
-        return {name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None}
+        out = {name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None}
+        if self.training and self.track_statistics and self.at_full_width():
+            for name in self.statistics:
+                out[name] = getattr(self, f"{self.tensor_names[name]}_function").values
+        return out
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         self.fit_sizes(self.module)

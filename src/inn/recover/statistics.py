@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from inn.convert import IntegralModel
-from inn.layers import IntegralBatchNorm
+from inn.layers import IntegralBatchNorm, IntegralWrapped
 from inn.recover.batches import as_batches
 
 __all__ = ["reestimate_batchnorm", "reestimate_full_width_batchnorm", "tracked_norms"]
@@ -67,7 +67,8 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     Returns:
         The number of BatchNorms re-estimated.
     """
-    norms: list[nn.Module] = tracked_norms(model)
+    # wrapped normalisations (timm BatchNormAct2d) keep their sampled statistics here
+    norms: list[nn.Module] = [m for m in tracked_norms(model) if isinstance(m, IntegralBatchNorm)]
     if not isinstance(model, IntegralModel):
         norms += [
             m for m in model.modules()
@@ -107,13 +108,20 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     return len(norms)
 
 
-def tracked_norms(model: nn.Module) -> list[IntegralBatchNorm]:
-    """The integral BatchNorms of ``model`` that have running statistics."""
+def tracked_norms(model: nn.Module) -> list[IntegralBatchNorm | IntegralWrapped]:
+    """The layers of ``model`` whose running statistics random-width training tracks: integral
+    BatchNorms with running statistics, and wrapped normalisations (a timm ``BatchNormAct2d``, a
+    user's BatchNorm subclass) whose forward updates running statistics."""
     return [
         m
         for m in model.modules()
-        if isinstance(m, IntegralBatchNorm) and m.running_mean_function is not None
+        if (isinstance(m, IntegralBatchNorm) and m.running_mean_function is not None)
+        or (isinstance(m, IntegralWrapped) and m.statistics)
     ]
+
+
+def _momentum_owner(norm: IntegralBatchNorm | IntegralWrapped) -> nn.Module:
+    return norm.module if isinstance(norm, IntegralWrapped) else norm
 
 
 def reestimate_full_width_batchnorm(model: IntegralModel, batches: list[Tensor]) -> None:
@@ -125,20 +133,21 @@ def reestimate_full_width_batchnorm(model: IntegralModel, batches: list[Tensor])
     norms = tracked_norms(model)
     if not norms:
         return
-    momenta = {m: m.momentum for m in norms}
+    momenta = {m: _momentum_owner(m).momentum for m in norms}
     was_training = model.training
     with model.widths_kept(), torch.no_grad():
         model.resize(widths={g.name: g.full_size for g in model.resizable_groups})
         model.train()
         for m in norms:
             m.track_statistics = True
-            m.set_statistics(None, None)
+            if isinstance(m, IntegralBatchNorm):
+                m.set_statistics(None, None)
         try:
             for k, x in enumerate(batches):
-                for m in norms:
-                    m.momentum = 1.0 / (k + 1)  # a running average of the batch statistics
+                for m in norms:  # a running average of the batch statistics
+                    _momentum_owner(m).momentum = 1.0 / (k + 1)
                 model(x)
         finally:
             for m in norms:
-                m.momentum, m.track_statistics = momenta[m], False
+                _momentum_owner(m).momentum, m.track_statistics = momenta[m], False
             model.train(was_training)

@@ -30,6 +30,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from inn.convert import IntegralModel
 from inn.errors import InnError
+from inn.layers import IntegralBatchNorm
 from inn.loop import fit
 from inn.recover.smooth import roughness_penalty
 from inn.recover.statistics import reestimate_full_width_batchnorm, tracked_norms
@@ -187,7 +188,8 @@ def train(
         start = state["step"]
     norms = tracked_norms(model)
     for m in norms:
-        m.set_statistics(None, None)
+        if isinstance(m, IntegralBatchNorm):
+            m.set_statistics(None, None)
         m.track_statistics = True
     net: nn.Module = model
     if world > 1:
