@@ -7,7 +7,7 @@ The same with the command line (one process; ``torchrun --nproc_per_node 2 -m in
 with the same options runs DDP):
 
     PYTHONPATH=examples inn train --model digits:trained_net --data digits:datasets \\
-        --keep-batchnorm --steps 300 --widths 0.25:1 -o out/twin
+        --steps 300 --widths 0.25:1 -o out/twin
 """
 
 import argparse

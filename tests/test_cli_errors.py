@@ -231,10 +231,17 @@ def test_each_experiment_is_a_subcommand_with_its_own_options():
 
 
 def test_train_runs_end_to_end_and_reports_every_width(tmp_path):
+    """With no flags BatchNorm is kept (its statistics tracked per width); a run that ends at
+    chance says so."""
     done = run_inn(["train", "--model", "tests.cli_models:gray_net", "--data",
-                    "tests.cli_models:digit_splits", "--steps", "2", "--keep-batchnorm",
-                    "-o", str(tmp_path), "--quiet"])  # fmt: skip
+                    "tests.cli_models:digit_splits", "--steps", "2", "--lr", "0",
+                    "-o", str(tmp_path)])  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "train.json").read_text())
     assert summary["steps"] == 2 and len(summary["accuracy_at_width"]) == 7
-    assert (tmp_path / "model.pt").is_file()
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert any(k.endswith("running_mean_function.values") for k in state)
+    assert "at full width is chance level (10 %): the network did not learn" in done.stderr
+    done = run_inn(["train", "--model", "m", "--data", "d", "--fold-batchnorm",
+                    "--keep-batchnorm"])  # fmt: skip
+    assert done.returncode == 2 and "contradict each other" in done.stderr

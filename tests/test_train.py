@@ -448,3 +448,12 @@ def test_a_missing_twin_names_the_script_that_makes_it(monkeypatch, tmp_path):
     monkeypatch.setattr("innlab.zoo.checkpoint_dir", lambda: tmp_path)
     with pytest.raises(innlab.zoo.PretrainedNotFoundError, match=r"scripts/train_twin\.py"):
         innlab.zoo.load_integral("cifar_resnet18")
+
+
+def test_training_a_model_whose_batchnorms_were_folded_warns():
+    from tests.cli_models import gray_net
+
+    imodel = inn.convert(gray_net().eval(), torch.zeros(1, 1, 8, 8), permute=False)
+    data = TensorDataset(torch.randn(8, 1, 8, 8), torch.arange(8) % 10)
+    with pytest.warns(UserWarning, match=r"the 2 BatchNorm\(s\) of this model were folded"):
+        train(imodel, data, steps=1, batch_size=8, progress=False)

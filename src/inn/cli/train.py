@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,13 @@ def add_parser(sub: Any) -> None:
         "fresh initialisation",
     )
     p.add_argument(
-        "--keep-batchnorm",
+        "--fold-batchnorm",
         action="store_true",
-        help="keep integral BatchNorm (default: fold it into the convolutions)",
+        help="fold BatchNorm into the convolutions before training (default: keep it as integral "
+        "BatchNorm, whose statistics are tracked for every width)",
     )
+    # kept: the default now (earlier commands pass it)
+    p.add_argument("--keep-batchnorm", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=positive_float, default=3.0, help="passes over the data")
     p.add_argument(
         "--steps", type=positive_int, help="train for this many steps instead of --epochs"
@@ -127,6 +131,8 @@ def _train(args: argparse.Namespace) -> int:
     import inn
     import inn.train  # a subpackage `import inn` does not load
 
+    if args.fold_batchnorm and args.keep_batchnorm:
+        raise UsageError("--fold-batchnorm and --keep-batchnorm contradict each other")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(args.device)
     if world > 1:
@@ -144,7 +150,7 @@ def _train(args: argparse.Namespace) -> int:
     test_batches = list(DataLoader(test, batch_size=250))
     example = test_batches[0][0][:1]
     imodel = inn.convert(
-        model, example, permute=args.start == "pretrained", fold_batchnorm=not args.keep_batchnorm
+        model, example, permute=args.start == "pretrained", fold_batchnorm=args.fold_batchnorm
     ).to(device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +179,12 @@ def _train(args: argparse.Namespace) -> int:
         (out / "train.json").write_text(json.dumps(summary, indent=1))
         print("width     " + " ".join(f"{f:>6.0%}" for f in results))
         print("accuracy  " + " ".join(f"{100 * a:>6.1f}" for a in results.values()))
+        chance = 1 / max(len({int(t) for _, y in test_batches for t in y}), 1)
+        if results[1.0] <= 1.5 * chance:
+            print(f"inn train: warning: {100 * results[1.0]:.1f} % at full width is chance level "
+                  f"({100 * chance:.0f} %): the network did not learn; try a lower --lr, more "
+                  "--epochs" + (", or no --fold-batchnorm" if args.fold_batchnorm else ""),
+                  file=sys.stderr)  # fmt: skip
         print(f"{report.steps} steps in {report.seconds:.0f} s ({report.samples_per_s:.0f} "
               f"samples/s); written: {out}/model.pt, train.json, log.jsonl")  # fmt: skip
     if world > 1:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -187,6 +188,14 @@ def train(
         sampler = WidthSampler.from_state_dict(state["sampler"])
         start = state["step"]
     norms = tracked_norms(model)
+    if model.report.folded_batchnorms and not norms:
+        warnings.warn(
+            f"inn.train: the {len(model.report.folded_batchnorms)} BatchNorm(s) of this model were "
+            "folded at conversion, so it trains without normalisation and no statistics are "
+            "tracked per width; from scratch it often stays at chance. Convert with "
+            "inn.convert(..., fold_batchnorm=False) to train with integral BatchNorm.",
+            stacklevel=2,
+        )
     for m in norms:
         if isinstance(m, IntegralBatchNorm):
             m.set_statistics(None, None)
