@@ -93,3 +93,24 @@ def test_version_through_the_entry_point():
         [sys.executable, "-m", "inn.cli", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == f"inn {inn.__version__}"
+
+
+def test_prune_cli_selects_original_channels_on_request(tmp_path):
+    from tests.cli_models import gray_net
+
+    torch.manual_seed(0)
+    model = gray_net().eval()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "small.pt"
+    code = main(["prune", "tests.cli_models:gray_net", "--weights", str(tmp_path / "w.pt"),
+                 "--widths", '{"0:out": 3}', "--sampling", "select", "--input-shape", "1,1,8,8",
+                 "-o", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    rows = torch.load(out, weights_only=False).get_submodule("0").weight.flatten(1)
+    original = model[0].weight.detach().flatten(1)
+    assert rows.shape[0] == 3
+    # every kept kernel is one of the original's (BatchNorm at its initial statistics folded)
+    assert torch.cdist(rows, original).min(1).values.max() < 1e-4
+    norms = original.abs().sum(1)
+    kept = torch.cdist(rows, original).argmin(1)
+    assert set(kept.tolist()) == set(torch.topk(norms, 3).indices.tolist())

@@ -62,6 +62,12 @@ def add_parser(sub: Any) -> None:
     )
     prune.add_argument("--seed", type=int, default=0, help="seed of the channel permutation")
     prune.add_argument("--model-kwargs", help="keyword arguments of the model, as JSON")
+    prune.add_argument(
+        "--sampling", choices=["auto", "resample", "select"], default="auto",
+        help="how a narrowed group gets its channels: resampled, its original channels with the "
+        "largest L1 norm selected, or auto (with --calib: per group, whichever loses less; "
+        "without: resampled)",
+    )  # fmt: skip
     prune.add_argument("-o", "--output", default="pruned.pt", help="output file")
     add_calib_arguments(prune)
     prune.set_defaults(func=run)
@@ -107,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         imodel.resize(budget=budget, round_to=round_to, data=calib)
     else:
         imodel.resize(compression=args.compression, round_to=round_to, data=calib)
-    small = export_repaired(imodel, model, calib, calibrate_options={"progress": True})
+    small = export_repaired(
+        imodel, model, calib, sampling=args.sampling, calibrate_options={"progress": True}
+    )
     before = (count_parameters(model), count_macs(model, x))
     after = (count_parameters(small), count_macs(small, x))
     width = max(len(g.name) for g in imodel.groups)
