@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -11,6 +13,7 @@ from inn.continuous import Partition
 from inn.errors import ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
 from inn.layers.registry import LayerRequest, register_integral_layer
+from inn.layers.width_statistics import BUCKETS, lattice_matrix, neighbours
 
 __all__ = [
     "IntegralBatchNorm",
@@ -29,8 +32,11 @@ class IntegralBatchNorm(IntegralLayer):
     sampled, not stored per channel) unless ``track_statistics`` is set (random-width
     training sets it): then a pass at the full, uniform partition updates their node values with
     the BatchNorm's momentum, so that the statistics of every narrower width are sampled from
-    them. In eval mode the sampled running statistics are used, with the variance clamped at 0
-    where interpolation undershoots.
+    them, and a pass at a narrow uniform width records its batch statistics per width bucket
+    (:mod:`inn.layers.width_statistics`). In eval mode: statistics measured at the current
+    widths (:func:`inn.reestimate_batchnorm`) if current, else at a narrow width the recorded
+    width buckets, else the sampled running statistics; the variance clamped at 0 where
+    interpolation undershoots.
     """
 
     discrete: type[nn.modules.batchnorm._BatchNorm]
@@ -56,6 +62,14 @@ class IntegralBatchNorm(IntegralLayer):
         self._register("bias", norm.bias, {0: "out"})
         self._register("running_mean", norm.running_mean, {0: "out"}, trainable=False)
         self._register("running_var", norm.running_var, {0: "out"}, trainable=False)
+        stats = norm.running_mean
+        self.register_buffer(  # (mean / variance, bucket, channel): see width_statistics
+            "width_statistics",
+            None if stats is None else stats.new_zeros(2, BUCKETS - 1, channels),
+        )
+        self.register_buffer(
+            "width_counts", None if stats is None else stats.new_zeros(BUCKETS - 1)
+        )
         self.register_buffer("measured_mean", None, persistent=False)
         self.register_buffer("measured_var", None, persistent=False)
         self._measured_sizes: tuple[object, ...] | None = None
@@ -86,13 +100,72 @@ class IntegralBatchNorm(IntegralLayer):
         self._measured_under = tuple(under)
         self._measured_sizes = self._sizes()
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        for name in ("width_statistics", "width_counts"):  # saved before they existed
+            if getattr(self, name) is not None:
+                state_dict.setdefault(prefix + name, getattr(self, name))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _segment_sizes(self) -> tuple[list[int], list[int]]:
+        parts = self.segment_partitions("out")
+        return [p.size for p in parts], [p.full_size for p in parts]
+
+    def _record_width(self, x: Tensor) -> None:
+        """Random-width training at a narrow uniform width: this batch's statistics into the
+        width buckets around its width (:mod:`inn.layers.width_statistics`)."""
+        sizes, full = self._segment_sizes()
+        with torch.no_grad():
+            values = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
+            var, mean = torch.var_mean(values, dim=1, correction=1 if values.shape[1] > 1 else 0)
+            stats = self.width_statistics
+            up = lattice_matrix(sizes, full, closed=self._closed(), like=stats)
+            measured = torch.stack([up @ mean.to(stats), up @ var.to(stats)])
+            momentum = 0.1 if self.momentum is None else self.momentum
+            for k, weight in neighbours(sum(sizes) / sum(full)):
+                if k == BUCKETS - 1:  # the full width: tracked at full width only
+                    continue
+                rate = 1.0 if self.width_counts[k] == 0 else momentum * weight
+                stats[:, k].lerp_(measured, rate)
+                self.width_counts[k] += weight
+
+    def _bucket_statistics(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The running mean and variance at the current narrow uniform width blended from the
+        width buckets, or ``None`` where a bucket it needs was never recorded."""
+        sizes, full = self._segment_sizes()
+        blend = 0
+        for k, weight in neighbours(sum(sizes) / sum(full)):
+            if k == BUCKETS - 1:
+                nodes = torch.stack(
+                    [self.running_mean_function.values, self.running_var_function.values]
+                )
+            elif self.width_counts[k] > 0:
+                nodes = self.width_statistics[:, k]
+            else:
+                return None
+            blend = blend + weight * nodes
+        down = lattice_matrix(full, sizes, closed=self._closed(), like=blend)
+        mean, var = (down @ blend[0]).to(like), (down @ blend[1]).to(like)
+        return mean, var
+
+    def _closed(self) -> bool:
+        return self.running_mean_function.closed
+
+    def _narrow_and_uniform(self) -> bool:
+        parts = self.segment_partitions("out")
+        return all(p.is_uniform for p in parts) and not self.at_full_width()
+
     def statistics(self) -> dict[str, Tensor]:
-        """The sampled tensors, with the measured statistics where they are current."""
+        """The sampled tensors, with the measured statistics where they are current, else at a
+        narrow uniform width those of the width buckets where recorded."""
         t = dict(self.sampled())
         if self._measured_sizes is not None and self._measured_sizes == self._sizes():
             like = t.get("running_mean", self.measured_mean)
             t["running_mean"] = self.measured_mean.to(like)
             t["running_var"] = self.measured_var.to(like)
+        elif "running_mean" in t and self._narrow_and_uniform():
+            blended = self._bucket_statistics(t["running_mean"])
+            if blended is not None:
+                t["running_mean"], t["running_var"] = blended
         if "running_var" in t:
             t["running_var"] = t["running_var"].clamp_min(0)
         return t
@@ -102,15 +175,21 @@ class IntegralBatchNorm(IntegralLayer):
         return self.size("out", self.full_features)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            t = self.sampled()
+            if self.track_statistics and "running_mean" in t:
+                if self.at_full_width():
+                    # The node values are the running statistics at the full uniform partition.
+                    mean, var = self.running_mean_function.values, self.running_var_function.values
+                    momentum = 0.1 if self.momentum is None else self.momentum
+                    return F.batch_norm(
+                        x, mean, var, t.get("weight"), t.get("bias"), True, momentum, self.eps
+                    )
+                if self._narrow_and_uniform():
+                    self._record_width(x)
+            return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
         t = self.statistics()
-        if self.training and self.track_statistics and "running_mean" in t and self.at_full_width():
-            # The node values are the running statistics at the full uniform partition.
-            mean, var = self.running_mean_function.values, self.running_var_function.values
-            momentum = 0.1 if self.momentum is None else self.momentum
-            return F.batch_norm(
-                x, mean, var, t.get("weight"), t.get("bias"), True, momentum, self.eps
-            )
-        if self.training or "running_mean" not in t:
+        if "running_mean" not in t:
             return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
         return F.batch_norm(
             x, t["running_mean"], t["running_var"], t.get("weight"), t.get("bias"), False, 0.0,

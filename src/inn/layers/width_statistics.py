@@ -1,0 +1,63 @@
+"""Running statistics per width bucket: what random-width training measures at narrow widths,
+kept so that a narrow width needs no data at evaluation.
+
+Statistics tracked at full width and sampled at a narrow width are not what the narrow network
+computes: its pre-normalisation activations sum over fewer, differently weighted channels. So
+during random-width training every pass at a narrow uniform width also records its batch
+statistics, interpolated onto the full lattice, into the buckets of the two width fractions
+``k / K`` around its own (linear weights); the bucket ``K / K`` is the full width, the
+ordinary running statistics. At evaluation a width without measured statistics blends its two
+neighbouring buckets the same way, if both have been recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from inn.continuous import axis_matrix
+from inn.numerics import uniform
+
+__all__ = ["BUCKETS", "lattice_matrix", "neighbours"]
+
+BUCKETS = 8
+"""Width fractions 1/8, 2/8, ..., 8/8 (the last: the full width's running statistics)."""
+
+
+def neighbours(fraction: float, buckets: int = BUCKETS) -> list[tuple[int, float]]:
+    """The buckets around width ``fraction`` (index ``k`` stands for ``(k + 1) / buckets``) and
+    their linear weights, which sum to 1; below the first bucket, the first alone."""
+    position = fraction * buckets - 1  # in bucket indices
+    if position <= 0:
+        return [(0, 1.0)]
+    low = min(math.floor(position), buckets - 1)
+    high_weight = position - low
+    if low == buckets - 1 or high_weight == 0:
+        return [(low, 1.0)]
+    return [(low, 1.0 - high_weight), (low + 1, high_weight)]
+
+
+@functools.lru_cache(maxsize=256)
+def _matrix(
+    sizes_from: tuple[int, ...],
+    sizes_to: tuple[int, ...],
+    closed: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    with torch.inference_mode(False):
+        points = [uniform(n, closed=closed, dtype=dtype, device=device) for n in sizes_to]
+        return axis_matrix(list(sizes_from), points, closed=closed)
+
+
+def lattice_matrix(
+    sizes_from: Sequence[int], sizes_to: Sequence[int], *, closed: bool, like: Tensor
+) -> Tensor:
+    """``(sum(sizes_to), sum(sizes_from))``: per segment, the interpolant of values on the
+    uniform lattice of ``sizes_from[i]`` nodes, evaluated on the uniform lattice of
+    ``sizes_to[i]`` points (in ``like``'s dtype and device; memoised)."""
+    return _matrix(tuple(sizes_from), tuple(sizes_to), closed, like.dtype, like.device)

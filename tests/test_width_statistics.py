@@ -1,0 +1,104 @@
+"""Running statistics per width bucket: recorded by random-width training at narrow widths,
+used at a narrow width without data; against hand computations."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import inn
+from inn.layers import IntegralBatchNorm2d
+from inn.layers.width_statistics import neighbours
+from inn.train import train
+
+
+@pytest.mark.parametrize(
+    "fraction, expected",
+    [(0.1, [(0, 1.0)]), (0.125, [(0, 1.0)]), (0.5, [(3, 1.0)]), (0.5625, [(3, 0.5), (4, 0.5)]),
+     (0.95, [(6, 0.4), (7, 0.6)]), (1.0, [(7, 1.0)])],
+)  # fmt: skip
+def test_neighbouring_buckets_and_their_weights(fraction, expected):
+    got = neighbours(fraction, 8)
+    assert [k for k, _ in got] == [k for k, _ in expected]
+    assert [w for _, w in got] == pytest.approx([w for _, w in expected])
+
+
+def _norm(channels: int = 16) -> IntegralBatchNorm2d:
+    bn = nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.running_mean.fill_(5.0)
+        bn.running_var.fill_(7.0)
+    layer = IntegralBatchNorm2d(bn)
+    layer.track_statistics = True
+    return layer
+
+
+def _batch(width: int, mean: torch.Tensor, std: float) -> torch.Tensor:
+    """Channels ``mean`` plus one noise shared by every channel: the batch means stay linear in
+    the channel where ``mean`` is, the variances equal."""
+    noise = torch.randn(64, 1, 4, 4, generator=torch.Generator().manual_seed(width))
+    return mean.view(1, -1, 1, 1) + std * noise.expand(64, width, 4, 4)
+
+
+def _record(layer: IntegralBatchNorm2d, width: int, mean: torch.Tensor, std: float = 2.0) -> None:
+    layer.segment_partitions("out")[0].resize(width)
+    layer.train()(_batch(width, mean, std))
+
+
+def _statistics_at(layer: IntegralBatchNorm2d, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    layer.segment_partitions("out")[0].resize(width)
+    t = layer.eval().statistics()
+    return t["running_mean"], t["running_var"]
+
+
+def test_a_recorded_width_gets_its_batch_statistics_back():
+    """Means linear in the channel position are rebuilt exactly (cubic interpolation keeps
+    linear functions); the variance is the batch's unbiased one."""
+    layer = _norm()
+    mean = torch.linspace(-1.0, 2.0, 8)
+    _record(layer, 8, mean)  # 8 of 16 channels: the bucket of 4/8 exactly
+    x = _batch(8, mean, 2.0)
+    got_mean, got_var = _statistics_at(layer, 8)
+    torch.testing.assert_close(got_mean, x.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_var, x.var((0, 2, 3)), atol=1e-5, rtol=1e-5)
+    # the full width keeps its own running statistics
+    full_mean, _ = _statistics_at(layer, 16)
+    torch.testing.assert_close(full_mean, torch.full((16,), 5.0))
+
+
+def test_a_width_between_buckets_blends_them_and_an_unrecorded_one_samples_the_full_width():
+    layer = _norm()
+    _record(layer, 4, torch.full((4,), 1.0), std=0.0)  # bucket 2/8
+    _record(layer, 6, torch.full((6,), 3.0), std=0.0)  # bucket 3/8
+    mean, var = _statistics_at(layer, 5)  # 5/16: half way
+    torch.testing.assert_close(mean, torch.full((5,), 2.0))
+    torch.testing.assert_close(var, torch.zeros(5), atol=1e-6, rtol=0)
+    # 12 of 16 (bucket 6/8) was never recorded: the sampled full-width statistics
+    mean, var = _statistics_at(layer, 12)
+    torch.testing.assert_close(mean, torch.full((12,), 5.0))
+    torch.testing.assert_close(var, torch.full((12,), 7.0))
+    # measured statistics, where current, come first
+    layer.segment_partitions("out")[0].resize(5)
+    layer.set_statistics(torch.zeros(5), torch.ones(5))
+    assert _statistics_at(layer, 5)[0].abs().max() == 0
+
+
+def test_state_dicts_saved_before_width_buckets_still_load():
+    layer = _norm()
+    state = {k: v for k, v in layer.state_dict().items() if not k.startswith("width_")}
+    fresh = _norm()
+    fresh.load_state_dict(state)  # strict
+    assert fresh.width_counts.sum() == 0
+
+
+def test_random_width_training_records_the_narrow_widths():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+    ).eval()  # fmt: skip
+    imodel = inn.convert(model, torch.zeros(1, 1, 6, 6), permute=False, fold_batchnorm=False)
+    data = TensorDataset(torch.randn(16, 1, 6, 6), torch.arange(16) % 3)
+    train(imodel, data, steps=2, batch_size=8, widths=(0.25, 1.0), progress=False)
+    (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
+    assert norm.width_counts[1] > 0  # the sandwich's narrowest width, 2 of 8 channels
