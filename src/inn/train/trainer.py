@@ -188,9 +188,10 @@ def train(
         sampler = WidthSampler.from_state_dict(state["sampler"])
         start = state["step"]
     norms = tracked_norms(model)
-    if model.report.folded_batchnorms and not norms:
+    folded = model.report.folded_batchnorms if isinstance(model, IntegralModel) else []
+    if folded and not norms:
         warnings.warn(
-            f"inn.train: the {len(model.report.folded_batchnorms)} BatchNorm(s) of this model were "
+            f"inn.train: the {len(folded)} BatchNorm(s) of this model were "
             "folded at conversion, so it trains without normalisation and no statistics are "
             "tracked per width; from scratch it often stays at chance. Convert with "
             "inn.convert(..., fold_batchnorm=False) to train with integral BatchNorm.",
