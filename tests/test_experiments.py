@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+
+import inn
 from innlab.experiments import pruning
 
 
@@ -136,3 +139,22 @@ def test_against_peers_picks_among_the_peers_that_ran_at_each_budget():
     assert lines[4] == "| | difference | +2.0 | +10.0 | |"
     alone = against_peers({"x": [r for r in rows if not r.method.startswith("tp-")]})
     assert alone.splitlines()[3] == "| | best Torch-Pruning |  |  | |"
+
+
+def test_a_rerun_replaces_its_methods_rows_and_keeps_the_others(tmp_path):
+    from innlab.experiments.budget import Row
+    from innlab.experiments.rerun import merge_rerun
+
+    def row(method: str, accuracy: float) -> Row:
+        return Row(method, "params", 0.5, 0, accuracy, 1, 1, 1.0, 1.0)
+
+    earlier = [row("unpruned", 0.9), row("inn", 0.1), row("tp-lamp+bn", 0.2)]
+    rows = [row("unpruned", 0.91), row("inn", 0.3), row("inn-select", 0.4)]
+    order = ("unpruned", "inn", "inn-select", "tp-lamp+bn")
+    merged, command = merge_rerun(tmp_path, (earlier, "first"), rows, "second", order)
+    assert [(r.method, r.accuracy) for r in merged] == [
+        ("unpruned", 0.91), ("inn", 0.3), ("inn-select", 0.4), ("tp-lamp+bn", 0.2)
+    ]  # fmt: skip
+    assert command == "first && second"
+    with pytest.raises(inn.InnError, match="--update needs earlier results"):
+        merge_rerun(tmp_path, None, rows, "second", order)

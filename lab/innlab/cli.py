@@ -55,7 +55,7 @@ _EXPERIMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "pipeline-a": (
         "the paper's Table 1: networks trained with random widths vs discrete and slimmable",
-        ("model", "methods", "seeds", "epochs", "model-width", "dataset", "data-dir"),
+        ("model", "methods", "seeds", "epochs", "model-width", "dataset", "data-dir", "update"),
     ),
     "pipeline-b": (
         "the INN rows of pruning without fine-tuning (partition tuning)",
@@ -193,6 +193,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _budget_experiment(args: argparse.Namespace) -> int:
     from innlab.experiments import budget, workloads
+    from innlab.experiments.rerun import merge_rerun
 
     model_name = args.model or DEMO_MODEL
     work = workloads.mnist_workload(model_name)
@@ -209,7 +210,12 @@ def _budget_experiment(args: argparse.Namespace) -> int:
     title = f"Pruning to a budget without fine-tuning, inn vs Torch-Pruning: {work.name}"
     command = command_line(args.argv)
     if args.update:
-        rows, command = budget.updated(out / "results.json", rows, command)
+        path = out / "results.json"
+        earlier = budget.load(path) if path.is_file() else None
+        rows, command = merge_rerun(
+            path, earlier and (earlier[0], earlier[2]), rows, command,
+            ("unpruned", *budget.METHODS),
+        )  # fmt: skip
     budget.save(rows, out, title, command)
     print(f"\n{title}\n\n{budget.markdown(rows)}\n")
     print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")
@@ -274,6 +280,7 @@ def _pipeline_a(args: argparse.Namespace, command: str) -> int:
     """``inn experiment pipeline-a``: Table 1 at CPU scale (see innlab.experiments.pipeline_a)."""
     from innlab import zoo
     from innlab.experiments import pipeline_a, workloads
+    from innlab.experiments.rerun import merge_rerun
 
     name = args.model or "cifar_resnet18"
     work = workloads.training_data(args.dataset, Path(args.data_dir) if args.data_dir else None)
@@ -291,6 +298,13 @@ def _pipeline_a(args: argparse.Namespace, command: str) -> int:
              f"{args.epochs:g} epochs on {work.name}")  # fmt: skip
     setup = {"model": name, "kwargs": kwargs, "epochs": args.epochs,
              "seconds": time.perf_counter() - start}  # fmt: skip
+    if args.update:
+        path = out / "results.json"
+        earlier = pipeline_a.load(path) if path.is_file() else None
+        rows, command = merge_rerun(
+            path, earlier and (earlier[0], earlier[1]["command"]), rows, command,
+            pipeline_a.METHODS,
+        )  # fmt: skip
     pipeline_a.save(rows, out, title, command, setup)
     print(f"\n{title}\n\n{pipeline_a.markdown(rows)}\n")
     print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy.png'}")

@@ -55,7 +55,6 @@ __all__ = [
     "plot",
     "run",
     "save",
-    "updated",
 ]
 
 METHODS = (
@@ -317,18 +316,6 @@ def load_networks(results: Path) -> dict[str, tuple[list[Row], str]]:
             rows, _, command = load(path)
             found[name] = (rows, command)
     return found
-
-
-def updated(path: Path, rows: Sequence[Row], command: str) -> tuple[list[Row], str]:
-    """``rows`` (a rerun of some methods, with its unpruned row) merged into the results at
-    ``path``: that run's rows of the other methods kept, the commands joined by ``&&`` (running
-    them in order gives the file again)."""
-    if not Path(path).is_file():
-        raise inn.InnError(f"--update needs earlier results at {path}; run without --update first")
-    earlier, _, earlier_command = load(path)
-    rerun = {r.method for r in rows} - {"unpruned"}
-    kept = [r for r in earlier if r.method not in rerun and r.method != "unpruned"]
-    return [*rows, *kept], f"{earlier_command} && {command}"
 
 
 def save(rows: Sequence[Row], out_dir: Path, title: str, command: str) -> None:
