@@ -114,7 +114,10 @@ def export_repaired(
         select_channels(imodel)
     if calib is None:
         return imodel.export()
-    choice = choose_sampling(imodel, original, calib) if sampling == "auto" else {}
+    progress = bool(dict(calibrate_options or {}).get("progress", False))
+    choice = (
+        choose_sampling(imodel, original, calib, progress=progress) if sampling == "auto" else {}
+    )
     if sampling != "auto":
         reestimate_batchnorm(imodel, calib)
     if tune:
