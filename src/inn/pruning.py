@@ -43,9 +43,9 @@ def prune(
     The defaults are the best combination measured (README, "Pruning to a budget"). With
     ``calib``: BatchNorms are kept through conversion, the widths per group are allocated by the
     output change each group causes on ``calib``, the BatchNorm statistics are measured again at
-    the new widths, the biases and normalisation parameters of the export are fitted to the
-    original network's outputs on ``calib`` (:func:`inn.recover.calibrate_biases`), and the
-    BatchNorms are folded. Without data: BatchNorms folded, widths by the data-free
+    the new widths, each narrowed group's channels resampled or selected (``sampling``), the
+    biases and normalisation parameters of the export fitted to the original network's outputs
+    on ``calib`` (:func:`inn.recover.calibrate_biases`), and the BatchNorms folded. Without data: BatchNorms folded, widths by the data-free
     sensitivity, uniform points.
 
     Args:
@@ -62,6 +62,13 @@ def prune(
             :func:`inn.tune_partition`), then measure the statistics again. Off by default: on
             the networks measured, it adds no accuracy once widths are allocated and the
             statistics re-estimated, and it costs most of the time.
+        sampling: how each narrowed group gets its channels: ``"resample"`` (the integral
+            network's uniform points), ``"select"`` (its original channels with the largest L1
+            norm, :func:`inn.recover.select_channels`) or ``"auto"`` (default): with ``calib``,
+            per group whichever of the two loses less before calibration
+            (:func:`inn.recover.choose_sampling`), then that mix, all-resampled and
+            all-selected are each calibrated and the lowest held-out calibration loss is kept;
+            without ``calib``, resampling.
         convert_options: keyword arguments of :func:`inn.convert`.
         resize_options: keyword arguments of :meth:`IntegralModel.resize`.
         tune_options: keyword arguments of :func:`inn.tune_partition`.
