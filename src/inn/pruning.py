@@ -45,8 +45,8 @@ def prune(
     output change each group causes on ``calib``, the BatchNorm statistics are measured again at
     the new widths, each narrowed group's channels resampled or selected (``sampling``), the
     biases and normalisation parameters of the export fitted to the original network's outputs
-    on ``calib`` (:func:`inn.recover.calibrate_biases`), and the BatchNorms folded. Without data: BatchNorms folded, widths by the data-free
-    sensitivity, uniform points.
+    on ``calib`` (:func:`inn.recover.calibrate_biases`), and the BatchNorms folded. Without
+    data: BatchNorms folded, widths by the data-free sensitivity, uniform points.
 
     Args:
         model: trained network in eval mode (not modified).
