@@ -295,10 +295,10 @@ def train(
         reestimate_full_width_batchnorm(
             model, _first_inputs(shards, total, settings.statistics_batches, device)
         )
-        if world > 1:
-            for m in norms:
-                dist.broadcast(m.running_mean_function.values, 0)
-                dist.broadcast(m.running_var_function.values, 0)
+    if world > 1:  # each rank tracked the statistics of its own shards: rank 0's are kept
+        for m in norms:
+            for buffer in m.buffers():
+                dist.broadcast(buffer, 0)
     if settings.checkpoint is not None and done > 0:
         _save(total)
     model.eval()
