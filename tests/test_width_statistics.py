@@ -102,3 +102,22 @@ def test_random_width_training_records_the_narrow_widths():
     train(imodel, data, steps=2, batch_size=8, widths=(0.25, 1.0), progress=False)
     (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
     assert norm.width_counts[1] > 0  # the sandwich's narrowest width, 2 of 8 channels
+
+
+def test_only_passes_with_every_group_at_one_fraction_record_statistics():
+    from inn.convert import Group
+    from inn.train import WidthSampler
+
+    groups = [Group("a", 8, 8, True), Group("b", 16, 16, True)]
+    sandwich = WidthSampler.for_groups(groups, (0.25, 1.0), num_random=2)
+    assert sandwich.uniform(0) == [True, True, False, False]
+    assert len(sandwich.draw(0)) == 4
+    same = WidthSampler.for_groups(groups, (0.25, 1.0), same_fraction=True, num_random=1)
+    assert same.uniform(3) == [True, True, True]
+    fixed = WidthSampler.for_groups(groups, (0.25, 1.0), sampling="fixed")
+    assert fixed.uniform(0) == [True] * len(fixed.draw(0))
+    # a pass that is not uniform leaves the buckets as they are
+    layer = _norm()
+    layer.record_widths = False
+    _record(layer, 8, torch.zeros(8))
+    assert layer.width_counts.sum() == 0

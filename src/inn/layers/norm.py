@@ -75,6 +75,10 @@ class IntegralBatchNorm(IntegralLayer):
         self._measured_sizes: tuple[object, ...] | None = None
         self._measured_under: tuple[Partition, ...] = ()
         self.track_statistics = False
+        # whether a tracked pass at a narrow width records its statistics (random-width training
+        # records only passes in which every group is at the same fraction: the statistics of a
+        # width depend on the widths upstream, and evaluation at a width fraction has them equal)
+        self.record_widths = True
 
     def _sizes(self) -> tuple[object, ...]:
         own = tuple(p.sampling_key for p in self.segment_partitions("out"))
@@ -185,7 +189,7 @@ class IntegralBatchNorm(IntegralLayer):
                     return F.batch_norm(
                         x, mean, var, t.get("weight"), t.get("bias"), True, momentum, self.eps
                     )
-                if self._narrow_and_uniform():
+                if self.record_widths and self._narrow_and_uniform():
                     self._record_width(x)
             return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
         t = self.statistics()

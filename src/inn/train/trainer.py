@@ -197,9 +197,10 @@ def train(
             "inn.convert(..., fold_batchnorm=False) to train with integral BatchNorm.",
             stacklevel=2,
         )
+    bucketed = [m for m in norms if isinstance(m, IntegralBatchNorm)]
+    for m in bucketed:
+        m.set_statistics(None, None)
     for m in norms:
-        if isinstance(m, IntegralBatchNorm):
-            m.set_statistics(None, None)
         m.track_statistics = True
     net: nn.Module = model
     if world > 1:
@@ -221,11 +222,13 @@ def train(
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if settings.augment is not None:
             x = settings.augment(x)
-        draws = sampler.draw(i)
+        draws, uniform = sampler.draw(i), sampler.uniform(i)
         teacher = None
         losses = []
         for k, draw in enumerate(draws):
             model.resize(widths=draw)
+            for m in bucketed:  # statistics per width: recorded in uniform passes only
+                m.record_widths = uniform[k]
             last = k == len(draws) - 1
             sync = net.no_sync() if (world > 1 and not last) else nullcontext()
             with sync:
@@ -289,6 +292,8 @@ def train(
     finally:
         for m in norms:
             m.track_statistics = False
+        for m in bucketed:
+            m.record_widths = True
         model.resize(widths={g.name: g.full_size for g in model.resizable_groups})
     seconds = time.perf_counter() - tick
     if norms and settings.statistics_batches > 0 and done > 0:

@@ -159,6 +159,16 @@ class WidthSampler:
             })  # fmt: skip
         return draws
 
+    def uniform(self, step: int) -> list[bool]:
+        """Per forward pass of step ``step`` (as :meth:`draw`), whether every group is at the
+        same point of its range: the sandwich's largest and smallest widths, every fixed
+        fraction, the random draws of ``same_fraction``."""
+        if self.sampling == "fixed":
+            return [True] * len(self.fixed)
+        ends = [True, True] if self.sampling == "sandwich" else []
+        randoms = self.num_random if self.sampling == "sandwich" else 1
+        return ends + [self.same_fraction] * randoms
+
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
