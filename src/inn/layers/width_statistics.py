@@ -3,11 +3,12 @@ kept so that a narrow width needs no data at evaluation.
 
 Statistics tracked at full width and sampled at a narrow width are not what the narrow network
 computes: its pre-normalisation activations sum over fewer, differently weighted channels. So
-during random-width training every pass at a narrow uniform width also records its batch
-statistics, interpolated onto the full lattice, into the buckets of the two width fractions
-``k / K`` around its own (linear weights); the bucket ``K / K`` is the full width, the
-ordinary running statistics. At evaluation a width without measured statistics blends its two
-neighbouring buckets the same way, if both have been recorded.
+during random-width training every pass at a narrow uniform width in which all groups are at one
+fraction (the statistics depend on the widths upstream too) also records its batch statistics,
+interpolated onto the full lattice, into the buckets of the two width fractions ``k / K``
+around its own (linear weights); the bucket ``K / K`` is the full width, the ordinary running
+statistics. At evaluation a width without measured statistics blends its two neighbouring
+buckets the same way, if both have been recorded (else the full width's are sampled).
 """
 
 from __future__ import annotations
