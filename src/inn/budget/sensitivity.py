@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inn.layers import IntegralLayer
 from inn.numerics import resampling_matrix
 from inn.outputs import output_tensors
 
@@ -71,30 +70,22 @@ class GroupValues:
 
 def group_values(imodel: IntegralModel, seed: int = 0) -> dict[str, GroupValues]:
     """Per resizable group of more than one channel, :class:`GroupValues`."""
-    names = {id(imodel.partition(g.name)): g.name for g in imodel.resizable_groups}
     generator = torch.Generator().manual_seed(seed)
     columns: dict[str, list[Tensor]] = defaultdict(list)
     closed: dict[str, bool] = {}
-    for module in imodel.graph_module.modules():
-        if not isinstance(module, IntegralLayer):
+    for name, values, dim, offset in imodel.tensor_segments():
+        part = imodel.partition(name)
+        if part.full_size == 1:
             continue
-        for tensor, roles in module.channel_axes().items():
-            values = getattr(module, f"{tensor}_function").values.detach().float().cpu()
-            for dim, role in roles.items():
-                offset = 0
-                for part in module.segment_partitions(role):
-                    name = names.get(id(part))
-                    if name is not None and part.full_size > 1:
-                        flat = values.narrow(dim, offset, part.full_size).movedim(dim, 0)
-                        flat = flat.reshape(part.full_size, -1)
-                        if flat.shape[1] > _MAX_COLUMNS:
-                            pick = torch.randperm(flat.shape[1], generator=generator)
-                            flat = flat[:, pick[:_MAX_COLUMNS]]
-                        norm = flat.norm()
-                        if norm > 0:
-                            columns[name].append(flat / norm)
-                            closed[name] = part.closed
-                    offset += part.full_size
+        flat = values.detach().float().cpu().narrow(dim, offset, part.full_size).movedim(dim, 0)
+        flat = flat.reshape(part.full_size, -1)
+        if flat.shape[1] > _MAX_COLUMNS:
+            pick = torch.randperm(flat.shape[1], generator=generator)
+            flat = flat[:, pick[:_MAX_COLUMNS]]
+        norm = flat.norm()
+        if norm > 0:
+            columns[name].append(flat / norm)
+            closed[name] = part.closed
     return {n: GroupValues(torch.cat(c, 1), closed[n]) for n, c in columns.items()}
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.fx as fx
-from torch import nn
+from torch import Tensor, nn
 
 from inn.continuous import Partition
 from inn.continuous.partition import sampling_memo
@@ -159,6 +159,25 @@ class IntegralModel(nn.Module):
             )
             raise InnError(f"no channel group named {name!r}{hint} (see IntegralModel.groups)")
         return self._partitions[name]
+
+    def tensor_segments(self, *, producing: bool = False) -> Iterator[tuple[str, Tensor, int, int]]:
+        """Every segment of a continuous tensor's axis that runs along a resizable group:
+        ``(group name, the tensor's node values, dim, offset of the segment along dim)``; the
+        segment spans the group's ``full_size`` entries. ``producing``: only the axes a layer
+        produces (:meth:`IntegralLayer.producing_axes`: not biases, scales or summed axes)."""
+        names = {id(self._partitions[g.name]): g.name for g in self.resizable_groups}
+        for module in self.graph_module.modules():
+            if not isinstance(module, IntegralLayer):
+                continue
+            axes = module.producing_axes() if producing else module.channel_axes()
+            for tensor, roles in axes.items():
+                values = getattr(module, f"{tensor}_function").values
+                for dim, role in roles.items():
+                    offset = 0
+                    for part in module.segment_partitions(role):
+                        if id(part) in names:
+                            yield names[id(part)], values, dim, offset
+                        offset += part.full_size
 
     @property
     def version(self) -> int:

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 
 from inn.convert import IntegralModel
 from inn.errors import InnError
-from inn.layers import IntegralLayer
 from inn.outputs import output_tensors
 from inn.recover.batches import as_batches
 from inn.recover.statistics import reestimate_batchnorm
@@ -36,22 +35,12 @@ def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
     norm of the weights that produce the group's channels (:meth:`IntegralLayer.producing_axes`),
     summed over its producing layers. Groups that no weight produces (e.g. only read) are absent.
     """
-    names = {id(imodel.partition(g.name)): g.name for g in imodel.resizable_groups}
     scores: dict[str, Tensor] = {}
-    for module in imodel.graph_module.modules():
-        if not isinstance(module, IntegralLayer):
-            continue
-        for tensor, roles in module.producing_axes().items():
-            values = getattr(module, f"{tensor}_function").values.detach().double().cpu()
-            for dim, role in roles.items():
-                offset = 0
-                for part in module.segment_partitions(role):
-                    name = names.get(id(part))
-                    if name is not None:
-                        rows = values.narrow(dim, offset, part.full_size).movedim(dim, 0)
-                        l1 = rows.reshape(part.full_size, -1).abs().sum(1)
-                        scores[name] = scores[name] + l1 if name in scores else l1
-                    offset += part.full_size
+    for name, values, dim, offset in imodel.tensor_segments(producing=True):
+        full = imodel.partition(name).full_size
+        rows = values.detach().double().cpu().narrow(dim, offset, full).movedim(dim, 0)
+        l1 = rows.reshape(full, -1).abs().sum(1)
+        scores[name] = scores[name] + l1 if name in scores else l1
     return scores
 
 
