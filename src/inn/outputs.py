@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from inn.errors import InnError
 
-__all__ = ["output_tensors"]
+__all__ = ["flat_output", "output_tensors"]
 
 
 def output_tensors(output: Any) -> list[Tensor]:
@@ -20,3 +21,8 @@ def output_tensors(output: Any) -> list[Tensor]:
     if isinstance(output, (tuple, list)):
         return [t for item in output for t in output_tensors(item)]
     raise InnError(f"a model output must be tensors, got {type(output).__name__}")
+
+
+def flat_output(output: Any) -> Tensor:
+    """A model's output (a tensor, or a tuple of them: a detector's) as one float64 vector."""
+    return torch.cat([t.double().reshape(-1) for t in output_tensors(output)])

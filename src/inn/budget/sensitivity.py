@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from inn.numerics import resampling_matrix
-from inn.outputs import output_tensors
+from inn.outputs import flat_output
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
@@ -144,7 +144,7 @@ def output_errors(
     with imodel.widths_kept():
         imodel.resize(widths=full)
         with torch.no_grad():
-            reference = [_flat(imodel(*b)) for b in batches]
+            reference = [flat_output(imodel(*b)) for b in batches]
             energy = sum(float(r.square().sum()) for r in reference)
             for g in imodel.resizable_groups:
                 levels = _levels(g.full_size, fractions)
@@ -153,7 +153,7 @@ def output_errors(
                     imodel.resize(widths={g.name: int(n)})
                     values.append(
                         sum(
-                            float((_flat(imodel(*b)) - r).square().sum())
+                            float((flat_output(imodel(*b)) - r).square().sum())
                             for b, r in zip(batches, reference, strict=True)
                         )
                         / max(energy, 1e-30)
@@ -161,11 +161,6 @@ def output_errors(
                 imodel.resize(widths={g.name: g.full_size})
                 widths[g.name], errors[g.name] = levels, np.array(values)
     return Sensitivity(widths, errors, "outputs")
-
-
-def _flat(output: object) -> Tensor:
-    """A model's output (a tensor, or a tuple of them: a detector's) as one float64 vector."""
-    return torch.cat([t.double().reshape(-1) for t in output_tensors(output)])
 
 
 def _first_inputs(data: Iterable, limit: int) -> list[tuple[Tensor, ...]]:

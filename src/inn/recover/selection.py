@@ -12,7 +12,6 @@ worse on that data than either alternative alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -20,14 +19,13 @@ from tqdm.auto import tqdm
 
 from inn.convert import IntegralModel
 from inn.errors import InnError
-from inn.outputs import output_tensors
+from inn.outputs import flat_output
 from inn.recover.batches import as_batches
 from inn.recover.statistics import reestimate_batchnorm
 
 __all__ = ["SAMPLINGS", "channel_scores", "check_sampling", "choose_sampling", "select_channels"]
 
 SAMPLINGS = ("auto", "resample", "select")
-Sampling = Literal["auto", "resample", "select"]
 
 
 def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
@@ -84,7 +82,7 @@ def choose_sampling(
     device = next((p.device for p in imodel.parameters()), torch.device("cpu"))
     batches = [x.to(device) for x in batches]
     with torch.no_grad():
-        targets = [_flat(reference(x)) for x in batches]
+        targets = [flat_output(reference(x)) for x in batches]
     energy = max(sum(float(t.square().sum()) for t in targets), 1e-30)
 
     def error() -> float:
@@ -92,7 +90,7 @@ def choose_sampling(
         with torch.no_grad():
             return (
                 sum(
-                    float((_flat(imodel(x)) - t).square().sum())
+                    float((flat_output(imodel(x)) - t).square().sum())
                     for x, t in zip(batches, targets, strict=True)
                 )
                 / energy
@@ -124,10 +122,6 @@ def choose_sampling(
         use(choice)
         reestimate_batchnorm(imodel, batches)
     return {g.name: choice.get(g.name, "resample") for g in narrowed}
-
-
-def _flat(output: object) -> Tensor:
-    return torch.cat([t.double().reshape(-1) for t in output_tensors(output)])
 
 
 def check_sampling(sampling: str) -> None:
