@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -457,3 +458,28 @@ def test_training_a_model_whose_batchnorms_were_folded_warns():
     data = TensorDataset(torch.randn(8, 1, 8, 8), torch.arange(8) % 10)
     with pytest.warns(UserWarning, match=r"the 2 BatchNorm\(s\) of this model were folded"):
         train(imodel, data, steps=1, batch_size=8, progress=False)
+
+
+def test_a_teacher_adds_its_kl_divergence_to_every_pass():
+    """Against a hand computation of one step's loss: cross-entropy + KL(teacher || student),
+    averaged over the sandwich's passes (lr 1e-12: the weights do not move between them)."""
+    torch.manual_seed(0)
+    imodel, data = _converted(), _task(8)  # one batch of every sample
+    teacher = nn.Linear(16, 4)
+    seen = []
+    train(imodel, data, steps=1, batch_size=8, lr=1e-12, teacher=teacher, widths=(0.5, 1.0),
+          progress=False, statistics_batches=0, smoothness=0.0,
+          callback=lambda step, info: seen.append(info))  # fmt: skip
+    x, y = data.tensors
+    expected = []
+    for widths in seen[0]["widths"]:
+        imodel.resize(widths=widths)
+        imodel.train()
+        with torch.no_grad():
+            out = imodel(x)
+            kl = F.kl_div(F.log_softmax(out, -1), F.log_softmax(teacher(x), -1),
+                          log_target=True, reduction="batchmean")  # fmt: skip
+            expected.append(float(F.cross_entropy(out, y) + kl))
+    assert seen[0]["loss"] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    with pytest.raises(inn.InnError, match="use one"):
+        train(imodel, data, steps=1, teacher=teacher, distill=True, progress=False)

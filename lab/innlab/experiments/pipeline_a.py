@@ -13,7 +13,9 @@ group's width:
   per width on the calibration images; ``inn-scratch+bn-s0``: without the smoothness penalty;
 * ``inn-converted``: ``discrete`` converted (BatchNorm kept) and fine-tuned with random widths
   for as many epochs again (learning rate x ``converted_lr``), no data at evaluation;
-  ``inn-converted+re``: statistics re-estimated per width;
+  ``inn-converted+re``: statistics re-estimated per width; ``inn-converted+kd``: the discrete
+  network is also the teacher of every width (``inn.train``'s ``teacher``), no data at
+  evaluation;
 * ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
   (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches;
@@ -45,7 +47,7 @@ __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "sa
 
 METHODS = (
     "discrete", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
-    "inn-converted", "inn-converted+re", "slimmable", "slimmable-4", "l1+bn", "inn-tune",
+    "inn-converted", "inn-converted+re", "inn-converted+kd", "slimmable", "slimmable-4", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 Batches = list[tuple[Tensor, Tensor]]
@@ -134,22 +136,23 @@ def run(
             add("discrete", seed, {1.0: accuracy(plain, test)}, seconds)
 
         small_lr = lr * converted_lr
-        inn_rows = (  # (method, fold BatchNorm, smoothness, learning rate)
+        inn_rows = (  # (method, fold BatchNorm, smoothness, learning rate, teacher)
             # no normalisation: the smaller rate (it stays at chance at both, measured)
-            ("inn-scratch", True, smoothness, small_lr),
-            ("inn-scratch+bn", False, smoothness, lr),
-            ("inn-scratch+bn-s0", False, 0.0, lr),
-            ("inn-converted", False, smoothness, small_lr),
+            ("inn-scratch", True, smoothness, small_lr, None),
+            ("inn-scratch+bn", False, smoothness, lr, None),
+            ("inn-scratch+bn-s0", False, 0.0, lr, None),
+            ("inn-converted", False, smoothness, small_lr, None),
+            ("inn-converted+kd", False, smoothness, small_lr, plain),
         )
-        for method, fold, penalty, rate in inn_rows:
+        for method, fold, penalty, rate, teacher in inn_rows:
             if method not in methods and f"{method}+re" not in methods:
                 continue
-            if method == "inn-converted":
+            if method.startswith("inn-converted"):
                 imodel = inn.convert(plain, example, fold_batchnorm=fold, seed=seed)
             else:
                 imodel = inn.convert(fresh(seed), example, permute=False, fold_batchnorm=fold)
             seconds = _timed(train, imodel, train_set, widths=(low, 1.0), smoothness=penalty,
-                             **{**sandwich, "lr": rate})  # fmt: skip
+                             teacher=teacher, **{**sandwich, "lr": rate})  # fmt: skip
             if method in methods:
                 add(method, seed, evaluated(imodel, plain_accuracy), seconds)
             if f"{method}+re" in methods:

@@ -50,6 +50,10 @@ class TrainSettings:
             target (KL divergence) of the others; needs the sandwich rule (or a ``"fixed"``
             sampler starting at the largest width).
         loss: ``loss(outputs, targets)`` (default cross-entropy).
+        teacher: a network (e.g. the discrete one the model was converted from, in eval mode)
+            whose outputs every width also learns: the KL divergence from its softmax is added
+            to ``loss`` at every forward pass (a module is moved to the model's device and put
+            in eval mode). Not with ``distill``.
         smoothness: adds ``smoothness`` x the mean roughness (squared second differences along
             the channel axes, :func:`inn.recover.roughness`) of the weights' node values to the
             loss once per step: smoother weight functions lose less when sampled at few points.
@@ -85,6 +89,7 @@ class TrainSettings:
     distill: bool = False
     # objective
     loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy
+    teacher: Callable[[Tensor], Tensor] | None = None
     smoothness: float = 0.0
     augment: Callable[[Tensor], Tensor] | None = None
     # optimiser and precision
@@ -120,8 +125,14 @@ class TrainSettings:
         for name, (value, least) in counts.items():
             if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
                 raise InnError(f"{name} must be an int >= {least}, got {value!r}")
-        if not callable(self.loss) or not (self.augment is None or callable(self.augment)):
-            raise InnError("loss and augment must be callables (augment may be None)")
+        if not callable(self.loss) or any(
+            f is not None and not callable(f) for f in (self.augment, self.teacher)
+        ):
+            raise InnError("loss, augment and teacher must be callables (augment, teacher may be None)")
+        if self.teacher is not None and self.distill:
+            raise InnError(
+                "teacher= and distill=True both set the targets of the narrow widths: use one"
+            )
 
     def _check_length(self) -> None:
         if self.steps is not None and self.epochs is not None:

@@ -206,6 +206,8 @@ def train(
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model)
     model.train()
+    if isinstance(settings.teacher, nn.Module):
+        settings.teacher.to(device).eval()
     dtype = AMP[settings.amp]
     autocast = (
         (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else nullcontext
@@ -224,6 +226,9 @@ def train(
             x = settings.augment(x)
         draws, uniform = sampler.draw(i), sampler.uniform(i)
         teacher = None
+        if settings.teacher is not None:
+            with torch.no_grad(), autocast():
+                teacher = settings.teacher(x).float()
         losses = []
         for k, draw in enumerate(draws):
             model.resize(widths=draw)
@@ -241,6 +246,11 @@ def train(
                         )  # fmt: skip
                     else:
                         value = settings.loss(out.float(), y)
+                    if settings.teacher is not None:
+                        value = value + F.kl_div(
+                            F.log_softmax(out.float(), -1), F.log_softmax(teacher, -1),
+                            log_target=True, reduction="batchmean",
+                        )  # fmt: skip
                 if settings.distill and k == 0:
                     teacher = out.detach().float()
                 objective = value / len(draws)
