@@ -234,7 +234,7 @@ def test_train_runs_end_to_end_and_reports_every_width(tmp_path):
     """With no flags BatchNorm is kept (its statistics tracked per width); a run that ends at
     chance says so."""
     done = run_inn(["train", "--model", "tests.cli_models:gray_net", "--data",
-                    "tests.cli_models:digit_splits", "--steps", "2", "--lr", "0",
+                    "tests.cli_models:digit_splits", "--steps", "2", "--teacher",
                     "-o", str(tmp_path)])  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "train.json").read_text())
@@ -245,3 +245,5 @@ def test_train_runs_end_to_end_and_reports_every_width(tmp_path):
     done = run_inn(["train", "--model", "m", "--data", "d", "--fold-batchnorm",
                     "--keep-batchnorm"])  # fmt: skip
     assert done.returncode == 2 and "contradict each other" in done.stderr
+    done = run_inn(["train", "--model", "m", "--data", "d", "--teacher", "--from", "scratch"])
+    assert done.returncode == 2 and "--teacher needs --from pretrained" in done.stderr

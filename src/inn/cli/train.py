@@ -75,7 +75,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--optimiser", choices=["sgd", "adamw"], default="sgd")
     p.add_argument(
-        "--lr", type=float, help="learning rate (default: 0.01 from pretrained, 0.05 from scratch)"
+        "--lr",
+        type=positive_float,
+        help="learning rate (default: 0.01 from pretrained, 0.05 from scratch)",
     )
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--smoothness", type=float, default=3.0, help="roughness penalty on the weights")
@@ -87,6 +89,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sampling", choices=["sandwich", "random"], default="sandwich")
     p.add_argument("--num-random", type=int, default=2, help="random widths per sandwich step")
     p.add_argument("--distill", action="store_true", help="in-place distillation (sandwich)")
+    p.add_argument(
+        "--teacher", action="store_true",
+        help="the loaded model (as it was before conversion) is the teacher of every width: its "
+        "outputs' KL divergence is added to the loss (with --from pretrained)",
+    )  # fmt: skip
     p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision (fp16: CUDA only)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--checkpoint", help="checkpoint file: resumed from if it exists")
@@ -133,6 +140,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.fold_batchnorm and args.keep_batchnorm:
         raise UsageError("--fold-batchnorm and --keep-batchnorm contradict each other")
+    if args.teacher and (args.start == "scratch" or args.distill):
+        raise UsageError("--teacher needs --from pretrained and no --distill")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(args.device)
     if world > 1:
@@ -161,6 +170,7 @@ def _train(args: argparse.Namespace) -> int:
         imodel, train, epochs=None if args.steps else args.epochs, steps=args.steps,
         batch_size=args.batch_size, widths=args.widths, sampling=args.sampling,
         num_random=args.num_random, distill=args.distill, optimiser=args.optimiser,
+        teacher=model if args.teacher else None,
         lr=args.lr or (0.01 if args.start == "pretrained" else 0.05), smoothness=args.smoothness,
         clip_norm=args.clip_norm, weight_decay=args.weight_decay, amp=args.amp, checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, log=out / "log.jsonl" if rank == 0 else None,
