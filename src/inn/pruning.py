@@ -121,7 +121,8 @@ def export_repaired(
         select_channels(imodel)
     if calib is None:
         return imodel.export()
-    progress = bool(dict(calibrate_options or {}).get("progress", False))
+    calibrate_options = dict(calibrate_options or {})
+    progress = bool(calibrate_options.get("progress", False))
     choice = (
         choose_sampling(imodel, original, calib, progress=progress) if sampling == "auto" else {}
     )
@@ -137,7 +138,7 @@ def export_repaired(
         exports += _uniform_alternatives(imodel, calib, set(choice.values()))
     losses = []
     for pruned in exports:
-        report = calibrate_biases(pruned, original, calib, **dict(calibrate_options or {}))
+        report = calibrate_biases(pruned, original, calib, **calibrate_options)
         losses.append(report.loss_after)
     pruned = exports[losses.index(min(losses))]
     fold_batchnorms(pruned)

@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
@@ -33,6 +32,7 @@ from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.layers import IntegralBatchNorm
 from inn.loop import fit
+from inn.recover.losses import distillation_loss
 from inn.recover.smooth import roughness_penalty
 from inn.recover.statistics import reestimate_full_width_batchnorm, tracked_norms
 from inn.train.checkpoint import load_checkpoint, save_checkpoint
@@ -240,17 +240,11 @@ def train(
                 with autocast():
                     out = net(x)
                     if settings.distill and k > 0:
-                        value = F.kl_div(
-                            F.log_softmax(out.float(), -1), F.log_softmax(teacher, -1),
-                            log_target=True, reduction="batchmean",
-                        )  # fmt: skip
+                        value = distillation_loss(out.float(), teacher, None, "kl")
                     else:
                         value = settings.loss(out.float(), y)
                     if settings.teacher is not None:
-                        value = value + F.kl_div(
-                            F.log_softmax(out.float(), -1), F.log_softmax(teacher, -1),
-                            log_target=True, reduction="batchmean",
-                        )  # fmt: skip
+                        value = value + distillation_loss(out.float(), teacher, None, "kl")
                 if settings.distill and k == 0:
                     teacher = out.detach().float()
                 objective = value / len(draws)
