@@ -25,7 +25,7 @@ def _net() -> nn.Module:
 
 def _wrapped(imodel) -> IntegralWrapped:
     (layer,) = [m for m in imodel.modules() if isinstance(m, IntegralWrapped)]
-    assert sorted(layer.statistics) == ["running_mean", "running_var"]
+    assert sorted(layer.tracked_buffers) == ["running_mean", "running_var"]
     return layer
 
 

@@ -84,7 +84,7 @@ class IntegralWrapped(IntegralLayer):
         set_size_attributes(module, self._originals, self.widths())
 
     @property
-    def statistics(self) -> list[str]:
+    def tracked_buffers(self) -> list[str]:
         """The module's continuous buffers that its forward updates in training (a BatchNorm's
         running statistics): buffers of a module that has a ``momentum``."""
         if not hasattr(self.module, "momentum"):
@@ -105,7 +105,7 @@ class IntegralWrapped(IntegralLayer):
         t = self.sampled()
         out = {name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None}
         if self.training and self.track_statistics and self.at_full_width():
-            for name in self.statistics:
+            for name in self.tracked_buffers:
                 out[name] = getattr(self, f"{self.tensor_names[name]}_function").values
         return out
 

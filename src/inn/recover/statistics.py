@@ -116,7 +116,7 @@ def tracked_norms(model: nn.Module) -> list[IntegralBatchNorm | IntegralWrapped]
         m
         for m in model.modules()
         if (isinstance(m, IntegralBatchNorm) and m.running_mean_function is not None)
-        or (isinstance(m, IntegralWrapped) and m.statistics)
+        or (isinstance(m, IntegralWrapped) and m.tracked_buffers)
     ]
 
 
