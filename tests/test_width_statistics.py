@@ -73,6 +73,10 @@ def test_a_width_between_buckets_blends_them_and_an_unrecorded_one_samples_the_f
     mean, var = _statistics_at(layer, 5)  # 5/16: half way
     torch.testing.assert_close(mean, torch.full((5,), 2.0))
     torch.testing.assert_close(var, torch.zeros(5), atol=1e-6, rtol=0)
+    # a later pass moves its bucket by the momentum (1 -> 1 + 0.1 * (5 - 1) = 1.4), and the
+    # blend follows: (1.4 + 3) / 2
+    _record(layer, 4, torch.full((4,), 5.0), std=0.0)
+    torch.testing.assert_close(_statistics_at(layer, 5)[0], torch.full((5,), 2.2))
     # 12 of 16 (bucket 6/8) was never recorded: the sampled full-width statistics
     mean, var = _statistics_at(layer, 12)
     torch.testing.assert_close(mean, torch.full((12,), 5.0))

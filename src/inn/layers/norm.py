@@ -79,6 +79,7 @@ class IntegralBatchNorm(IntegralLayer):
         # records only passes in which every group is at the same fraction: the statistics of a
         # width depend on the widths upstream, and evaluation at a width fraction has them equal)
         self.record_widths = True
+        self._bucket_cache: tuple[Any, tuple[Tensor, Tensor] | None] | None = None
 
     def _sizes(self) -> tuple[object, ...]:
         own = tuple(p.sampling_key for p in self.segment_partitions("out"))
@@ -134,7 +135,22 @@ class IntegralBatchNorm(IntegralLayer):
 
     def _bucket_statistics(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
         """The running mean and variance at the current narrow uniform width blended from the
-        width buckets, or ``None`` where a bucket it needs was never recorded."""
+        width buckets, or ``None`` where a bucket it needs was never recorded. Memoised until
+        the width, a bucket or the full width's statistics change (it runs at every forward
+        pass in eval mode)."""
+        tensors = (
+            self.width_statistics, self.width_counts,
+            self.running_mean_function.values, self.running_var_function.values,
+        )  # fmt: skip
+        key = (
+            tuple(p.sampling_key for p in self.segment_partitions("out")),
+            tuple((id(t), t._version) for t in tensors), like.dtype, like.device,
+        )  # fmt: skip
+        if self._bucket_cache is None or self._bucket_cache[0] != key:
+            self._bucket_cache = (key, self._blend_buckets(like))
+        return self._bucket_cache[1]
+
+    def _blend_buckets(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
         sizes, full = self._segment_sizes()
         blend = 0
         for k, weight in neighbours(sum(sizes) / sum(full)):
