@@ -37,15 +37,11 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 
 @pytest.fixture(scope="session")
 def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """scikit-learn's 1,797 real 8x8 digits: (x_train, y_train, x_test, y_test), fixed split."""
-    from sklearn.datasets import load_digits
+    """scikit-learn's 1,797 real 8x8 digits: (x_train, y_train, x_test, y_test), fixed split
+    (the examples' loader: the tests and the examples use the same split)."""
+    from examples.digits import digits as split_digits
 
-    data = load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    x, y = x[order], y[order]
-    return x[:1400], y[:1400], x[1400:], y[1400:]
+    return split_digits()
 
 
 @pytest.fixture(scope="session")
