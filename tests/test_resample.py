@@ -48,9 +48,11 @@ def test_two_axes_are_the_kronecker_product_with_row_scale():
     assert torch.allclose(transpose.to_dense(), reference.T, atol=1e-14)
 
 
-@pytest.mark.parametrize("max_rows", [1, 1 << 16])  # one matrix per axis / one Kronecker product
+@pytest.mark.parametrize(  # one matrix per axis (too many rows / asked) or one Kronecker product
+    "max_rows, kronecker", [(1, True), (1 << 16, True), (1 << 16, False)]
+)
 @pytest.mark.parametrize("in_sizes", [(2, 2), (2, 4)])  # scaled axis resampled / kept
-def test_plan_matches_axis_by_axis_dense_products(monkeypatch, max_rows, in_sizes):
+def test_plan_matches_axis_by_axis_dense_products(monkeypatch, max_rows, kronecker, in_sizes):
     monkeypatch.setattr(resample_module, "KRONECKER_MAX_ROWS", max_rows)
     values = torch.randn(1, 9, 6, 3, 2, dtype=D, requires_grad=True)
     scale = torch.rand(sum(in_sizes), dtype=D) + 0.5
@@ -62,13 +64,26 @@ def test_plan_matches_axis_by_axis_dense_products(monkeypatch, max_rows, in_size
         scale=(2, scale),
         merge=(0, 1),
         dtype=D,
+        kronecker=kronecker,
     )
+    resampled_axes = 1 if in_sizes == (2, 4) else 2
+    assert len(plan.steps) == (1 if kronecker and max_rows > 1 else resampled_axes)
     (out,) = resample_uniform([plan], [values])
     m_out, m_in = dense((9,), (5,)), scale[:, None] * dense((2, 4), in_sizes)
     reference = torch.einsum("oO,bOIhw,iI->boihw", m_out, values, m_in).flatten(0, 1)
     assert out.shape == (5, sum(in_sizes), 3, 2) and out.is_contiguous()
     assert torch.allclose(out, reference, atol=1e-13)
     assert torch.autograd.gradcheck(lambda v: resample_uniform([plan], [v])[0], (values,))
+
+
+def test_layers_resample_axis_by_axis_with_memoised_matrices():
+    """Layers never build a matrix per combination of sizes (random widths rarely repeat one)."""
+    layer = inn.layers.IntegralConv2d(nn.Conv2d(12, 10, 3))
+    layer.partitions["out"][0].resize(7)
+    layer.partitions["in"][0].resize(5)
+    layer.sampled()
+    (plans,) = layer._plans.values()
+    assert [len(step.dims) for step in plans["weight"].steps] == [1, 1]
 
 
 def test_full_width_plans_are_at_most_an_elementwise_product():

@@ -64,6 +64,7 @@ def plan_uniform(
     merge: tuple[int, int] | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    kronecker: bool = True,
 ) -> ResamplePlan:
     """Plan the sampling of a tensor of node values at uniform partitions.
 
@@ -75,6 +76,11 @@ def plan_uniform(
         scale: ``(dim, factors)``: multiply the sampled values along ``dim`` by ``factors``
             (quadrature weights of an integrated axis), shape ``(sum(sizes[dim]),)``.
         merge: axes ``(start, end)`` flattened into one after sampling.
+        kronecker: resample the axes by one Kronecker-product matrix (see
+            ``KRONECKER_MAX_ROWS``) with ``scale`` folded into its rows: the fastest to apply,
+            but built anew for every combination of sizes. ``False``: one memoised matrix per
+            axis and ``scale`` as an elementwise product, nothing to build; for sizes that may
+            not come again (random widths).
     """
     resampled = {
         d: (tuple(segments[d]), tuple(m))
@@ -82,14 +88,14 @@ def plan_uniform(
         if tuple(m) != tuple(segments[d])
     }
     factors = None
-    if scale is not None and scale[0] not in resampled:  # an elementwise product is cheaper
+    if scale is not None and (not kronecker or scale[0] not in resampled):
         grid = [1] * len(shape)
         grid[scale[0]] = -1
         factors = scale[1].detach().to(dtype=dtype, device=device).reshape(grid)
         scale = None
     new_size = {d: sum(m) for d, (_, m) in resampled.items()}
     dims = tuple(sorted(resampled))
-    if math.prod(new_size.values()) <= KRONECKER_MAX_ROWS:
+    if kronecker and math.prod(new_size.values()) <= KRONECKER_MAX_ROWS:
         groups = [dims] if dims else []
     else:
         groups = [(d,) for d in dims]
