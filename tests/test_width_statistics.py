@@ -103,9 +103,39 @@ def test_random_width_training_records_the_narrow_widths():
     ).eval()  # fmt: skip
     imodel = inn.convert(model, torch.zeros(1, 1, 6, 6), permute=False, fold_batchnorm=False)
     data = TensorDataset(torch.randn(16, 1, 6, 6), torch.arange(16) % 3)
-    train(imodel, data, steps=2, batch_size=8, widths=(0.25, 1.0), progress=False)
+    train(imodel, data, steps=2, batch_size=8, widths=(0.25, 1.0), progress=False,
+          statistics_batches=0)  # fmt: skip
     (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
     assert norm.width_counts[1] > 0  # the sandwich's narrowest width, 2 of 8 channels
+    assert norm.width_counts[4:].sum() == 0
+    # at the end, every bucket is measured on training batches
+    train(imodel, data, steps=1, batch_size=8, widths=(0.25, 1.0), progress=False)
+    assert (norm.width_counts > 0).all()
+
+
+def test_measured_buckets_give_each_bucket_width_its_measured_statistics():
+    """``reestimate_width_statistics`` against ``reestimate_batchnorm`` at the buckets' widths,
+    for statistics that are not smooth across channels: none of it is lost to interpolation."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1),
+        nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+    ).eval()  # fmt: skip
+    imodel = inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
+    inputs = [3 * torch.randn(8, 3, 6, 6) + 1 for _ in range(3)]
+    assert inn.recover.reestimate_width_statistics(imodel, inputs) == 2
+    norms = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
+    for fraction in (0.25, 0.5, 0.75):
+        imodel.resize(
+            widths={g.name: round(fraction * g.full_size) for g in imodel.resizable_groups}
+        )
+        no_data = [m.eval().statistics() for m in norms]
+        inn.reestimate_batchnorm(imodel, inputs)
+        for got, norm in zip(no_data, norms, strict=True):
+            expected = norm.statistics()
+            for name in ("running_mean", "running_var"):
+                torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5)
+    assert all(m.width_counts.eq(1).all() for m in norms)
 
 
 def test_only_passes_with_every_group_at_one_fraction_record_statistics():

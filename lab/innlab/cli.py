@@ -55,7 +55,8 @@ _EXPERIMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "pipeline-a": (
         "the paper's Table 1: networks trained with random widths vs discrete and slimmable",
-        ("model", "methods", "seeds", "epochs", "model-width", "dataset", "data-dir", "update"),
+        ("model", "methods", "seeds", "epochs", "model-width", "min-width", "dataset", "data-dir",
+         "update"),
     ),
     "pipeline-b": (
         "the INN rows of pruning without fine-tuning (partition tuning)",
@@ -96,6 +97,9 @@ _OPTIONS: dict[str, dict[str, Any]] = {
     "steps": {"type": positive_int, "default": 150, "help": "tuning/calibration steps"},
     "epochs": {"type": positive_float, "default": 2.0, "help": "epochs per row"},
     "model-width": {"type": positive_int, "help": "the zoo constructor's width (default: 8)"},
+    "min-width": {"type": positive_float, "default": 0.25,
+                  "help": "random widths are drawn in [MIN_WIDTH, 1] of every group (US-Nets' "
+                  "MobileNetV2: 0.35)"},
     "dataset": {"choices": ["mnist", "cifar10"], "default": "mnist", "help": "the data"},
     "data-dir": {"help": "folder with CIFAR-10 (torchvision layout), for --dataset cifar10"},
     "weights": {"help": "state_dict of the model, for --dataset cifar10"},
@@ -290,13 +294,13 @@ def _pipeline_a(args: argparse.Namespace, command: str) -> int:
     start = time.perf_counter()
     rows = pipeline_a.run(
         lambda: zoo.ZOO[name](**kwargs), work.train, work.test, work.calib,
-        epochs=args.epochs, seeds=tuple(range(args.seeds)),
+        epochs=args.epochs, seeds=tuple(range(args.seeds)), low=args.min_width,
         methods=tuple(args.methods.split(",")) if args.methods else pipeline_a.METHODS,
     )  # fmt: skip
     out = Path(args.out or f"out/pipeline-a-{name}")
     title = (f"Pipeline A: {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) trained "
              f"{args.epochs:g} epochs on {work.name}")  # fmt: skip
-    setup = {"model": name, "kwargs": kwargs, "epochs": args.epochs,
+    setup = {"model": name, "kwargs": kwargs, "epochs": args.epochs, "min_width": args.min_width,
              "seconds": time.perf_counter() - start}  # fmt: skip
     if args.update:
         path = out / "results.json"

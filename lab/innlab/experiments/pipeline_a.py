@@ -18,13 +18,16 @@ group's width:
   evaluation;
 * ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
-  (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches;
+  (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches; ``slimmable-converted``:
+  ``discrete`` made universally slimmable, fine-tuned like ``inn-converted`` (same epochs and
+  rate), BatchNorm recalibrated;
 * ``l1+bn``: ``discrete`` pruned by the L1 norm, BatchNorm re-estimated (no training);
 * ``inn-tune``: ``discrete`` converted, resized and partition-tuned (Pipeline B).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +50,8 @@ __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "sa
 
 METHODS = (
     "discrete", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
-    "inn-converted", "inn-converted+re", "inn-converted+kd", "slimmable", "slimmable-4", "l1+bn", "inn-tune",
+    "inn-converted", "inn-converted+re", "inn-converted+kd", "slimmable", "slimmable-4",
+    "slimmable-converted", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 Batches = list[tuple[Tensor, Tensor]]
@@ -158,12 +162,18 @@ def run(
             if f"{method}+re" in methods:
                 add(f"{method}+re", seed, evaluated(imodel, re_estimated), seconds)
 
-        for method, rule in (("slimmable", "sandwich"), ("slimmable-4", "fixed")):
+        slim_rows = (  # (method, start, width rule, learning rate)
+            ("slimmable", None, "sandwich", lr),
+            ("slimmable-4", None, "fixed", lr),
+            ("slimmable-converted", plain, "sandwich", small_lr),
+        )
+        for method, start, rule, rate in slim_rows:
             if method in methods:
-                slim = SlimmableNetwork(fresh(seed), example)
+                net = fresh(seed) if start is None else copy.deepcopy(start)
+                slim = SlimmableNetwork(net, example)
                 sampler = WidthSampler.for_groups(slim.groups, (low, 1.0), sampling=rule, seed=seed)
                 seconds = _timed(train, slim, train_set, widths=sampler, distill=slimmable_distill,
-                                 **options)  # fmt: skip
+                                 **{**options, "lr": rate})  # fmt: skip
                 add(method, seed, evaluated(slim, recalibrated), seconds)
 
         if "l1+bn" in methods:

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inn.continuous import Partition
-from inn.errors import ShapeError
+from inn.errors import InnError, ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
 from inn.layers.registry import LayerRequest, register_integral_layer
-from inn.layers.width_statistics import BUCKETS, lattice_matrix, neighbours
+from inn.layers.width_statistics import BUCKETS, bucket_sizes, lattice_matrix, neighbours
 
 __all__ = [
     "IntegralBatchNorm",
@@ -122,16 +122,44 @@ class IntegralBatchNorm(IntegralLayer):
         with torch.no_grad():
             values = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
             var, mean = torch.var_mean(values, dim=1, correction=1 if values.shape[1] > 1 else 0)
-            stats = self.width_statistics
-            up = lattice_matrix(sizes, full, closed=self._closed(), like=stats)
-            measured = torch.stack([up @ mean.to(stats), up @ var.to(stats)])
             momentum = 0.1 if self.momentum is None else self.momentum
             for k, weight in neighbours(sum(sizes) / sum(full)):
                 if k == BUCKETS - 1:  # the full width: tracked at full width only
                     continue
                 rate = 1.0 if self.width_counts[k] == 0 else momentum * weight
-                stats[:, k].lerp_(measured, rate)
+                self._bucket(k).lerp_(self._to_bucket(k, mean, var), rate)
                 self.width_counts[k] += weight
+
+    def _bucket(self, k: int) -> Tensor:
+        """``(2, n)``: bucket ``k``'s mean and variance on its own lattice (a view)."""
+        return self.width_statistics[:, k, : sum(self._bucket_sizes(k))]
+
+    def _bucket_sizes(self, k: int) -> list[int]:
+        return bucket_sizes(self._segment_sizes()[1], k)
+
+    def _to_bucket(self, k: int, mean: Tensor, var: Tensor) -> Tensor:
+        """Statistics at the current uniform width on bucket ``k``'s lattice (the identity
+        where the width is the bucket's)."""
+        stats = self.width_statistics
+        move = lattice_matrix(
+            self._segment_sizes()[0], self._bucket_sizes(k), closed=self._closed(), like=stats
+        )
+        return torch.stack([move @ mean.to(stats), move @ var.to(stats)])
+
+    def set_width_statistics(self, bucket: int, mean: Tensor, var: Tensor) -> None:
+        """Store ``mean`` and ``var`` (shape ``(num_features,)``), measured at the current
+        narrow uniform width, as the statistics of width bucket ``bucket`` (fraction
+        ``(bucket + 1) / BUCKETS``; see :mod:`inn.layers.width_statistics`)."""
+        if not 0 <= bucket < BUCKETS - 1:
+            raise InnError(f"bucket must be in [0, {BUCKETS - 2}], got {bucket}")
+        if mean.shape != (self.num_features,) or var.shape != (self.num_features,):
+            raise ShapeError(
+                f"{type(self).__name__} has {self.num_features} channels, got statistics of "
+                f"shapes {tuple(mean.shape)} and {tuple(var.shape)}"
+            )
+        with torch.no_grad():
+            self._bucket(bucket).copy_(self._to_bucket(bucket, mean.float(), var.float()))
+            self.width_counts[bucket] = max(float(self.width_counts[bucket]), 1.0)
 
     def _bucket_statistics(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
         """The running mean and variance at the current narrow uniform width blended from the
@@ -159,12 +187,14 @@ class IntegralBatchNorm(IntegralLayer):
                     [self.running_mean_function.values, self.running_var_function.values]
                 )
             elif self.width_counts[k] > 0:
-                nodes = self.width_statistics[:, k]
+                nodes = self._bucket(k)
             else:
                 return None
-            blend = blend + weight * nodes
-        down = lattice_matrix(full, sizes, closed=self._closed(), like=blend)
-        mean, var = (down @ blend[0]).to(like), (down @ blend[1]).to(like)
+            move = lattice_matrix(
+                bucket_sizes(full, k), sizes, closed=self._closed(), like=nodes
+            )
+            blend = blend + weight * (nodes @ move.T)
+        mean, var = blend[0].to(like), blend[1].to(like)
         return mean, var
 
     def _closed(self) -> bool:

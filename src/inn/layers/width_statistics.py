@@ -3,12 +3,16 @@ kept so that a narrow width needs no data at evaluation.
 
 Statistics tracked at full width and sampled at a narrow width are not what the narrow network
 computes: its pre-normalisation activations sum over fewer, differently weighted channels. So
-during random-width training every pass at a narrow uniform width in which all groups are at one
-fraction (the statistics depend on the widths upstream too) also records its batch statistics,
-interpolated onto the full lattice, into the buckets of the two width fractions ``k / K``
-around its own (linear weights); the bucket ``K / K`` is the full width, the ordinary running
-statistics. At evaluation a width without measured statistics blends its two neighbouring
-buckets the same way, if both have been recorded (else the full width's are sampled).
+bucket ``k`` of ``K`` keeps the statistics measured with every group at the fraction
+``(k + 1) / K`` of its channels (they depend on the widths upstream too), on that width's own
+lattice (:func:`bucket_sizes`); the bucket ``K / K`` is the full width, the ordinary running
+statistics. They are measured at the end of random-width training on training batches
+(:func:`inn.recover.reestimate_width_statistics`), and during it every pass in which all groups
+are at one fraction records its batch statistics into the two buckets around its width (linear
+weights). At evaluation a width without measured statistics blends its two neighbouring
+buckets the same way, each interpolated onto its lattice (exactly a bucket's width gets that
+bucket's statistics back unchanged), if both have been recorded (else the full width's are
+sampled).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch import Tensor
 from inn.continuous import axis_matrix
 from inn.numerics import uniform
 
-__all__ = ["BUCKETS", "lattice_matrix", "neighbours"]
+__all__ = ["BUCKETS", "bucket_sizes", "lattice_matrix", "neighbours"]
 
 BUCKETS = 8
 """Width fractions 1/8, 2/8, ..., 8/8 (the last: the full width's running statistics)."""
@@ -40,6 +44,12 @@ def neighbours(fraction: float, buckets: int = BUCKETS) -> list[tuple[int, float
     if low == buckets - 1 or high_weight == 0:
         return [(low, 1.0)]
     return [(low, 1.0 - high_weight), (low + 1, high_weight)]
+
+
+def bucket_sizes(full_sizes: Sequence[int], k: int, buckets: int = BUCKETS) -> list[int]:
+    """The lattice bucket ``k`` stores its statistics on: per segment of ``full_sizes`` nodes,
+    ``(k + 1) / buckets`` of them (at least one), the widths a uniform fraction resizes to."""
+    return [max(1, round((k + 1) / buckets * n)) for n in full_sizes]
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,8 +2,9 @@
 
 * :func:`tune_partition`: train where the channels sit (Pipeline B);
 * :func:`smooth_weights`: smoother weight functions at full width, so fewer points lose less;
-* :func:`reestimate_batchnorm` / :func:`reestimate_full_width_batchnorm`: BatchNorm statistics
-  at the current widths / for every width;
+* :func:`reestimate_batchnorm` / :func:`reestimate_full_width_batchnorm` /
+  :func:`reestimate_width_statistics`: BatchNorm statistics at the current widths / for every
+  width / per width bucket, so that every width needs no data;
 * :func:`choose_sampling` / :func:`select_channels`: per narrowed group, resampled or selected
   original channels, whichever loses less on the calibration data / selected by L1 norm;
 * :func:`calibrate_biases`: biases and normalisation parameters of a plain pruned model;
@@ -28,7 +29,11 @@ from inn.recover.selection import (
 )
 from inn.recover.settings import FitSettings
 from inn.recover.smooth import SMOOTHING, roughness, roughness_penalty, smooth_weights
-from inn.recover.statistics import reestimate_batchnorm, reestimate_full_width_batchnorm
+from inn.recover.statistics import (
+    reestimate_batchnorm,
+    reestimate_full_width_batchnorm,
+    reestimate_width_statistics,
+)
 from inn.recover.tune import TUNING, tune_partition
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "place_points",
     "reestimate_batchnorm",
     "reestimate_full_width_batchnorm",
+    "reestimate_width_statistics",
     "roughness",
     "roughness_penalty",
     "select_channels",

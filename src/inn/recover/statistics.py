@@ -23,9 +23,15 @@ from torch import Tensor, nn
 
 from inn.convert import IntegralModel
 from inn.layers import IntegralBatchNorm, IntegralWrapped
+from inn.layers.width_statistics import BUCKETS, bucket_sizes
 from inn.recover.batches import as_batches
 
-__all__ = ["reestimate_batchnorm", "reestimate_full_width_batchnorm", "tracked_norms"]
+__all__ = [
+    "reestimate_batchnorm",
+    "reestimate_full_width_batchnorm",
+    "reestimate_width_statistics",
+    "tracked_norms",
+]
 
 
 class _Moments:
@@ -77,28 +83,14 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     if not norms:
         return 0
     batches = as_batches(data)
-    moments = {m: _Moments() for m in norms}
-    handles = [m.register_forward_pre_hook(moments[m]) for m in norms]
-    modes = {m: m.training for m in model.modules()}
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        model.eval()
-        for m in norms:
-            m.train()
-        with torch.no_grad():
-            for x, _ in batches:
-                model(x.to(device))
-    finally:
-        for h in handles:
-            h.remove()
-        for m, mode in modes.items():
-            m.train(mode)
+    moments = _measure(model, norms, [x.to(device) for x, _ in batches])
     # measured at every group's current width: stale once any group changes
     under = (
         [model.partition(g.name) for g in model.groups] if isinstance(model, IntegralModel) else []
     )
     for m in norms:
-        mean, var = moments[m].mean_var()
+        mean, var = moments[m]
         if isinstance(m, IntegralBatchNorm):
             m.set_statistics(mean.float(), var.float(), under)
         else:
@@ -106,6 +98,53 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
             m.running_var.copy_(var)
             m.num_batches_tracked.fill_(len(batches))
     return len(norms)
+
+
+def _measure(
+    model: nn.Module, norms: list[nn.Module], inputs: list[Tensor]
+) -> dict[nn.Module, tuple[Tensor, Tensor]]:
+    """Pooled mean and unbiased variance (float64, shape ``(C,)``) of each of ``norms``' inputs
+    over ``inputs``, with the norms normalising by batch statistics and the rest of the model
+    in eval mode; no gradient, the modes restored."""
+    moments = {m: _Moments() for m in norms}
+    handles = [m.register_forward_pre_hook(moments[m]) for m in norms]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        for m in norms:
+            m.train()
+        with torch.no_grad():
+            for x in inputs:
+                model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes.items():
+            m.train(mode)
+    return {m: moments[m].mean_var() for m in norms}
+
+
+def reestimate_width_statistics(model: IntegralModel, inputs: list[Tensor]) -> int:
+    """Measure the statistics of every width bucket of ``model``'s integral BatchNorms
+    (:mod:`inn.layers.width_statistics`) on ``inputs`` (shape ``(B, ...)`` each): at each
+    bucket's fraction ``k / BUCKETS`` (``k < BUCKETS``) every resizable group is narrowed to
+    that fraction of its channels and the pooled statistics are stored in the bucket. A width
+    with no data then blends measured statistics instead of the full width's. The widths are
+    restored. Returns the number of BatchNorms whose buckets were set.
+    """
+    norms = [m for m in tracked_norms(model) if isinstance(m, IntegralBatchNorm)]
+    groups = model.resizable_groups
+    if not norms or not groups:
+        return 0
+    measured: set[nn.Module] = set()
+    with model.widths_kept():
+        for bucket in range(BUCKETS - 1):
+            model.resize(widths={g.name: bucket_sizes([g.full_size], bucket)[0] for g in groups})
+            narrow = [m for m in norms if not m.at_full_width()]
+            for m, (mean, var) in _measure(model, narrow, inputs).items():
+                m.set_width_statistics(bucket, mean, var)
+                measured.add(m)
+    return len(measured)
 
 
 def tracked_norms(model: nn.Module) -> list[IntegralBatchNorm | IntegralWrapped]:

@@ -71,8 +71,9 @@ class TrainSettings:
             steps (and at the last).
         progress: show a progress bar (rank 0).
         seed: the data order and the width draws of every step depend on it only.
-        statistics_batches: at the end, the integral BatchNorms' statistics are averaged over
-            this many training batches at full width.
+        statistics_batches: at the end, the integral BatchNorms' statistics are measured on
+            this many training batches at full width and at every width bucket's uniform
+            fraction (1/8 ... 7/8), so that every width needs no data at evaluation.
         ddp: wrap the model in DistributedDataParallel (``None``: when a process group of more
             than one process is initialised).
         num_workers: data loader worker processes.

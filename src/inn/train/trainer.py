@@ -34,7 +34,11 @@ from inn.layers import IntegralBatchNorm
 from inn.loop import fit
 from inn.recover.losses import distillation_loss
 from inn.recover.smooth import roughness_penalty
-from inn.recover.statistics import reestimate_full_width_batchnorm, tracked_norms
+from inn.recover.statistics import (
+    reestimate_full_width_batchnorm,
+    reestimate_width_statistics,
+    tracked_norms,
+)
 from inn.train.checkpoint import load_checkpoint, save_checkpoint
 from inn.train.settings import AMP, TrainSettings
 from inn.train.widths import WidthSampler
@@ -301,9 +305,10 @@ def train(
         model.resize(widths={g.name: g.full_size for g in model.resizable_groups})
     seconds = time.perf_counter() - tick
     if norms and settings.statistics_batches > 0 and done > 0:
-        reestimate_full_width_batchnorm(
-            model, _first_inputs(shards, total, settings.statistics_batches, device)
-        )
+        inputs = _first_inputs(shards, total, settings.statistics_batches, device)
+        reestimate_full_width_batchnorm(model, inputs)
+        if bucketed:
+            reestimate_width_statistics(model, inputs)
     if world > 1:  # each rank tracked the statistics of its own shards: rank 0's are kept
         for m in norms:
             for buffer in m.buffers():
