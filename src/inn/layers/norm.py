@@ -138,13 +138,25 @@ class IntegralBatchNorm(IntegralLayer):
         return bucket_sizes(self._segment_sizes()[1], k)
 
     def _to_bucket(self, k: int, mean: Tensor, var: Tensor) -> Tensor:
-        """Statistics at the current uniform width on bucket ``k``'s lattice (the identity
-        where the width is the bucket's)."""
+        """Statistics at the current uniform width, relative to the full width's sampled at it
+        (:meth:`_sampled_full`), on bucket ``k``'s lattice (unchanged where the width is the
+        bucket's)."""
         stats = self.width_statistics
+        base_mean, base_var = self._sampled_full(stats)
+        relative = torch.stack([mean.to(stats) - base_mean, var.to(stats) / base_var])
         move = lattice_matrix(
             self._segment_sizes()[0], self._bucket_sizes(k), closed=self._closed(), like=stats
         )
-        return torch.stack([move @ mean.to(stats), move @ var.to(stats)])
+        return relative @ move.T
+
+    def _sampled_full(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The full width's running mean and variance sampled at the current width. Buckets
+        keep their statistics relative to these (mean: difference, variance: ratio), which
+        carry what varies from one channel to the next, so that moving them to another lattice
+        interpolates only how the width changes them."""
+        with torch.no_grad():
+            t = self.sampled()
+        return t["running_mean"].to(like), t["running_var"].to(like).clamp_min(self.eps)
 
     def set_width_statistics(self, bucket: int, mean: Tensor, var: Tensor) -> None:
         """Store ``mean`` and ``var`` (shape ``(num_features,)``), measured at the current
@@ -182,20 +194,17 @@ class IntegralBatchNorm(IntegralLayer):
         sizes, full = self._segment_sizes()
         blend = 0
         for k, weight in neighbours(sum(sizes) / sum(full)):
-            if k == BUCKETS - 1:
-                nodes = torch.stack(
-                    [self.running_mean_function.values, self.running_var_function.values]
-                )
+            if k == BUCKETS - 1:  # the full width's statistics: relative mean 0, variance 1
+                relative = self.width_statistics.new_tensor([0.0, 1.0])[:, None]
             elif self.width_counts[k] > 0:
                 nodes = self._bucket(k)
+                move = lattice_matrix(bucket_sizes(full, k), sizes, closed=self._closed(), like=nodes)
+                relative = nodes @ move.T
             else:
                 return None
-            move = lattice_matrix(
-                bucket_sizes(full, k), sizes, closed=self._closed(), like=nodes
-            )
-            blend = blend + weight * (nodes @ move.T)
-        mean, var = blend[0].to(like), blend[1].to(like)
-        return mean, var
+            blend = blend + weight * relative
+        base_mean, base_var = self._sampled_full(self.width_statistics)
+        return (base_mean + blend[0]).to(like), (base_var * blend[1]).to(like)
 
     def _closed(self) -> bool:
         return self.running_mean_function.closed

@@ -5,8 +5,12 @@ Statistics tracked at full width and sampled at a narrow width are not what the 
 computes: its pre-normalisation activations sum over fewer, differently weighted channels. So
 bucket ``k`` of ``K`` keeps the statistics measured with every group at the fraction
 ``(k + 1) / K`` of its channels (they depend on the widths upstream too), on that width's own
-lattice (:func:`bucket_sizes`); the bucket ``K / K`` is the full width, the ordinary running
-statistics. They are measured at the end of random-width training on training batches
+lattice (:func:`bucket_sizes`). They are kept relative to the full width's statistics sampled
+at that width (mean: difference, variance: ratio): what varies from one channel to the next
+stays in the sampled statistics, so moving a bucket to another lattice interpolates only the
+effect of the width. The bucket ``K / K`` is the full width, the ordinary running statistics.
+
+The buckets are measured at the end of random-width training on training batches
 (:func:`inn.recover.reestimate_width_statistics`), and during it every pass in which all groups
 are at one fraction records its batch statistics into the two buckets around its width (linear
 weights). At evaluation a width without measured statistics blends its two neighbouring
