@@ -18,6 +18,7 @@ from innlab.experiments import (
     budget,
     faces,
     group_errors,
+    narrow_channels,
     pipeline_a,
     prune_ablation,
     pruning,
@@ -99,12 +100,17 @@ def _prune_ablation(payload: dict) -> tuple[str, str]:
     return title, prune_ablation.markdown(payload["rows"])
 
 
+def _narrow_channels(payload: dict) -> tuple[str, str]:
+    return payload["title"], narrow_channels.markdown(payload["rows"])
+
+
 # results folder name (its prefix before the model name) -> renderer, in the page's order
 RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "demo": _budget,
     "budget": _budget,
     "pruning": _pruning,
     "pipeline-a": _pipeline_a,
+    "narrow-channels": _narrow_channels,
     "sr": _sr,
     "reconstruction": _reconstruction,
     "faces": _faces,

@@ -26,10 +26,10 @@ import torch
 import inn
 from inn.train import at_widths, train
 from innlab.data import mnist_splits
+from innlab.experiments.narrow_channels import FRACTIONS, markdown
 from innlab.experiments.pruning import accuracy
 from innlab.zoo import load_pretrained
 
-FRACTIONS = (0.35, 0.5, 0.75)
 OUT = Path("results") / "narrow-channels-mobilenet_v2"
 
 
@@ -81,19 +81,13 @@ def main() -> None:
         print(rows[-2], rows[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     command = "python lab/scripts/narrow_channels.py"
-    (OUT / "results.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
-    lines = [
-        "# MobileNetV2 at narrow widths: resampled against selected channels\n",
-        f"`{command}` (see the script's docstring)\n",
-        "| channels | stage | statistics | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
-        "|---|---|---|" + "---:|" * len(FRACTIONS),
-    ]
-    for row in rows:
-        for stats in ("no data", "re-estimated"):
-            cells = " | ".join(f"{100 * row[stats][f]:.1f}" for f in FRACTIONS)
-            lines.append(f"| {row['channels']} | {row['stage']} | {stats} | {cells} |")
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    title = "MobileNetV2 at narrow widths: resampled against selected channels"
+    payload = {"title": title, "command": command, "rows": rows}
+    (OUT / "results.json").write_text(json.dumps(payload, indent=1))
+    payload = json.loads((OUT / "results.json").read_text())  # the widths as JSON keys
+    text = f"# {title}\n\n`{command}` (see the script's docstring)\n\n{markdown(payload['rows'])}\n"
+    (OUT / "results.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
