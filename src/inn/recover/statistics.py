@@ -126,11 +126,12 @@ def _measure(
 
 def reestimate_width_statistics(model: IntegralModel, inputs: list[Tensor]) -> int:
     """Measure the statistics of every width bucket of ``model``'s integral BatchNorms
-    (:mod:`inn.layers.width_statistics`) on ``inputs`` (shape ``(B, ...)`` each): at each
-    bucket's fraction ``k / BUCKETS`` (``k < BUCKETS``) every resizable group is narrowed to
-    that fraction of its channels and the pooled statistics are stored in the bucket. A width
-    with no data then blends measured statistics instead of the full width's. The widths are
-    restored. Returns the number of BatchNorms whose buckets were set.
+    (:mod:`inn.layers.width_statistics`) on ``inputs`` (shape ``(B, ...)`` each): for bucket
+    ``k`` (``0 <= k < BUCKETS - 1``) every resizable group is narrowed to ``(k + 1) / BUCKETS``
+    of its channels (:func:`~inn.layers.width_statistics.bucket_sizes`) and the pooled
+    statistics are stored in the bucket. A width with no data then blends measured statistics
+    instead of sampling the full width's. The widths are restored. Returns the number of
+    BatchNorms whose buckets were set.
     """
     norms = [m for m in tracked_norms(model) if isinstance(m, IntegralBatchNorm)]
     groups = model.resizable_groups
