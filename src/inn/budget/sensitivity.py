@@ -77,7 +77,7 @@ def group_values(imodel: IntegralModel, seed: int = 0) -> dict[str, GroupValues]
         part = imodel.partition(name)
         if part.full_size == 1:
             continue
-        flat = values.detach().float().cpu().narrow(dim, offset, part.full_size).movedim(dim, 0)
+        flat = values.detach().narrow(dim, offset, part.full_size).float().cpu().movedim(dim, 0)
         flat = flat.reshape(part.full_size, -1)
         if flat.shape[1] > _MAX_COLUMNS:
             pick = torch.randperm(flat.shape[1], generator=generator)

@@ -96,14 +96,17 @@ class IntegralBatchNorm(IntegralLayer):
             self.measured_mean = self.measured_var = self._measured_sizes = None
             self._measured_under = ()
             return
+        self._check_statistics(mean, var)
+        self.measured_mean, self.measured_var = mean.detach().clone(), var.detach().clone()
+        self._measured_under = tuple(under)
+        self._measured_sizes = self._sizes()
+
+    def _check_statistics(self, mean: Tensor, var: Tensor) -> None:
         if mean.shape != (self.num_features,) or var.shape != (self.num_features,):
             raise ShapeError(
                 f"{type(self).__name__} has {self.num_features} channels, got statistics of "
                 f"shapes {tuple(mean.shape)} and {tuple(var.shape)}"
             )
-        self.measured_mean, self.measured_var = mean.detach().clone(), var.detach().clone()
-        self._measured_under = tuple(under)
-        self._measured_sizes = self._sizes()
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
         for name in ("width_statistics", "width_counts"):  # saved before they existed
@@ -164,11 +167,7 @@ class IntegralBatchNorm(IntegralLayer):
         ``(bucket + 1) / BUCKETS``; see :mod:`inn.layers.width_statistics`)."""
         if not 0 <= bucket < BUCKETS - 1:
             raise InnError(f"bucket must be in [0, {BUCKETS - 2}], got {bucket}")
-        if mean.shape != (self.num_features,) or var.shape != (self.num_features,):
-            raise ShapeError(
-                f"{type(self).__name__} has {self.num_features} channels, got statistics of "
-                f"shapes {tuple(mean.shape)} and {tuple(var.shape)}"
-            )
+        self._check_statistics(mean, var)
         with torch.no_grad():
             self._bucket(bucket).copy_(self._to_bucket(bucket, mean.float(), var.float()))
             self.width_counts[bucket] = max(float(self.width_counts[bucket]), 1.0)

@@ -36,7 +36,7 @@ def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
     scores: dict[str, Tensor] = {}
     for name, values, dim, offset in imodel.tensor_segments(producing=True):
         full = imodel.partition(name).full_size
-        rows = values.detach().double().cpu().narrow(dim, offset, full).movedim(dim, 0)
+        rows = values.detach().narrow(dim, offset, full).double().cpu().movedim(dim, 0)
         l1 = rows.reshape(full, -1).abs().sum(1)
         scores[name] = scores[name] + l1 if name in scores else l1
     return scores
