@@ -83,18 +83,24 @@ def test_selection_exports_the_original_channels():
             torch.testing.assert_close(imodel.export()(x), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_channel_scores_are_the_l1_norms_of_the_producing_kernels():
+@pytest.mark.parametrize("rule", ["trapezoid", "simpson"])
+def test_channel_scores_are_the_l1_norms_of_the_weights_that_make_and_read_each_channel(rule):
     model, x = _net(), torch.randn(1, 3, 8, 8)
-    imodel = inn.convert(model, x, permute=False, fold_batchnorm=False)
+    imodel = inn.convert(model, x, permute=False, fold_batchnorm=False, rule=rule)
     scores = channel_scores(imodel)
-    # produced by the convolutions only: not the BatchNorm vectors, not the reading layers
-    expected = {"0:out": model[0].weight, "3:out": model[3].weight}
+    # by hand: each convolution's kernels plus the columns of the layer that reads the channels;
+    # not the BatchNorm vectors, and the quadrature factors of the reading layer multiplied back
+    weights = [model[i].weight.detach().double().abs() for i in (0, 3, 8)]
+    expected = {
+        "0:out": weights[0].sum((1, 2, 3)) + weights[1].sum((0, 2, 3)),
+        "3:out": weights[1].sum((1, 2, 3)) + weights[2].sum(0),
+    }
     assert set(scores) == set(expected)
-    for name, weight in expected.items():
-        torch.testing.assert_close(scores[name], weight.detach().double().abs().sum((1, 2, 3)))
+    for name, value in expected.items():
+        torch.testing.assert_close(scores[name], value)
     imodel.resize(widths={"0:out": 3})
     assert select_channels(imodel) == ["0:out"]
-    top = torch.topk(expected["0:out"].detach().abs().sum((1, 2, 3)), 3).indices.sort().values
+    top = torch.topk(expected["0:out"], 3).indices.sort().values
     assert imodel.partition("0:out").selected == tuple(top.tolist())
 
 

@@ -63,9 +63,10 @@ def prune(
             the networks measured, it adds no accuracy once widths are allocated and the
             statistics re-estimated, and it costs most of the time.
         sampling: how each narrowed group gets its channels: ``"resample"`` (the integral
-            network's uniform points), ``"select"`` (its original channels with the largest L1
-            norm, :func:`inn.recover.select_channels`) or ``"auto"`` (default): with ``calib``,
-            per group whichever of the two loses less before calibration
+            network's uniform points), ``"select"`` (its original channels whose weights, made
+            and read, have the largest L1 norm, :func:`inn.recover.select_channels`) or
+            ``"auto"`` (default): with ``calib``, per group whichever of the two loses less
+            before calibration
             (:func:`inn.recover.choose_sampling`), then that mix, all-resampled and
             all-selected are each calibrated and the lowest held-out calibration loss is kept;
             without ``calib``, resampling.

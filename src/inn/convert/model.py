@@ -160,18 +160,24 @@ class IntegralModel(nn.Module):
             raise InnError(f"no channel group named {name!r}{hint} (see IntegralModel.groups)")
         return self._partitions[name]
 
-    def tensor_segments(self, *, producing: bool = False) -> Iterator[tuple[str, Tensor, int, int]]:
+    def tensor_segments(self, *, weights: bool = False) -> Iterator[tuple[str, Tensor, int, int]]:
         """Every segment of a continuous tensor's axis that runs along a resizable group:
         ``(group name, the tensor's node values, dim, offset of the segment along dim)``; the
-        segment spans the group's ``full_size`` entries. ``producing``: only the axes a layer
-        produces (:meth:`IntegralLayer.producing_axes`: not biases, scales or summed axes)."""
+        segment spans the group's ``full_size`` entries. ``weights``: only the weights' axes,
+        produced and summed (:meth:`IntegralLayer.weight_axes`: no biases, scales or
+        statistics), their values as the discrete tensors at full width hold them
+        (:meth:`IntegralLayer.full_width_values`)."""
         names = {id(self._partitions[g.name]): g.name for g in self.resizable_groups}
         for module in self.graph_module.modules():
             if not isinstance(module, IntegralLayer):
                 continue
-            axes = module.producing_axes() if producing else module.channel_axes()
+            axes = module.weight_axes() if weights else module.channel_axes()
             for tensor, roles in axes.items():
-                values = getattr(module, f"{tensor}_function").values
+                values = (
+                    module.full_width_values(tensor)
+                    if weights
+                    else getattr(module, f"{tensor}_function").values
+                )
                 for dim, role in roles.items():
                     offset = 0
                     for part in module.segment_partitions(role):

@@ -96,22 +96,35 @@ class IntegralLayer(nn.Module):
         parts = [p for segments in self.partitions.values() for p in segments]
         return all(p.size == p.full_size and p.is_uniform for p in parts)
 
-    def producing_axes(self) -> dict[str, dict[int, str]]:
-        """Per continuous weight (a parameter with more than one entry per channel, not a bias
-        or a normalisation's scale), its channel axes that the layer does not sum over,
-        ``{dim: role}``: the channels it produces (a convolution's output channels)."""
+    def weight_axes(self, *, summed: bool = True) -> dict[str, dict[int, str]]:
+        """Per continuous weight (a parameter with more than one entry per channel, not a bias,
+        a normalisation's scale or a statistic), its channel axes, ``{dim: role}``: those it
+        produces (a convolution's output channels) and, with ``summed``, those it sums over
+        (its input channels)."""
         out = {}
         for name, (roles, integrated, merge) in self._layouts.items():
             values = getattr(self, f"{name}_function").values
             if not isinstance(values, nn.Parameter):
                 continue
             channel_axes = set(range(merge[0], merge[1] + 1)) if merge is not None else set()
-            produced = {d: r for d, r in roles.items() if d != integrated}
-            for d in produced:
+            for d, role in roles.items():
+                if d == integrated and not summed:
+                    continue
                 axes = channel_axes if d in channel_axes else {d}
                 if values.numel() > math.prod(values.shape[a] for a in axes):
-                    out.setdefault(name, {})[d] = produced[d]
+                    out.setdefault(name, {})[d] = role
         return out
+
+    def full_width_values(self, name: str) -> Tensor:
+        """The node values of tensor ``name`` as the discrete tensor at full width holds them:
+        the quadrature factors divided out at conversion multiplied back on the summed axis
+        (same shape as the node values)."""
+        function: ContinuousTensor = getattr(self, f"{name}_function")
+        roles, integrated, _ = self._layouts[name]
+        values = function.values
+        if integrated is None:
+            return values
+        return _times(values, self._full_scale(roles[integrated], values), integrated)
 
     def size(self, role: str, full_size: int) -> int:
         """Current number of channels of ``role`` (``full_size`` when the role is discrete)."""

@@ -30,11 +30,17 @@ SAMPLINGS = ("auto", "resample", "select")
 
 def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
     """Per resizable group, one importance per lattice node, shape ``(full_size,)``: the L1
-    norm of the weights that produce the group's channels (:meth:`IntegralLayer.producing_axes`),
-    summed over its producing layers. Groups that no weight produces (e.g. only read) are absent.
+    norm of every weight that makes or reads the channel (the producing layers' kernels and the
+    consuming layers' input columns, :meth:`IntegralLayer.weight_axes`), summed over layers.
+    Groups that no weight touches are absent.
+
+    Scales, biases and statistics are left out: a BatchNorm's statistics follow the kernel
+    before it and its scale rarely moves from 1 in training. The reading weights are in because
+    a channel matters as much as it is read: on the zoo's efficient networks, scores of the
+    producing kernels alone lost 1-2 points to these (``results/budget-*``).
     """
     scores: dict[str, Tensor] = {}
-    for name, values, dim, offset in imodel.tensor_segments(producing=True):
+    for name, values, dim, offset in imodel.tensor_segments(weights=True):
         full = imodel.partition(name).full_size
         rows = values.detach().narrow(dim, offset, full).double().cpu().movedim(dim, 0)
         l1 = rows.reshape(full, -1).abs().sum(1)
