@@ -111,6 +111,7 @@ def test_prune_cli_selects_original_channels_on_request(tmp_path):
     assert rows.shape[0] == 3
     # every kept kernel is one of the original's (BatchNorm at its initial statistics folded)
     assert torch.cdist(rows, original).min(1).values.max() < 1e-4
-    norms = original.abs().sum(1)
+    # ranked by the L1 norm of the kernels that make each channel and the columns that read it
+    norms = original.abs().sum(1) + model[3].weight.detach().abs().sum((0, 2, 3))
     kept = torch.cdist(rows, original).argmin(1)
     assert set(kept.tolist()) == set(torch.topk(norms, 3).indices.tolist())
