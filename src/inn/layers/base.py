@@ -96,20 +96,18 @@ class IntegralLayer(nn.Module):
         parts = [p for segments in self.partitions.values() for p in segments]
         return all(p.size == p.full_size and p.is_uniform for p in parts)
 
-    def weight_axes(self, *, summed: bool = True) -> dict[str, dict[int, str]]:
+    def weight_axes(self) -> dict[str, dict[int, str]]:
         """Per continuous weight (a parameter with more than one entry per channel, not a bias,
         a normalisation's scale or a statistic), its channel axes, ``{dim: role}``: those it
-        produces (a convolution's output channels) and, with ``summed``, those it sums over
-        (its input channels)."""
+        produces (a convolution's output channels) and the one it sums over (its input
+        channels)."""
         out = {}
-        for name, (roles, integrated, merge) in self._layouts.items():
+        for name, (roles, _, merge) in self._layouts.items():
             values = getattr(self, f"{name}_function").values
             if not isinstance(values, nn.Parameter):
                 continue
             channel_axes = set(range(merge[0], merge[1] + 1)) if merge is not None else set()
             for d, role in roles.items():
-                if d == integrated and not summed:
-                    continue
                 axes = channel_axes if d in channel_axes else {d}
                 if values.numel() > math.prod(values.shape[a] for a in axes):
                     out.setdefault(name, {})[d] = role

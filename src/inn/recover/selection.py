@@ -35,10 +35,10 @@ def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
     Groups that no weight touches are absent.
 
     Scales, biases and statistics are left out (a BatchNorm's statistics only echo the kernel
-    before it, which is counted already). The reading weights are in because
-    a channel matters as much as it is read: on the zoo's EfficientNet, ranking by the producing
-    kernels alone kept about 1 point less in ``inn.prune`` at 30 % of the parameters and at
-    half the MACs (``docs/notebook.md``, "Which channels a selection keeps")."""
+    before it, which is counted already). The reading weights are in because a channel matters
+    as much as it is read: on the zoo's EfficientNet, ranking by the producing kernels alone
+    kept about 1 point less in ``inn.prune`` at 30 % of the parameters and at half the MACs
+    (``docs/notebook.md``, "Which channels a selection keeps")."""
     scores: dict[str, Tensor] = {}
     for name, values, dim, offset in imodel.tensor_segments(weights=True):
         full = imodel.partition(name).full_size
