@@ -104,6 +104,23 @@ def test_channel_scores_are_the_l1_norms_of_the_weights_that_make_and_read_each_
     assert imodel.partition("0:out").selected == tuple(top.tolist())
 
 
+def test_channel_scores_of_groups_tied_across_the_blocks_of_a_grouped_convolution():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 6, 3, groups=2), nn.ReLU(), nn.Conv2d(6, 5, 1)
+    ).eval()  # fmt: skip
+    imodel = inn.convert(model, torch.randn(1, 3, 9, 9), permute=False)
+    scores = channel_scores(imodel)
+    w0, w2, w4 = (model[i].weight.detach().double().abs() for i in (0, 2, 4))
+    # a lattice node of "0:out" is channel j of both blocks (j and 4 + j); block b of the
+    # grouped convolution reads channel 4b + j through its input column j, outputs 3b..3b+2
+    made = w0.sum((1, 2, 3))
+    read = torch.stack([w2[3 * (c // 4) : 3 * (c // 4) + 3, c % 4].sum() for c in range(8)])
+    torch.testing.assert_close(scores["0:out"], (made + read).reshape(2, 4).sum(0))
+    made, read = w2.sum((1, 2, 3)), w4.sum((0, 2, 3))
+    torch.testing.assert_close(scores["2:out"], (made + read).reshape(2, 3).sum(0))
+
+
 def test_measured_statistics_are_dropped_when_the_selection_changes():
     model, x = _net(), torch.randn(32, 3, 8, 8)
     imodel = inn.convert(model, x[:1], fold_batchnorm=False)
