@@ -73,12 +73,11 @@ def group_values(imodel: IntegralModel, seed: int = 0) -> dict[str, GroupValues]
     generator = torch.Generator().manual_seed(seed)
     columns: dict[str, list[Tensor]] = defaultdict(list)
     closed: dict[str, bool] = {}
-    for name, values, dim, offset in imodel.tensor_segments():
+    for name, rows in imodel.tensor_segments():
         part = imodel.partition(name)
         if part.full_size == 1:
             continue
-        flat = values.detach().narrow(dim, offset, part.full_size).float().cpu().movedim(dim, 0)
-        flat = flat.reshape(part.full_size, -1)
+        flat = rows.float().cpu()
         if flat.shape[1] > _MAX_COLUMNS:
             pick = torch.randperm(flat.shape[1], generator=generator)
             flat = flat[:, pick[:_MAX_COLUMNS]]

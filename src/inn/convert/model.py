@@ -160,13 +160,13 @@ class IntegralModel(nn.Module):
             raise InnError(f"no channel group named {name!r}{hint} (see IntegralModel.groups)")
         return self._partitions[name]
 
-    def tensor_segments(self, *, weights: bool = False) -> Iterator[tuple[str, Tensor, int, int]]:
+    def tensor_segments(self, *, weights: bool = False) -> Iterator[tuple[str, Tensor]]:
         """Every segment of a continuous tensor's axis that runs along a resizable group:
-        ``(group name, the tensor's node values, dim, offset of the segment along dim)``; the
-        segment spans the group's ``full_size`` entries. ``weights``: only the weights' axes,
-        produced and summed (:meth:`IntegralLayer.weight_axes`: no biases, scales or
-        statistics), their values as the discrete tensors at full width hold them
-        (:meth:`IntegralLayer.full_width_values`)."""
+        ``(group name, rows)``, the tensor's node values along the segment as rows of shape
+        ``(full_size, everything else)`` (detached, the tensor's dtype and device).
+        ``weights``: only the weights' axes, produced and summed
+        (:meth:`IntegralLayer.weight_axes`: no biases, scales or statistics), their values as
+        the discrete tensors at full width hold them (:meth:`IntegralLayer.full_width_values`)."""
         names = {id(self._partitions[g.name]): g.name for g in self.resizable_groups}
         for module in self.graph_module.modules():
             if not isinstance(module, IntegralLayer):
@@ -177,12 +177,13 @@ class IntegralModel(nn.Module):
                     module.full_width_values(tensor)
                     if weights
                     else getattr(module, f"{tensor}_function").values
-                )
+                ).detach()
                 for dim, role in roles.items():
                     offset = 0
                     for part in module.segment_partitions(role):
                         if id(part) in names:
-                            yield names[id(part)], values, dim, offset
+                            rows = values.narrow(dim, offset, part.full_size).movedim(dim, 0)
+                            yield names[id(part)], rows.reshape(part.full_size, -1)
                         offset += part.full_size
 
     @property

@@ -40,10 +40,8 @@ def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
     kept about 1 point less in ``inn.prune`` at 30 % of the parameters and at half the MACs
     (``docs/notebook.md``, "Which channels a selection keeps")."""
     scores: dict[str, Tensor] = {}
-    for name, values, dim, offset in imodel.tensor_segments(weights=True):
-        full = imodel.partition(name).full_size
-        rows = values.detach().narrow(dim, offset, full).double().cpu().movedim(dim, 0)
-        l1 = rows.reshape(full, -1).abs().sum(1)
+    for name, rows in imodel.tensor_segments(weights=True):
+        l1 = rows.double().cpu().abs().sum(1)
         scores[name] = scores[name] + l1 if name in scores else l1
     return scores
 
