@@ -3,13 +3,15 @@
 ``imodel.plan(budget)`` / ``imodel.resize(budget=...)`` use :func:`plan`: the cost of the group
 widths (:func:`cost_model`: parameters and MACs counted exactly, :mod:`inn.budget.cost`, or a
 latency model fitted to measurements, :func:`latency_fit`), a sensitivity per group
-(:mod:`inn.budget.sensitivity`) and a greedy allocation (:mod:`inn.budget.allocate`).
+(:mod:`inn.budget.sensitivity`, or the channels' magnitudes, :mod:`inn.budget.magnitude`) and
+an allocation (:mod:`inn.budget.allocate`).
 :func:`count_parameters` and :func:`count_macs` count a plain module (an exported model);
 :func:`device_round_to` is the channel multiple a device runs fast (the plans' default).
 """
 
 from inn.budget.count import count_macs, count_parameters
 from inn.budget.latency import LatencyFit, latency_fit, latency_ratio, measure_latency
+from inn.budget.magnitude import channel_scores, magnitude_table
 from inn.budget.plan import KINDS, SENSITIVITIES, Budget, Plan, as_budget, cost_model, plan
 from inn.budget.polynomial import CostModel
 from inn.budget.rounding import device_round_to
@@ -24,12 +26,14 @@ __all__ = [
     "Plan",
     "Sensitivity",
     "as_budget",
+    "channel_scores",
     "cost_model",
     "count_macs",
     "count_parameters",
     "device_round_to",
     "latency_fit",
     "latency_ratio",
+    "magnitude_table",
     "measure_latency",
     "output_errors",
     "plan",

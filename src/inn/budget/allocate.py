@@ -14,7 +14,7 @@ import numpy as np
 from inn.budget.cost import CostModel
 from inn.errors import InnError
 
-__all__ = ["Table", "allocate", "refine"]
+__all__ = ["Table", "allocate", "level_widths", "refine"]
 
 _COARSE_STEPS = 32  # a group is narrowed in steps of about 1/32 of its width, then refined
 
@@ -55,6 +55,34 @@ def allocate(
     return widths.astype(int)
 
 
+def level_widths(
+    cost: CostModel, target: float, full: np.ndarray, resizable: np.ndarray, lowest: np.ndarray,
+    round_to: int, table: Table,
+) -> np.ndarray:  # fmt: skip
+    """Every resizable group at its narrowest width whose error is at most a common level, the
+    lowest level whose cost meets ``target`` (then :func:`refine` closes the gap that the steps
+    leave). With errors linear in the fraction removed the level is a common fraction; with
+    normalised channel magnitudes (:mod:`inn.budget.magnitude`) it is global magnitude pruning."""
+    options, errors = [], []
+    for g in range(len(full)):
+        first = np.ceil(lowest[g] / round_to) * round_to
+        steps = np.arange(first, full[g], round_to) if resizable[g] else np.array([])
+        options.append(np.unique([lowest[g], *steps, full[g]]))
+        errors.append(table.group(g, options[-1]))
+
+    def widths_at(level: float) -> np.ndarray:
+        return np.array([
+            w[np.argmax(e <= level)] if (e <= level).any() else w[-1]
+            for w, e in zip(options, errors, strict=True)
+        ])  # fmt: skip
+
+    lo, hi = 0.0, max(float(e.max()) for e in errors)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if cost(widths_at(mid)) > target else (lo, mid)
+    return widths_at(hi)
+
+
 def refine(
     cost: CostModel, target: float, widths: np.ndarray, lowest: np.ndarray, resizable: np.ndarray,
     round_to: int, full: np.ndarray, table: Table,
@@ -89,6 +117,10 @@ class Table:
 
     def __init__(self, widths: list[np.ndarray], errors: list[np.ndarray]) -> None:
         self.widths, self.errors = widths, errors
+
+    def group(self, g: int, widths: np.ndarray) -> np.ndarray:
+        """Group ``g``'s error at each of ``widths``."""
+        return np.interp(widths, self.widths[g], self.errors[g])
 
     def __call__(self, widths: np.ndarray) -> np.ndarray:
         """The error of each group at ``widths`` ``(G,)``."""

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from inn.budget.allocate import Table, allocate, refine
+from inn.budget.allocate import Table, allocate, level_widths, refine
 from inn.budget.cost import counted_costs
 from inn.budget.latency import latency_fit
+from inn.budget.magnitude import magnitude_table
 from inn.budget.polynomial import CostModel
 from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import (
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "plan"]
 
 KINDS = ("params", "macs", "latency")
-SENSITIVITIES = ("auto", "outputs", "weights", "uniform")
+SENSITIVITIES = ("auto", "outputs", "weights", "uniform", "magnitude")
 AUTO_MAX_MACS = 5e10  # synthetic forward passes "auto" may spend without data (a few CPU seconds)
 # data-free sensitivity tables per model: {method: (parameter versions, table)}
 _SENSITIVITIES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Any, Sensitivity]]] = (
@@ -132,27 +133,12 @@ def _uniform_tables(imodel: IntegralModel) -> Sensitivity:
     return Sensitivity(widths, errors, "uniform")
 
 
-def _uniform_widths(
-    cost: CostModel, target: float, full: np.ndarray, resizable: np.ndarray, round_to: int
-) -> np.ndarray:
-    """The largest common fraction of every resizable group whose cost meets ``target`` (then
-    :func:`refine` closes the gap that rounding leaves)."""
-
-    def widths_at(f: float) -> np.ndarray:
-        w = np.maximum(round_to, np.round(f * full / round_to) * round_to)
-        return np.where(resizable, np.minimum(w, full), full)
-
-    lo, hi = 0.0, 1.0
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if cost(widths_at(mid)) <= target else (lo, mid)
-    return widths_at(lo)
-
-
 def sensitivity_of(imodel: IntegralModel, method: str, data: Iterable | None) -> Sensitivity:
     """The sensitivity table; data-free ones are memoised until a node value changes."""
     if method == "uniform":
         return _uniform_tables(imodel)
+    if method == "magnitude":
+        return magnitude_table(imodel)
     if method not in ("outputs", "weights"):
         raise InnError(f"unknown sensitivity {method!r}; choose one of {SENSITIVITIES}")
     if data is not None:
@@ -184,7 +170,9 @@ def plan(
             ``"auto"`` (default: ``"outputs"`` with ``data``; without data ``"outputs"`` on
             synthetic inputs where those forward passes cost at most ``AUTO_MAX_MACS``
             multiply-accumulates, else ``"weights"``),
-            ``"uniform"`` (every group keeps the same fraction), or a precomputed
+            ``"uniform"`` (every group keeps the same fraction), ``"magnitude"`` (data-free,
+            no forward pass: one threshold on the channels' weight magnitudes normalised per
+            group, :mod:`inn.budget.magnitude`), or a precomputed
             :class:`~inn.budget.Sensitivity`.
         data: calibration batches for ``sensitivity="outputs"``.
         round_to: widths are multiples of this (or full); default: what the budget's device
@@ -216,8 +204,8 @@ def plan(
     names = [g.name for g in groups]
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
     te = [table.errors.get(n, np.array([0.0])) for n in names]
-    if method == "uniform":
-        widths = _uniform_widths(cost, target, full, resizable, round_to)
+    if method in ("uniform", "magnitude"):
+        widths = level_widths(cost, target, full, resizable, lowest, round_to, Table(tw, te))
         widths = refine(cost, target, widths, lowest, resizable, round_to, full, Table(tw, te))
     else:
         widths = allocate(

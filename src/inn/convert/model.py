@@ -289,7 +289,8 @@ class IntegralModel(nn.Module):
                 group alone is narrowed, on ``data`` or on seeded synthetic inputs),
                 ``"weights"`` (data-free, no forward pass), ``"auto"`` (default: ``"outputs"``
                 on ``data``; without data on synthetic inputs where that costs a few CPU
-                seconds, else ``"weights"``), ``"uniform"`` (same fraction).
+                seconds, else ``"weights"``), ``"uniform"`` (same fraction), ``"magnitude"``
+                (data-free: one threshold on the channels' normalised weight magnitudes).
             data: calibration batches for ``sensitivity="outputs"``.
             round_to: every width a multiple of this (or full; default: what the budget's
                 device runs fast, :func:`inn.budget.device_round_to`).

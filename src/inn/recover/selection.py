@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
+from inn.budget.magnitude import channel_scores
 from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.outputs import flat_output
@@ -26,24 +27,6 @@ from inn.recover.statistics import reestimate_batchnorm
 __all__ = ["SAMPLINGS", "channel_scores", "check_sampling", "choose_sampling", "select_channels"]
 
 SAMPLINGS = ("auto", "resample", "select")
-
-
-def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
-    """Per resizable group, one importance per lattice node, shape ``(full_size,)``: the L1
-    norm of every weight that makes or reads the channel (the producing layers' kernels and the
-    consuming layers' input columns, :meth:`IntegralLayer.weight_axes`), summed over layers.
-    Groups that no weight touches are absent.
-
-    Scales, biases and statistics are left out (a BatchNorm's statistics only echo the kernel
-    before it, which is counted already). The reading weights are in because a channel matters
-    as much as it is read: on the zoo's EfficientNet, ranking by the producing kernels alone
-    kept about 1 point less in ``inn.prune`` at 30 % of the parameters and at half the MACs
-    (``docs/notebook.md``, "Which channels a selection keeps")."""
-    scores: dict[str, Tensor] = {}
-    for name, rows in imodel.tensor_segments(weights=True):
-        l1 = rows.double().cpu().abs().sum(1)
-        scores[name] = scores[name] + l1 if name in scores else l1
-    return scores
 
 
 def select_channels(imodel: IntegralModel, groups: Iterable[str] | None = None) -> list[str]:
