@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import inn
-from inn.budget import cost_model, magnitude_table
+from inn.budget import cost_model, magnitude_table, output_errors
 from inn.budget.allocate import Table, level_widths
 from inn.budget.magnitude import lamp_scores
 
@@ -82,3 +82,38 @@ def test_magnitude_plan_is_global_magnitude_pruning(fraction):
     assert plan.sensitivity == "magnitude"
     assert plan.predicted <= plan.target
     assert plan.predicted >= cost(level)  # refine only fills what the level left under budget
+
+
+def test_output_errors_of_selected_channels_against_the_network_sliced_by_hand():
+    """The ``"select"`` error at a width is the output change of the plain network with that
+    many of the group's channels kept, the strongest by the L1 norm of the weights that make and
+    read them, sliced by hand; with both samplings the table is the lower of the two."""
+    model = _mlp()
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
+    imodel = inn.convert(model, x[:1], permute=False)
+    first = next(g for g in imodel.resizable_groups if g.full_size == 8)
+    select = output_errors(imodel, [x], samplings=("select",))
+    resample = output_errors(imodel, [x])
+    both = output_errors(imodel, [x], samplings=("resample", "select"))
+
+    a, b = model[0], model[2]
+    with torch.no_grad():
+        score = a.weight.abs().sum(1) + b.weight.abs().sum(0)
+        reference = model(x)
+        for width in (1, 2, 4, 6):
+            keep = torch.topk(score, width).indices
+            hidden = torch.relu(x @ a.weight[keep].T + a.bias[keep])
+            rest = torch.relu(hidden @ b.weight[:, keep].T + b.bias)
+            y = model[4:](rest)
+            expected = float((y - reference).square().sum() / reference.square().sum())
+            assert select.error(first.name, width) == pytest.approx(expected, rel=1e-4, abs=1e-9)
+    for name in both.errors:
+        assert np.allclose(
+            both.errors[name], np.minimum(select.errors[name], resample.errors[name])
+        )
+
+
+def test_output_errors_refuses_an_unknown_sampling():
+    imodel = inn.convert(_mlp(), torch.randn(1, 4), permute=False)
+    with pytest.raises(inn.InnError, match="samplings"):
+        output_errors(imodel, [torch.randn(4, 4)], samplings=("nearest",))

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from inn.budget import Budget
+from inn.budget import Budget, output_errors
 from inn.convert import IntegralModel, convert
 from inn.graph import fold_batchnorms
 from inn.recover import (
@@ -42,7 +42,8 @@ def prune(
 
     The defaults are the best combination measured (README, "Pruning to a budget"). With
     ``calib``: BatchNorms are kept through conversion, the widths per group are allocated by the
-    output change each group causes on ``calib``, the BatchNorm statistics are measured again at
+    output change each group causes on ``calib`` (with the channels it may get: resampled or
+    selected, whichever loses less), the BatchNorm statistics are measured again at
     the new widths, each narrowed group's channels resampled or selected (``sampling``), the
     biases and normalisation parameters of the export fitted to the original network's outputs
     on ``calib`` (:func:`inn.recover.calibrate_biases`), and the BatchNorms folded. Without
@@ -78,6 +79,7 @@ def prune(
     Returns:
         A plain ``torch.nn.Module`` at the new widths.
     """
+    check_sampling(sampling)
     calib = list(calib) if calib is not None else None
     imodel = convert(
         model, example_inputs, **{"fold_batchnorm": calib is None, **dict(convert_options or {})}
@@ -85,6 +87,10 @@ def prune(
     resize = dict(resize_options or {})
     if widths is None:
         resize.setdefault("data", calib)
+        if calib is not None and resize.get("sensitivity", "auto") in ("auto", "outputs"):
+            # each group's error with the channels the export may give it (see sampling)
+            samplings = ("resample", "select") if sampling == "auto" else (sampling,)
+            resize["sensitivity"] = output_errors(imodel, calib, samplings=samplings)
     imodel.resize(compression, widths=widths, budget=budget, **resize)
     return export_repaired(
         imodel, model, calib, calibrate=calibrate, sampling=sampling, tune=tune,

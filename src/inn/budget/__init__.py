@@ -11,11 +11,17 @@ an allocation (:mod:`inn.budget.allocate`).
 
 from inn.budget.count import count_macs, count_parameters
 from inn.budget.latency import LatencyFit, latency_fit, latency_ratio, measure_latency
-from inn.budget.magnitude import channel_scores, magnitude_table
+from inn.budget.magnitude import channel_scores
 from inn.budget.plan import KINDS, SENSITIVITIES, Budget, Plan, as_budget, cost_model, plan
 from inn.budget.polynomial import CostModel
 from inn.budget.rounding import device_round_to
-from inn.budget.sensitivity import Sensitivity, output_errors, smallest_widths, weight_errors
+from inn.budget.sensitivity import (
+    Sensitivity,
+    magnitude_table,
+    output_errors,
+    smallest_widths,
+    weight_errors,
+)
 
 __all__ = [
     "KINDS",

@@ -1,8 +1,8 @@
 """Channel magnitudes: how strongly each channel is made and read, and the widths they imply.
 
 :func:`channel_scores` ranks a group's channels (the channels a selection keeps,
-:func:`inn.recover.select_channels`). :func:`magnitude_table` turns the ranking into a
-sensitivity table for :func:`inn.budget.plan` (``sensitivity="magnitude"``): within each group
+:func:`keep_strongest`). :func:`~inn.budget.sensitivity.magnitude_table` turns the ranking into
+a sensitivity table for :func:`inn.budget.plan` (``sensitivity="magnitude"``): within each group
 the scores are normalised as in LAMP (Lee et al., "Layer-adaptive sparsity for the magnitude-based
 pruning", ICLR 2021: a score over the sum of the scores not smaller than it, so the strongest
 channel of every group scores 1), and one threshold across all groups sets every width. It is
@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
-
-from inn.budget.sensitivity import Sensitivity
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = ["channel_scores", "lamp_scores", "magnitude_table"]
+__all__ = ["channel_scores", "keep_strongest", "lamp_scores"]
 
 
 def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
@@ -43,22 +40,16 @@ def channel_scores(imodel: IntegralModel) -> dict[str, Tensor]:
     return scores
 
 
+def keep_strongest(imodel: IntegralModel, name: str, scores: Tensor) -> None:
+    """Group ``name`` keeps, at its current width, the original channels of the largest
+    ``scores`` (:func:`channel_scores`) instead of resampled ones."""
+    partition = imodel.partition(name)
+    partition.select(torch.topk(scores, partition.size).indices.tolist())
+
+
 def lamp_scores(scores: Tensor) -> Tensor:
     """``(N,)`` scores, each divided by the sum of the scores not smaller than it, sorted
     ascending: non-decreasing, the last (the strongest channel) is 1."""
     ordered = torch.sort(scores.double()).values
     at_least = ordered.flip(0).cumsum(0).flip(0)
     return ordered / at_least.clamp_min(torch.finfo(torch.float64).tiny)
-
-
-def magnitude_table(imodel: IntegralModel) -> Sensitivity:
-    """A table per group: the error at width ``w`` is the largest LAMP score of the channels it
-    drops (the weakest dropped first), so that one threshold across groups gives every width
-    and the greedy allocation of :func:`inn.budget.plan` follows it. Groups without weights are
-    left out (they keep their width)."""
-    widths, errors = {}, {}
-    for name, scores in channel_scores(imodel).items():
-        lamp = lamp_scores(scores).numpy()
-        widths[name] = np.arange(len(lamp) + 1, dtype=float)
-        errors[name] = np.append(lamp[::-1], 0.0)  # width w drops lamp[: N - w]: max lamp[N-w-1]
-    return Sensitivity(widths, errors, "magnitude")

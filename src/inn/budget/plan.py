@@ -14,13 +14,13 @@ from torch import nn
 from inn.budget.allocate import Table, allocate, level_widths, refine
 from inn.budget.cost import counted_costs
 from inn.budget.latency import latency_fit
-from inn.budget.magnitude import magnitude_table
 from inn.budget.polynomial import CostModel
 from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import (
     OUTPUT_FRACTIONS,
     SYNTHETIC_SAMPLES,
     Sensitivity,
+    magnitude_table,
     output_errors,
     weight_errors,
 )

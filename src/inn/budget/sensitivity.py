@@ -10,6 +10,8 @@ Two measures, both as a table ``errors[g]`` over a few widths per group (interpo
 * :func:`output_errors`: the network's output change (squared, relative to the output's
   energy) when the group alone is narrowed, on calibration batches or, without data, on
   seeded synthetic inputs of the example's shape.
+* :func:`magnitude_table` (data-free, no forward pass): the channels' weight magnitudes,
+  normalised within each group (:mod:`inn.budget.magnitude`), for one threshold across groups.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from inn.budget.magnitude import channel_scores, keep_strongest, lamp_scores
+from inn.errors import InnError
 from inn.numerics import resampling_matrix
 from inn.outputs import flat_output
 
@@ -30,8 +34,8 @@ if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
 __all__ = [
-    "FRACTIONS", "OUTPUT_FRACTIONS", "SYNTHETIC_SAMPLES", "Sensitivity", "output_errors",
-    "weight_errors",
+    "FRACTIONS", "OUTPUT_FRACTIONS", "SYNTHETIC_SAMPLES", "Sensitivity", "magnitude_table",
+    "output_errors", "weight_errors",
 ]  # fmt: skip
 
 FRACTIONS = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125)
@@ -130,33 +134,51 @@ def output_errors(
     data: Iterable | None = None,
     fractions: Sequence[float] = OUTPUT_FRACTIONS,
     max_samples: int = 64,
+    samplings: Sequence[str] = ("resample",),
 ) -> Sensitivity:
     """Output change when each group alone is narrowed: ``|y_n - y|^2 / |y|^2`` on ``data``
     (the first ``max_samples`` inputs of ``(inputs, targets)`` or ``inputs`` batches) or on
     ``SYNTHETIC_SAMPLES`` seeded standard-normal inputs. The model's widths and trained points
-    are restored afterwards."""
+    are restored afterwards.
+
+    ``samplings``: how the narrowed group gets its channels, ``"resample"`` (uniform points)
+    and / or ``"select"`` (its strongest original channels,
+    :func:`~inn.budget.magnitude.keep_strongest`); with both, the error is the lower of the
+    two, as for an export that may use either (``inn.prune(sampling="auto")``)."""
+    unknown = set(samplings) - {"resample", "select"}
+    if not samplings or unknown:
+        raise InnError(f"samplings must be some of ('resample', 'select'), got {samplings!r}")
     batches = _synthetic(imodel) if data is None else _first_inputs(data, max_samples)
     device = next(imodel.parameters()).device
     batches = [tuple(x.to(device) for x in b) for b in batches]
     full = {g.name: g.full_size for g in imodel.resizable_groups}
+    scores = channel_scores(imodel) if "select" in samplings else {}
     widths, errors = {}, {}
     with imodel.widths_kept():
         imodel.resize(widths=full)
         with torch.no_grad():
             reference = [flat_output(imodel(*b)) for b in batches]
-            energy = sum(float(r.square().sum()) for r in reference)
+            energy = max(sum(float(r.square().sum()) for r in reference), 1e-30)
+
+            def error() -> float:
+                return (
+                    sum(
+                        float((flat_output(imodel(*b)) - r).square().sum())
+                        for b, r in zip(batches, reference, strict=True)
+                    )
+                    / energy
+                )
+
             for g in imodel.resizable_groups:
                 levels = _levels(g.full_size, fractions)
                 values = []
                 for n in levels:
                     imodel.resize(widths={g.name: int(n)})
-                    values.append(
-                        sum(
-                            float((flat_output(imodel(*b)) - r).square().sum())
-                            for b, r in zip(batches, reference, strict=True)
-                        )
-                        / max(energy, 1e-30)
-                    )
+                    measured = [error()] if "resample" in samplings else []
+                    if "select" in samplings and g.name in scores and n < g.full_size:
+                        keep_strongest(imodel, g.name, scores[g.name])
+                        measured.append(error())
+                    values.append(min(measured, default=0.0))
                 imodel.resize(widths={g.name: g.full_size})
                 widths[g.name], errors[g.name] = levels, np.array(values)
     return Sensitivity(widths, errors, "outputs")
@@ -190,3 +212,16 @@ def smallest_widths(imodel: IntegralModel, tolerance: float) -> dict[str, int]:
                 lo = mid + 1
         out[g.name] = lo
     return out
+
+
+def magnitude_table(imodel: IntegralModel) -> Sensitivity:
+    """A table per group: the error at width ``w`` is the largest LAMP score of the channels it
+    drops (the weakest dropped first), so that one threshold across groups gives every width
+    and the greedy allocation of :func:`inn.budget.plan` follows it. Groups without weights are
+    left out (they keep their width)."""
+    widths, errors = {}, {}
+    for name, scores in channel_scores(imodel).items():
+        lamp = lamp_scores(scores).numpy()
+        widths[name] = np.arange(len(lamp) + 1, dtype=float)
+        errors[name] = np.append(lamp[::-1], 0.0)  # width w drops lamp[: N - w]: max lamp[N-w-1]
+    return Sensitivity(widths, errors, "magnitude")

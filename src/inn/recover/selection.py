@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from inn.budget.magnitude import channel_scores
+from inn.budget.magnitude import channel_scores, keep_strongest
 from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.outputs import flat_output
@@ -37,8 +37,7 @@ def select_channels(imodel: IntegralModel, groups: Iterable[str] | None = None) 
     narrowed = {g.name: g.size for g in imodel.resizable_groups if g.size < g.full_size}
     chosen = [n for n in (narrowed if groups is None else groups) if n in scores and n in narrowed]
     for name in chosen:
-        top = torch.topk(scores[name], narrowed[name]).indices
-        imodel.partition(name).select(top.tolist())
+        keep_strongest(imodel, name, scores[name])
     return chosen
 
 
