@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from innlab.experiments import (
+    allocation_tables,
     budget,
     faces,
     group_errors,
@@ -100,6 +101,10 @@ def _prune_ablation(payload: dict) -> tuple[str, str]:
     return title, prune_ablation.markdown(payload["rows"])
 
 
+def _allocation_tables(payload: dict) -> tuple[str, str]:
+    return payload["title"], allocation_tables.markdown(payload["rows"])
+
+
 def _narrow_channels(payload: dict) -> tuple[str, str]:
     return payload["title"], narrow_channels.markdown(payload["rows"])
 
@@ -116,6 +121,7 @@ RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "faces": _faces,
     "group-errors": _group_errors,
     "prune-ablation": _prune_ablation,
+    "allocation-tables": _allocation_tables,
 }
 
 

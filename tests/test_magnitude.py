@@ -117,3 +117,17 @@ def test_output_errors_refuses_an_unknown_sampling():
     imodel = inn.convert(_mlp(), torch.randn(1, 4), permute=False)
     with pytest.raises(inn.InnError, match="samplings"):
         output_errors(imodel, [torch.randn(4, 4)], samplings=("nearest",))
+
+
+def test_allocation_tables_markdown_by_hand():
+    """Two seeds per table: the cell is their mean and sample standard deviation."""
+    from innlab.experiments.allocation_tables import TABLES, markdown
+
+    rows = [
+        {"model": "m", "budget": "macs:0.5", "table": label, "seed": seed, "accuracy": acc}
+        for label in TABLES
+        for seed, acc in ((0, 0.90), (1, 0.94))
+    ]
+    text = markdown(rows)
+    assert "| table | m macs:0.5 |" in text
+    assert "| lower of the two | 92.0 ± 2.8 |" in text  # std of 90, 94: 2.83

@@ -23,13 +23,13 @@ Accuracy on the 1,000 test digits.
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import torch
 
 import inn
 from inn.budget import output_errors
+from innlab.experiments.allocation_tables import TABLES, markdown
 from innlab.experiments.pruning import accuracy
 from innlab.experiments.workloads import mnist_workload
 
@@ -37,12 +37,6 @@ OUT = Path("results") / "allocation-tables"
 MODELS = ("mobilenet_v2", "efficientnet")
 BUDGETS = (("macs", 0.5), ("params", 0.3))
 SEEDS = (0, 1, 2)
-TABLES = {
-    "resampled": ("resample",),
-    "selected": ("select",),
-    "lower of the two": ("resample", "select"),
-    "magnitude": None,
-}
 
 
 def main() -> None:
@@ -76,25 +70,6 @@ def main() -> None:
     text = f"# {title}\n\n`{command}` (see the script's docstring)\n\n{markdown(rows)}\n"
     (OUT / "results.md").write_text(text)
     print(text)
-
-
-def markdown(rows: list[dict]) -> str:
-    """Mean ± std over seeds, one row per table, one column per model and budget."""
-    columns = sorted({(r["model"], r["budget"]) for r in rows}, key=lambda c: (c[0], c[1]))
-    lines = [
-        "| table | " + " | ".join(f"{m} {b}" for m, b in columns) + " |",
-        "|---|" + "---:|" * len(columns),
-    ]
-    for label in TABLES:
-        cells = []
-        for model, budget in columns:
-            values = [100 * r["accuracy"] for r in rows
-                      if (r["model"], r["budget"], r["table"]) == (model, budget, label)]  # fmt: skip
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("\nTop-1 accuracy (%) on the 1,000 test digits, mean ± std over permutation seeds.")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -216,9 +216,9 @@ def smallest_widths(imodel: IntegralModel, tolerance: float) -> dict[str, int]:
 
 def magnitude_table(imodel: IntegralModel) -> Sensitivity:
     """A table per group: the error at width ``w`` is the largest LAMP score of the channels it
-    drops (the weakest dropped first), so that one threshold across groups gives every width
-    and the greedy allocation of :func:`inn.budget.plan` follows it. Groups without weights are
-    left out (they keep their width)."""
+    drops (the weakest dropped first), so that one level across groups gives every width
+    (:func:`~inn.budget.allocate.level_widths`). Groups without weights are left out (they
+    keep their width)."""
     widths, errors = {}, {}
     for name, scores in channel_scores(imodel).items():
         lamp = lamp_scores(scores).numpy()
