@@ -124,12 +124,8 @@ class Table:
 
     def __call__(self, widths: np.ndarray) -> np.ndarray:
         """The error of each group at ``widths`` ``(G,)``."""
-        return np.array(
-            [
-                np.interp(w, tw, te)
-                for w, tw, te in zip(widths, self.widths, self.errors, strict=True)
-            ]
-        )
+        groups = range(len(self.widths))
+        return np.array([self.group(g, w) for g, w in zip(groups, widths, strict=True)])
 
 
 def _shrink(

@@ -205,8 +205,9 @@ def plan(
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
     te = [table.errors.get(n, np.array([0.0])) for n in names]
     if method in ("uniform", "magnitude"):
-        widths = level_widths(cost, target, full, resizable, lowest, round_to, Table(tw, te))
-        widths = refine(cost, target, widths, lowest, resizable, round_to, full, Table(tw, te))
+        levels = Table(tw, te)
+        widths = level_widths(cost, target, full, resizable, lowest, round_to, levels)
+        widths = refine(cost, target, widths, lowest, resizable, round_to, full, levels)
     else:
         widths = allocate(
             cost, target, full, resizable, tw, te, round_to=round_to, min_width=min_width
