@@ -247,16 +247,19 @@ def crash_at(stop: int):
     return callback
 
 
-def test_a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(tmp_path):
-    reference = _run(tmp_path, 8)
+@pytest.mark.parametrize("channels", [None, "select"])
+def test_a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(tmp_path, channels):
+    """Also with selected channels: the ranking made when the run started comes back with the
+    checkpoint (it is not made again from the half-trained weights)."""
+    reference = _run(tmp_path, 8, channels=channels)
     path = tmp_path / "run.pt"
     with pytest.raises(Crash):  # killed during step 5 of 8, after the checkpoint of step 4
         train(_converted(), _task(), steps=8, batch_size=32, lr=0.1, progress=False,
-              checkpoint=path, checkpoint_every=2, callback=crash_at(4))  # fmt: skip
+              checkpoint=path, checkpoint_every=2, callback=crash_at(4), channels=channels)  # fmt: skip
     assert torch.load(path, weights_only=False)["step"] == 4
     resumed = _converted()
     report = train(resumed, _task(), steps=8, batch_size=32, lr=0.1, progress=False,
-                   checkpoint=path)  # fmt: skip
+                   checkpoint=path, channels=channels)  # fmt: skip
     assert report.start == 4
     for (name, a), b in zip(
         reference.state_dict().items(), resumed.state_dict().values(), strict=True

@@ -15,7 +15,10 @@ group's width:
   for as many epochs again (learning rate x ``converted_lr``), no data at evaluation;
   ``inn-converted+re``: statistics re-estimated per width; ``inn-converted+kd``: the discrete
   network is also the teacher of every width (``inn.train``'s ``teacher``), no data at
-  evaluation;
+  evaluation; ``inn-converted+select`` and ``inn-scratch+bn+select``: narrow widths keep each
+  group's strongest channels (``channels="select"``: ranked once when training starts, nested
+  as in slimmable networks), no smoothness penalty, in-place distillation as the slimmable rows
+  (``slimmable_distill``), no data at evaluation (width buckets per selected channel);
 * ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
   (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches; ``slimmable-converted``:
@@ -50,7 +53,8 @@ __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "sa
 
 METHODS = (
     "discrete", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
-    "inn-converted", "inn-converted+re", "inn-converted+kd", "slimmable", "slimmable-4",
+    "inn-converted", "inn-converted+re", "inn-converted+kd", "inn-converted+select",
+    "inn-scratch+bn+select", "slimmable", "slimmable-4",
     "slimmable-converted", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
@@ -140,15 +144,18 @@ def run(
             add("discrete", seed, {1.0: accuracy(plain, test)}, seconds)
 
         small_lr = lr * converted_lr
-        inn_rows = (  # (method, fold BatchNorm, smoothness, learning rate, teacher)
+        selected = {"channels": "select", "distill": slimmable_distill}
+        inn_rows = (  # (method, fold BatchNorm, smoothness, learning rate, other settings)
             # no normalisation: the smaller rate (it stays at chance at both, measured)
-            ("inn-scratch", True, smoothness, small_lr, None),
-            ("inn-scratch+bn", False, smoothness, lr, None),
-            ("inn-scratch+bn-s0", False, 0.0, lr, None),
-            ("inn-converted", False, smoothness, small_lr, None),
-            ("inn-converted+kd", False, smoothness, small_lr, plain),
+            ("inn-scratch", True, smoothness, small_lr, {}),
+            ("inn-scratch+bn", False, smoothness, lr, {}),
+            ("inn-scratch+bn-s0", False, 0.0, lr, {}),
+            ("inn-scratch+bn+select", False, 0.0, lr, selected),
+            ("inn-converted", False, smoothness, small_lr, {}),
+            ("inn-converted+kd", False, smoothness, small_lr, {"teacher": plain}),
+            ("inn-converted+select", False, 0.0, small_lr, selected),
         )
-        for method, fold, penalty, rate, teacher in inn_rows:
+        for method, fold, penalty, rate, other in inn_rows:
             if method not in methods and f"{method}+re" not in methods:
                 continue
             if method.startswith("inn-converted"):
@@ -156,7 +163,7 @@ def run(
             else:
                 imodel = inn.convert(fresh(seed), example, permute=False, fold_batchnorm=fold)
             seconds = _timed(train, imodel, train_set, widths=(low, 1.0), smoothness=penalty,
-                             teacher=teacher, **{**sandwich, "lr": rate})  # fmt: skip
+                             **{**sandwich, "lr": rate, **other})  # fmt: skip
             if method in methods:
                 add(method, seed, evaluated(imodel, plain_accuracy), seconds)
             if f"{method}+re" in methods:

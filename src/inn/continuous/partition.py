@@ -51,9 +51,11 @@ class Partition(nn.Module):
     """Points on [0, 1] for a channel axis of ``full_size`` channels, currently ``size`` of them.
 
     By default the points are uniform (:func:`inn.numerics.uniform`); after :meth:`select` they
-    are chosen lattice nodes (the original channels, no resampling); after
+    are chosen lattice nodes (the original channels, no resampling); after :meth:`nest` every
+    :meth:`resize` selects the first nodes of a ranking, so that the channels of a width include
+    those of every narrower one (as in slimmable networks); after
     :meth:`make_trainable` they are the parameters of a :class:`~inn.continuous.TrainablePartition`.
-    The size, the selection and whether the points are trainable are saved in the state dict, so
+    The size, the selection, the ranking and whether the points are trainable are saved in the state dict, so
     a resized, selected or tuned model is restored exactly by ``load_state_dict``.
 
     Args:
@@ -74,6 +76,7 @@ class Partition(nn.Module):
         self.size = self.full_size
         self.trainable: TrainablePartition | None = None
         self.selected: tuple[int, ...] | None = None  # lattice nodes kept, in order
+        self.order: tuple[int, ...] | None = None  # nested selection: size n keeps order[:n]
         self.version = 0  # bumped on every change that is not a parameter update
 
     @property
@@ -137,11 +140,29 @@ class Partition(nn.Module):
         )
 
     def resize(self, size: int) -> None:
-        """Use ``size`` uniform points (drops trained points)."""
+        """Use ``size`` uniform points, or under :meth:`nest` the first ``size`` nodes of the
+        ranking (drops trained points)."""
         if isinstance(size, bool) or not isinstance(size, int) or not size >= 1:
             raise PartitionError(f"a partition size must be a positive int, got {size!r}")
         self.size, self.trainable, self.selected = size, None, None
+        if self.order is not None and size < self.full_size:
+            self.selected = tuple(sorted(self.order[:size]))
         self.version += 1
+
+    def nest(self, order: Sequence[int] | None) -> None:
+        """From now on :meth:`resize` to ``n`` points keeps the lattice nodes ``order[:n]``
+        (``order``: every node once, the most important first), so every width's channels
+        include every narrower width's; ``None`` goes back to uniform points. The current size
+        is kept and takes its points under the new rule."""
+        if order is not None:
+            order = tuple(int(i) for i in order)
+            if sorted(order) != list(range(self.full_size)):
+                raise PartitionError(
+                    f"nest needs every node index in [0, {self.full_size}) once, got "
+                    f"{list(order)[:8]}{'...' if len(order) > 8 else ''} ({len(order)} indices)"
+                )
+        self.order = order
+        self.resize(self.size)
 
     def select(self, indices: Sequence[int]) -> None:
         """Keep the lattice nodes ``indices`` (the original channels at those positions of the
@@ -182,9 +203,12 @@ class Partition(nn.Module):
 
     def get_extra_state(self) -> dict[str, Any]:
         selected = None if self.selected is None else list(self.selected)
-        return {"size": self.size, "trainable": self.trainable is not None, "selected": selected}
+        order = None if self.order is None else list(self.order)
+        return {"size": self.size, "trainable": self.trainable is not None, "selected": selected,
+                "order": order}  # fmt: skip
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.order = None if state.get("order") is None else tuple(state["order"])
         self.resize(int(state["size"]))
         if state.get("selected") is not None:
             self.select(state["selected"])
@@ -198,6 +222,7 @@ class Partition(nn.Module):
             else "selected" if self.selected is not None
             else "uniform"
         )  # fmt: skip
+        kind += ", nested" if self.order is not None else ""
         return f"size={self.size}, full_size={self.full_size}, rule={self.rule!r}, {kind}"
 
 

@@ -275,6 +275,45 @@ class IntegralModel(nn.Module):
             for name, snapshot in saved.items():
                 self._partitions[name].restore(snapshot)
 
+    def nest_channels(
+        self, scores: Mapping[str, Tensor] | None = None, *, nested: bool = True
+    ) -> list[str]:
+        """Narrow widths keep original channels instead of resampling them: from now on
+        resizing a group to ``n`` channels keeps its ``n`` strongest by ``scores`` (default
+        :func:`inn.budget.channel_scores`, measured now: the L1 norm of the weights that make
+        and read each channel), so every width's channels include every narrower width's, as
+        in slimmable networks. Random-width training with ``channels="select"`` trains these.
+        Saved in the state dict. ``nested=False`` goes back to resampled (uniform) points.
+
+        Args:
+            scores: ``{group: (full_size,) importances}``; groups absent keep their rule.
+
+        Returns:
+            The names of the groups changed.
+        """
+        groups = [g.name for g in self.resizable_groups]
+        if not nested:
+            for name in groups:
+                self._partitions[name].nest(None)
+            return groups
+        if scores is None:
+            from inn.budget import channel_scores
+
+            scores = channel_scores(self)
+        unknown = sorted(set(scores) - set(groups))
+        if unknown:
+            raise InnError(f"nest_channels: {unknown} are not resizable groups of this model")
+        for name, values in scores.items():
+            part = self._partitions[name]
+            if tuple(values.shape) != (part.full_size,):
+                raise InnError(
+                    f"nest_channels: group {name!r} has {part.full_size} channels, got scores "
+                    f"of shape {tuple(values.shape)}"
+                )
+            order = torch.sort(values.detach().double().cpu(), descending=True, stable=True)
+            part.nest(order.indices.tolist())
+        return list(scores)
+
     def plan(self, budget: Budget | Mapping[str, float], **options: Any) -> Plan:
         """The widths that meet ``budget`` and their predicted cost; the model is not changed.
 

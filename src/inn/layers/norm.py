@@ -32,11 +32,12 @@ class IntegralBatchNorm(IntegralLayer):
     sampled, not stored per channel) unless ``track_statistics`` is set (random-width
     training sets it): then a pass at the full, uniform partition updates their node values with
     the BatchNorm's momentum, so that the statistics of every narrower width are sampled from
-    them, and a pass at a narrow uniform width records its batch statistics per width bucket
-    (:mod:`inn.layers.width_statistics`). In eval mode: statistics measured at the current
-    widths (:func:`inn.reestimate_batchnorm`) if current, else at a narrow width the recorded
-    width buckets, else the sampled running statistics; the variance clamped at 0 where
-    interpolation undershoots.
+    them, and a pass at a narrow width records its batch statistics per width bucket
+    (:mod:`inn.layers.width_statistics`): on the bucket's uniform lattice where the points are
+    uniform, per lattice node where they are selected nodes (:meth:`IntegralModel.nest_channels`).
+    In eval mode: statistics measured at the current widths (:func:`inn.reestimate_batchnorm`)
+    if current, else at a narrow width the recorded width buckets, else the sampled running
+    statistics; the variance clamped at 0 where interpolation undershoots.
     """
 
     discrete: type[nn.modules.batchnorm._BatchNorm]
@@ -69,6 +70,10 @@ class IntegralBatchNorm(IntegralLayer):
         )
         self.register_buffer(
             "width_counts", None if stats is None else stats.new_zeros(BUCKETS - 1)
+        )
+        self.register_buffer(  # (mean / variance / weight recorded, bucket, node): selected nodes
+            "node_statistics",
+            None if stats is None else stats.new_zeros(3, BUCKETS - 1, channels),
         )
         self.register_buffer("measured_mean", None, persistent=False)
         self.register_buffer("measured_var", None, persistent=False)
@@ -109,7 +114,7 @@ class IntegralBatchNorm(IntegralLayer):
             )
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
-        for name in ("width_statistics", "width_counts"):  # saved before they existed
+        for name in ("width_statistics", "width_counts", "node_statistics"):  # saved before them
             if getattr(self, name) is not None:
                 state_dict.setdefault(prefix + name, getattr(self, name))
         super()._load_from_state_dict(state_dict, prefix, *args)
@@ -119,9 +124,10 @@ class IntegralBatchNorm(IntegralLayer):
         return [p.size for p in parts], [p.full_size for p in parts]
 
     def _record_width(self, x: Tensor) -> None:
-        """Random-width training at a narrow uniform width: this batch's statistics into the
-        width buckets around its width (:mod:`inn.layers.width_statistics`)."""
+        """Random-width training at a narrow width: this batch's statistics into the width
+        buckets around its width (:mod:`inn.layers.width_statistics`)."""
         sizes, full = self._segment_sizes()
+        nodes = self._node_index()
         with torch.no_grad():
             values = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
             var, mean = torch.var_mean(values, dim=1, correction=1 if values.shape[1] > 1 else 0)
@@ -129,9 +135,38 @@ class IntegralBatchNorm(IntegralLayer):
             for k, weight in neighbours(sum(sizes) / sum(full)):
                 if k == BUCKETS - 1:  # the full width: tracked at full width only
                     continue
+                if nodes is not None:
+                    seen = self.node_statistics[2, k, nodes]
+                    rate = torch.where(seen > 0, momentum * weight, 1.0)
+                    old = self.node_statistics[:2, k, nodes]
+                    self.node_statistics[:2, k, nodes] = old.lerp(self._relative(mean, var), rate)
+                    self.node_statistics[2, k, nodes] = seen + weight
+                    continue
                 rate = 1.0 if self.width_counts[k] == 0 else momentum * weight
                 self._bucket(k).lerp_(self._to_bucket(k, mean, var), rate)
                 self.width_counts[k] += weight
+
+    def _node_index(self) -> Tensor | None:
+        """The lattice nodes the current points are (index over the concatenated segments'
+        nodes) where every segment is at selected nodes or its full uniform lattice, else
+        ``None``."""
+        index, offset = [], 0
+        for p in self.segment_partitions("out"):
+            if p.selected is not None:
+                index.extend(offset + i for i in p.selected)
+            elif p.is_uniform and p.size == p.full_size:
+                index.extend(range(offset, offset + p.full_size))
+            else:
+                return None
+            offset += p.full_size
+        return torch.tensor(index, dtype=torch.long, device=self.node_statistics.device)
+
+    def _relative(self, mean: Tensor, var: Tensor) -> Tensor:
+        """``(2, n)``: statistics at the current width relative to the full width's sampled at
+        it (:meth:`_sampled_full`)."""
+        stats = self.width_statistics
+        base_mean, base_var = self._sampled_full(stats)
+        return torch.stack([mean.to(stats) - base_mean, var.to(stats) / base_var])
 
     def _bucket(self, k: int) -> Tensor:
         """``(2, n)``: bucket ``k``'s mean and variance on its own lattice (a view)."""
@@ -144,13 +179,11 @@ class IntegralBatchNorm(IntegralLayer):
         """Statistics at the current uniform width, relative to the full width's sampled at it
         (:meth:`_sampled_full`), on bucket ``k``'s lattice (unchanged where the width is the
         bucket's)."""
-        stats = self.width_statistics
-        base_mean, base_var = self._sampled_full(stats)
-        relative = torch.stack([mean.to(stats) - base_mean, var.to(stats) / base_var])
         move = lattice_matrix(
-            self._segment_sizes()[0], self._bucket_sizes(k), closed=self._closed(), like=stats
-        )
-        return relative @ move.T
+            self._segment_sizes()[0], self._bucket_sizes(k), closed=self._closed(),
+            like=self.width_statistics,
+        )  # fmt: skip
+        return self._relative(mean, var) @ move.T
 
     def _sampled_full(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """The full width's running mean and variance sampled at the current width. Buckets
@@ -163,12 +196,18 @@ class IntegralBatchNorm(IntegralLayer):
 
     def set_width_statistics(self, bucket: int, mean: Tensor, var: Tensor) -> None:
         """Store ``mean`` and ``var`` (shape ``(num_features,)``), measured at the current
-        narrow uniform width, as the statistics of width bucket ``bucket`` (fraction
-        ``(bucket + 1) / BUCKETS``; see :mod:`inn.layers.width_statistics`)."""
+        narrow width (uniform points or selected nodes), as the statistics of width bucket
+        ``bucket`` (fraction ``(bucket + 1) / BUCKETS``; see :mod:`inn.layers.width_statistics`)."""
         if not 0 <= bucket < BUCKETS - 1:
             raise InnError(f"bucket must be in [0, {BUCKETS - 2}], got {bucket}")
         self._check_statistics(mean, var)
         with torch.no_grad():
+            nodes = self._node_index()
+            if nodes is not None:
+                self.node_statistics[:2, bucket, nodes] = self._relative(mean.float(), var.float())
+                seen = self.node_statistics[2, bucket, nodes]
+                self.node_statistics[2, bucket, nodes] = seen.clamp_min(1)
+                return
             self._bucket(bucket).copy_(self._to_bucket(bucket, mean.float(), var.float()))
             self.width_counts[bucket] = max(float(self.width_counts[bucket]), 1.0)
 
@@ -178,7 +217,7 @@ class IntegralBatchNorm(IntegralLayer):
         the width, a bucket or the full width's statistics change (it runs at every forward
         pass in eval mode)."""
         tensors = (
-            self.width_statistics, self.width_counts,
+            self.width_statistics, self.width_counts, self.node_statistics,
             self.running_mean_function.values, self.running_var_function.values,
         )  # fmt: skip
         key = (
@@ -191,6 +230,11 @@ class IntegralBatchNorm(IntegralLayer):
 
     def _blend_buckets(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
         sizes, full = self._segment_sizes()
+        nodes = self._node_index()
+        if nodes is not None:
+            blend = self._blend_nodes(nodes, sum(sizes) / sum(full))
+            base_mean, base_var = self._sampled_full(self.width_statistics)
+            return (base_mean + blend[0]).to(like), (base_var * blend[1]).to(like)
         blend = 0
         for k, weight in neighbours(sum(sizes) / sum(full)):
             if k == BUCKETS - 1:  # the full width's statistics: relative mean 0, variance 1
@@ -205,22 +249,44 @@ class IntegralBatchNorm(IntegralLayer):
         base_mean, base_var = self._sampled_full(self.width_statistics)
         return (base_mean + blend[0]).to(like), (base_var * blend[1]).to(like)
 
+    def _blend_nodes(self, nodes: Tensor, fraction: float) -> Tensor:
+        """``(2, n)`` relative statistics of the selected ``nodes``: per node, the buckets
+        around ``fraction`` that recorded it, with their linear weights renormalised (a node
+        kept only from a wider bucket on takes that bucket's); none: the full width's."""
+        total = self.node_statistics.new_zeros(2, len(nodes))
+        weights = self.node_statistics.new_zeros(len(nodes))
+        for k, weight in neighbours(fraction):
+            if k == BUCKETS - 1:
+                relative = self.node_statistics.new_tensor([0.0, 1.0])[:, None]
+                seen = torch.ones_like(weights)
+            else:
+                relative = self.node_statistics[:2, k, nodes]
+                seen = (self.node_statistics[2, k, nodes] > 0).to(weights)
+            total = total + weight * seen * relative
+            weights = weights + weight * seen
+        fallback = self.node_statistics.new_tensor([0.0, 1.0])[:, None]
+        return torch.where(weights > 0, total / weights.clamp_min(1e-12), fallback)
+
     def _closed(self) -> bool:
         return self.running_mean_function.closed
 
-    def _narrow_and_uniform(self) -> bool:
+    def _bucketed(self) -> bool:
+        """Whether the width buckets serve the current width: narrow, at uniform points or at
+        selected nodes (not trained points)."""
+        if self.at_full_width():
+            return False
         parts = self.segment_partitions("out")
-        return all(p.is_uniform for p in parts) and not self.at_full_width()
+        return all(p.is_uniform for p in parts) or self._node_index() is not None
 
     def statistics(self) -> dict[str, Tensor]:
         """The sampled tensors, with the measured statistics where they are current, else at a
-        narrow uniform width those of the width buckets where recorded."""
+        narrow width those of the width buckets where recorded."""
         t = dict(self.sampled())
         if self._measured_sizes is not None and self._measured_sizes == self._sizes():
             like = t.get("running_mean", self.measured_mean)
             t["running_mean"] = self.measured_mean.to(like)
             t["running_var"] = self.measured_var.to(like)
-        elif "running_mean" in t and self._narrow_and_uniform():
+        elif "running_mean" in t and self._bucketed():
             blended = self._bucket_statistics(t["running_mean"])
             if blended is not None:
                 t["running_mean"], t["running_var"] = blended
@@ -243,7 +309,7 @@ class IntegralBatchNorm(IntegralLayer):
                     return F.batch_norm(
                         x, mean, var, t.get("weight"), t.get("bias"), True, momentum, self.eps
                     )
-                if self.record_widths and self._narrow_and_uniform():
+                if self.record_widths and self._bucketed():
                     self._record_width(x)
             return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
         t = self.statistics()

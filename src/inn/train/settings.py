@@ -19,6 +19,7 @@ from inn.train.widths import SAMPLINGS, WidthRange, WidthSampler
 __all__ = ["AMP", "OPTIMISERS", "TrainSettings"]
 
 OPTIMISERS = ("sgd", "adamw")
+CHANNELS = ("resample", "select")
 AMP: dict[str | None, torch.dtype | None] = {
     None: None,
     "bf16": torch.bfloat16,
@@ -46,6 +47,13 @@ class TrainSettings:
             optimiser step), ``"random"`` (the paper's Algorithm 1: one random width per step)
             or ``"fixed"``.
         num_random: random widths per step of the sandwich rule.
+        channels: how a narrow width takes its channels: ``"resample"`` (uniform points, each
+            channel a blend of its neighbours: the integral network's own), ``"select"`` (each
+            group's strongest channels, ranked once when training starts and nested, as in
+            slimmable networks: :meth:`IntegralModel.nest_channels`; the ranking is saved with
+            the model), ``None`` (default: as the model is, resampled after :func:`inn.convert`).
+            On MobileNetV2 selected channels train narrow widths far faster
+            (``results/pipeline-a-mobilenet_v2``).
         distill: in-place distillation: the outputs of the largest width (detached) are the
             target (KL divergence) of the others; needs the sandwich rule (or a ``"fixed"``
             sampler starting at the largest width).
@@ -87,6 +95,7 @@ class TrainSettings:
     widths: WidthRange | Mapping[str, WidthRange] | WidthSampler = (0.25, 1.0)
     sampling: str = "sandwich"
     num_random: int = 2
+    channels: str | None = None
     distill: bool = False
     # objective
     loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy
@@ -149,6 +158,10 @@ class TrainSettings:
     def _check_widths(self) -> None:
         if self.sampling not in SAMPLINGS:
             raise InnError(f"unknown width sampling {self.sampling!r}; choose one of {SAMPLINGS}")
+        if self.channels is not None and self.channels not in CHANNELS:
+            raise InnError(
+                f"channels must be one of {CHANNELS} or None (as the model is), got {self.channels!r}"
+            )
         if self.num_random < 0:
             raise InnError(f"num_random must be >= 0, got {self.num_random}")
         sampler = self.widths if isinstance(self.widths, WidthSampler) else None

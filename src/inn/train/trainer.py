@@ -191,6 +191,8 @@ def train(
             scaler.load_state_dict(state["scaler"])
         sampler = WidthSampler.from_state_dict(state["sampler"])
         start = state["step"]
+    if settings.channels is not None:
+        _use_channels(model, settings.channels)
     norms = tracked_norms(model)
     folded = model.report.folded_batchnorms if isinstance(model, IntegralModel) else []
     if folded and not norms:
@@ -324,6 +326,18 @@ def train(
         last_loss=current.get("loss", float("nan")),
         history=history,
     )
+
+
+def _use_channels(model: IntegralModel, channels: str) -> None:
+    """Resample or select (nested) the channels of narrow widths; an existing ranking (a model
+    trained with selection, a resumed run) is kept."""
+    if not isinstance(model, IntegralModel):
+        raise InnError(f"channels={channels!r} needs a converted model (inn.convert)")
+    nested = any(model.partition(g.name).order is not None for g in model.resizable_groups)
+    if channels == "resample" and nested:
+        model.nest_channels(nested=False)
+    elif channels == "select" and not nested:
+        model.nest_channels()
 
 
 def _first_inputs(shards: _Shards, step: int, count: int, device: torch.device) -> list[Tensor]:

@@ -1,0 +1,196 @@
+"""Nested selected channels (slimmable-style widths of an integral model): the partition rule,
+the export against networks sliced by hand, width buckets per selected channel against hand
+computations and measured statistics, and random-width training with ``channels="select"``."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import inn
+from inn.continuous import Partition
+from inn.layers import IntegralBatchNorm2d
+from inn.recover import reestimate_width_statistics
+from inn.train import train
+from tests.conftest import randomise_batchnorm
+
+
+def test_a_nested_partition_keeps_the_first_nodes_of_its_ranking():
+    part = Partition(6)
+    part.nest([4, 1, 5, 0, 2, 3])
+    part.resize(3)
+    assert part.selected == (1, 4, 5) and not part.is_uniform
+    part.resize(1)
+    assert part.selected == (4,)
+    part.resize(6)  # the full width: every node, the plain uniform lattice
+    assert part.is_uniform
+    state = part.get_extra_state()
+    again = Partition(6)
+    again.set_extra_state(state)
+    assert again.order == (4, 1, 5, 0, 2, 3)
+    again.resize(2)
+    assert again.selected == (1, 4)
+    again.nest(None)
+    assert again.is_uniform and again.size == 2
+    for bad in ([0, 1, 2], [0, 0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 6]):
+        with pytest.raises(inn.InnError, match="every node index"):
+            part.nest(bad)
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return randomise_batchnorm(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+        )
+    ).eval()  # fmt: skip
+
+
+def _strongest(made: torch.Tensor, read: torch.Tensor, n: int) -> list[int]:
+    """The ``n`` channels of the largest L1 norm of their producing kernel plus their reading
+    column, by hand."""
+    made, read = made.detach().abs(), read.detach().abs()
+    score = [float(made[c].sum() + read[:, c].sum()) for c in range(made.shape[0])]
+    return sorted(sorted(range(len(score)), key=lambda c: -score[c])[:n])
+
+
+def _sliced(model: nn.Module, first: list[int], second: list[int]) -> nn.Module:
+    """``model`` with the channels ``first`` of its first conv and ``second`` of its second."""
+    small = nn.Sequential(
+        nn.Conv2d(3, len(first), 3, padding=1), nn.BatchNorm2d(len(first)), nn.ReLU(),
+        nn.Conv2d(len(first), len(second), 3, padding=1, bias=False), nn.BatchNorm2d(len(second)),
+        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(len(second), 4),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        small[0].weight.copy_(model[0].weight[first])
+        small[0].bias.copy_(model[0].bias[first])
+        small[3].weight.copy_(model[3].weight[second][:, first])
+        small[8].weight.copy_(model[8].weight[:, second])
+        small[8].bias.copy_(model[8].bias)
+        for index, kept in ((1, first), (4, second)):
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(small[index], name).copy_(getattr(model[index], name)[kept])
+    return small
+
+
+def test_nested_channels_are_the_strongest_sliced_by_hand_at_every_width():
+    model, x = _net(), torch.randn(5, 3, 8, 8)
+    imodel = inn.convert(model, x[:1], permute=False, fold_batchnorm=False)
+    assert sorted(imodel.nest_channels()) == sorted(g.name for g in imodel.resizable_groups)
+    (a, b) = (g.name for g in imodel.resizable_groups)
+    kept = {}
+    for n, m in ((6, 5), (4, 3), (2, 1)):
+        first = _strongest(model[0].weight, model[3].weight, n)
+        second = _strongest(model[3].weight, model[8].weight, m)
+        imodel.resize(widths={a: n, b: m})
+        assert imodel.partition(a).selected == tuple(first)
+        with torch.no_grad():  # statistics: the full width's, sampled at the kept channels
+            expected = _sliced(model, first, second)(x)
+            torch.testing.assert_close(imodel(x), expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(imodel.export()(x), expected, atol=1e-5, rtol=1e-5)
+        kept[n] = set(first)
+    assert kept[2] <= kept[4] <= kept[6]  # nested
+    # the ranking is saved with the model
+    again = inn.convert(model, x[:1], permute=False, fold_batchnorm=False)
+    again.load_state_dict(imodel.state_dict())
+    again.resize(widths={a: 4, b: 3})
+    assert again.partition(a).selected == tuple(_strongest(model[0].weight, model[3].weight, 4))
+    # and undone
+    imodel.nest_channels(nested=False)
+    imodel.resize(widths={a: 4})
+    assert imodel.partition(a).is_uniform
+    with pytest.raises(inn.InnError, match="not resizable groups"):
+        imodel.nest_channels({"nope": torch.ones(3)})
+    with pytest.raises(inn.InnError, match="has 8 channels"):
+        imodel.nest_channels({a: torch.ones(3)})
+
+
+def _norm(order: list[int]) -> IntegralBatchNorm2d:
+    bn = nn.BatchNorm2d(len(order))
+    with torch.no_grad():
+        bn.running_mean.fill_(5.0)
+        bn.running_var.fill_(7.0)
+    layer = IntegralBatchNorm2d(bn)
+    layer.track_statistics = True
+    layer.segment_partitions("out")[0].nest(order)
+    return layer
+
+
+def _at(layer: IntegralBatchNorm2d, width: int) -> IntegralBatchNorm2d:
+    layer.segment_partitions("out")[0].resize(width)
+    return layer
+
+
+def test_width_buckets_of_selected_channels_by_hand():
+    """16 channels ranked ``order``; constant batches, so each channel's batch mean is its
+    value and its variance 0. Channel values not smooth along the lattice: nothing may be
+    interpolated between nodes."""
+    order = [3, 12, 0, 7, 9, 15, 1, 10, 2, 4, 5, 6, 8, 11, 13, 14]
+    layer = _norm(order)
+    values = torch.randn(16, generator=torch.Generator().manual_seed(0))
+
+    def record(width: int, shift: float) -> None:  # the kept channels, in lattice order
+        kept = sorted(order[:width])
+        x = (values[kept] + shift).view(1, -1, 1, 1).expand(8, width, 2, 2)
+        _at(layer, width).train()(x)
+
+    record(8, 0.0)  # 8 of 16: bucket 4/8 exactly
+    record(6, 1.0)  # 6 of 16: bucket 3/8 exactly
+    t = _at(layer, 8).eval().statistics()
+    torch.testing.assert_close(t["running_mean"], values[sorted(order[:8])])
+    torch.testing.assert_close(t["running_var"], torch.zeros(8))
+    # 7 of 16: half way between the two buckets; the channels kept at 6 blend both, the 7th
+    # (channel 1, kept from 7 on) only the wider bucket recorded it
+    kept = sorted(order[:7])
+    expected = torch.stack([values[c] + (0.5 if c in order[:6] else 0.0) for c in kept])
+    torch.testing.assert_close(_at(layer, 7).eval().statistics()["running_mean"], expected)
+    # 12 of 16 (bucket 6/8) never recorded: the full width's statistics
+    t = _at(layer, 12).eval().statistics()
+    torch.testing.assert_close(t["running_mean"], torch.full((12,), 5.0))
+    torch.testing.assert_close(t["running_var"], torch.full((12,), 7.0))
+
+
+def test_measured_buckets_of_selected_channels_are_the_measured_statistics():
+    """``reestimate_width_statistics`` with nested channels against ``reestimate_batchnorm``
+    at the buckets' widths."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1),
+        nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+    ).eval()  # fmt: skip
+    imodel = inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
+    imodel.nest_channels()
+    inputs = [3 * torch.randn(8, 3, 6, 6) + 1 for _ in range(3)]
+    assert reestimate_width_statistics(imodel, inputs) == 2
+    norms = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
+    for fraction in (0.25, 0.5, 0.75):
+        imodel.resize(widths=inn.train.uniform_widths(imodel, fraction))
+        assert all(imodel.partition(g.name).selected for g in imodel.resizable_groups)
+        no_data = [m.eval().statistics() for m in norms]
+        inn.reestimate_batchnorm(imodel, inputs)
+        for got, norm in zip(no_data, norms, strict=True):
+            for name in ("running_mean", "running_var"):
+                torch.testing.assert_close(got[name], norm.statistics()[name], atol=1e-5, rtol=1e-5)
+
+
+def test_training_with_selected_channels_ranks_them_once_when_it_starts():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+    ).eval()  # fmt: skip
+    imodel = inn.convert(model, torch.zeros(1, 1, 6, 6), permute=False, fold_batchnorm=False)
+    (group,) = [g.name for g in imodel.resizable_groups]
+    scores = inn.budget.channel_scores(imodel)[group]
+    data = TensorDataset(torch.randn(16, 1, 6, 6), torch.arange(16) % 3)
+    options = dict(batch_size=8, widths=(0.25, 1.0), lr=0.5, progress=False)
+    train(imodel, data, steps=3, channels="select", **options)
+    assert imodel.partition(group).order == tuple(torch.argsort(scores, descending=True).tolist())
+    (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
+    assert norm.node_statistics[2].sum() > 0 and norm.width_counts.sum() == 0
+    train(imodel, data, steps=1, channels="resample", **options)
+    assert imodel.partition(group).order is None
+    with pytest.raises(inn.InnError, match="channels must be one of"):
+        train(imodel, data, steps=1, channels="first", **options)
