@@ -235,12 +235,15 @@ def test_train_runs_end_to_end_and_reports_every_width(tmp_path):
     chance says so."""
     done = run_inn(["train", "--model", "tests.cli_models:gray_net", "--data",
                     "tests.cli_models:digit_splits", "--steps", "2", "--teacher",
-                    "-o", str(tmp_path)])  # fmt: skip
+                    "--channels", "select", "-o", str(tmp_path)])  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "train.json").read_text())
     assert summary["steps"] == 2 and len(summary["accuracy_at_width"]) == 7
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert any(k.endswith("running_mean_function.values") for k in state)
+    # the ranking of the selected channels is saved with the model
+    partitions = [v for k, v in state.items() if k.endswith("_extra_state") and "order" in v]
+    assert partitions and all(v["order"] is not None for v in partitions)
     assert "at full width is chance level (10 %): the network did not learn" in done.stderr
     done = run_inn(["train", "--model", "m", "--data", "d", "--fold-batchnorm",
                     "--keep-batchnorm"])  # fmt: skip

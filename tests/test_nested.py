@@ -124,32 +124,32 @@ def _at(layer: IntegralBatchNorm2d, width: int) -> IntegralBatchNorm2d:
 
 
 def test_width_buckets_of_selected_channels_by_hand():
-    """16 channels ranked ``order``; constant batches, so each channel's batch mean is its
+    """40 channels ranked ``order``; constant batches, so each channel's batch mean is its
     value and its variance 0. Channel values not smooth along the lattice: nothing may be
     interpolated between nodes."""
-    order = [3, 12, 0, 7, 9, 15, 1, 10, 2, 4, 5, 6, 8, 11, 13, 14]
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(1)).tolist()
     layer = _norm(order)
-    values = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    values = torch.randn(40, generator=torch.Generator().manual_seed(0))
 
     def record(width: int, shift: float) -> None:  # the kept channels, in lattice order
         kept = sorted(order[:width])
         x = (values[kept] + shift).view(1, -1, 1, 1).expand(8, width, 2, 2)
         _at(layer, width).train()(x)
 
-    record(8, 0.0)  # 8 of 16: bucket 4/8 exactly
-    record(6, 1.0)  # 6 of 16: bucket 3/8 exactly
-    t = _at(layer, 8).eval().statistics()
-    torch.testing.assert_close(t["running_mean"], values[sorted(order[:8])])
-    torch.testing.assert_close(t["running_var"], torch.zeros(8))
-    # 7 of 16: half way between the two buckets; the channels kept at 6 blend both, the 7th
-    # (channel 1, kept from 7 on) only the wider bucket recorded it
-    kept = sorted(order[:7])
-    expected = torch.stack([values[c] + (0.5 if c in order[:6] else 0.0) for c in kept])
-    torch.testing.assert_close(_at(layer, 7).eval().statistics()["running_mean"], expected)
-    # 12 of 16 (bucket 6/8) never recorded: the full width's statistics
-    t = _at(layer, 12).eval().statistics()
-    torch.testing.assert_close(t["running_mean"], torch.full((12,), 5.0))
-    torch.testing.assert_close(t["running_var"], torch.full((12,), 7.0))
+    record(20, 0.0)  # 20 of 40: bucket 10/20 exactly
+    record(18, 1.0)  # 18 of 40: bucket 9/20 exactly
+    t = _at(layer, 20).eval().statistics()
+    torch.testing.assert_close(t["running_mean"], values[sorted(order[:20])])
+    torch.testing.assert_close(t["running_var"], torch.zeros(20))
+    # 19 of 40: half way between the two buckets; the channels kept at 18 blend both, the 19th
+    # (kept from 19 on) only the wider bucket recorded it
+    kept = sorted(order[:19])
+    expected = torch.stack([values[c] + (0.5 if c in order[:18] else 0.0) for c in kept])
+    torch.testing.assert_close(_at(layer, 19).eval().statistics()["running_mean"], expected)
+    # 30 of 40 (bucket 15/20) never recorded: the full width's statistics
+    t = _at(layer, 30).eval().statistics()
+    torch.testing.assert_close(t["running_mean"], torch.full((30,), 5.0))
+    torch.testing.assert_close(t["running_var"], torch.full((30,), 7.0))
 
 
 def test_measured_buckets_of_selected_channels_are_the_measured_statistics():

@@ -8,7 +8,7 @@ from torch.utils.data import TensorDataset
 
 import inn
 from inn.layers import IntegralBatchNorm2d
-from inn.layers.width_statistics import neighbours
+from inn.layers.width_statistics import BUCKETS, neighbours
 from inn.train import train
 
 
@@ -56,7 +56,7 @@ def test_a_recorded_width_gets_its_batch_statistics_back():
     linear functions); the variance is the batch's unbiased one."""
     layer = _norm()
     mean = torch.linspace(-1.0, 2.0, 8)
-    _record(layer, 8, mean)  # 8 of 16 channels: the bucket of 4/8 exactly
+    _record(layer, 8, mean)  # 8 of 16 channels: the bucket of 10/20 exactly
     x = _batch(8, mean, 2.0)
     got_mean, got_var = _statistics_at(layer, 8)
     torch.testing.assert_close(got_mean, x.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
@@ -67,24 +67,43 @@ def test_a_recorded_width_gets_its_batch_statistics_back():
 
 
 def test_a_width_between_buckets_blends_them_and_an_unrecorded_one_samples_the_full_width():
-    layer = _norm()
-    _record(layer, 4, torch.full((4,), 1.0), std=0.0)  # bucket 2/8
-    _record(layer, 6, torch.full((6,), 3.0), std=0.0)  # bucket 3/8
-    mean, var = _statistics_at(layer, 5)  # 5/16: half way
-    torch.testing.assert_close(mean, torch.full((5,), 2.0))
-    torch.testing.assert_close(var, torch.zeros(5), atol=1e-6, rtol=0)
+    layer = _norm(40)
+    _record(layer, 10, torch.full((10,), 1.0), std=0.0)  # bucket 5/20
+    _record(layer, 12, torch.full((12,), 3.0), std=0.0)  # bucket 6/20
+    mean, var = _statistics_at(layer, 11)  # 11/40: half way
+    torch.testing.assert_close(mean, torch.full((11,), 2.0))
+    torch.testing.assert_close(var, torch.zeros(11), atol=1e-6, rtol=0)
     # a later pass moves its bucket by the momentum (1 -> 1 + 0.1 * (5 - 1) = 1.4), and the
     # blend follows: (1.4 + 3) / 2
-    _record(layer, 4, torch.full((4,), 5.0), std=0.0)
-    torch.testing.assert_close(_statistics_at(layer, 5)[0], torch.full((5,), 2.2))
-    # 12 of 16 (bucket 6/8) was never recorded: the sampled full-width statistics
-    mean, var = _statistics_at(layer, 12)
-    torch.testing.assert_close(mean, torch.full((12,), 5.0))
-    torch.testing.assert_close(var, torch.full((12,), 7.0))
+    _record(layer, 10, torch.full((10,), 5.0), std=0.0)
+    torch.testing.assert_close(_statistics_at(layer, 11)[0], torch.full((11,), 2.2))
+    # 30 of 40 (bucket 15/20) was never recorded: the sampled full-width statistics
+    mean, var = _statistics_at(layer, 30)
+    torch.testing.assert_close(mean, torch.full((30,), 5.0))
+    torch.testing.assert_close(var, torch.full((30,), 7.0))
     # measured statistics, where current, come first
-    layer.segment_partitions("out")[0].resize(5)
-    layer.set_statistics(torch.zeros(5), torch.ones(5))
-    assert _statistics_at(layer, 5)[0].abs().max() == 0
+    layer.segment_partitions("out")[0].resize(11)
+    layer.set_statistics(torch.zeros(11), torch.ones(11))
+    assert _statistics_at(layer, 11)[0].abs().max() == 0
+
+
+def test_state_dicts_saved_with_eight_buckets_load_as_the_blends_they_gave():
+    """Statistics saved when there were 8 buckets (12.5 % apart): every width gets what it got
+    then. By hand: 40 channels, old bucket ``k`` (fraction (k + 1) / 8, 5 (k + 1) channels)
+    holds the relative mean ``k + 1`` on every channel; 35 % of 40 is 1.8 old buckets above the
+    first: 0.2 x 2 + 0.8 x 3 = 2.8; old bucket 5 (6/8) was never recorded."""
+    layer = _norm(40)
+    state = layer.state_dict()
+    old = torch.zeros(2, 7, 40)
+    for k in range(7):
+        old[0, k, : 5 * (k + 1)] = k + 1
+        old[1, k, : 5 * (k + 1)] = 1.0
+    state["width_statistics"], state["width_counts"] = old, torch.tensor([1.0] * 5 + [0.0, 1.0])
+    layer.load_state_dict(state)
+    for width, relative in ((20, 4.0), (14, 2.8), (10, 2.0)):
+        torch.testing.assert_close(_statistics_at(layer, width)[0], torch.full((width,), 5 + relative))
+    # 70 % blends old buckets 5 and 6: 5 was never recorded, so the full width's statistics
+    torch.testing.assert_close(_statistics_at(layer, 28)[0], torch.full((28,), 5.0))
 
 
 def test_state_dicts_saved_before_width_buckets_still_load():
@@ -106,11 +125,13 @@ def test_random_width_training_records_the_narrow_widths():
     train(imodel, data, steps=2, batch_size=8, widths=(0.25, 1.0), progress=False,
           statistics_batches=0)  # fmt: skip
     (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
-    assert norm.width_counts[1] > 0  # the sandwich's narrowest width, 2 of 8 channels
-    assert norm.width_counts[4:].sum() == 0
+    narrowest = round(0.25 * BUCKETS) - 1  # the sandwich's narrowest width, 2 of 8 channels
+    assert norm.width_counts[narrowest] > 0
+    assert norm.width_counts.sum() == norm.width_counts[narrowest]  # no other width recorded
     # at the end, every bucket is measured on training batches
     train(imodel, data, steps=1, batch_size=8, widths=(0.25, 1.0), progress=False)
-    assert (norm.width_counts > 0).all()
+    # (but 19/20 of 8 channels, which rounds to the full width)
+    assert (norm.width_counts[:-1] > 0).all() and norm.width_counts[-1] == 0
 
 
 def test_measured_buckets_give_each_bucket_width_its_measured_statistics():
@@ -135,7 +156,10 @@ def test_measured_buckets_give_each_bucket_width_its_measured_statistics():
             expected = norm.statistics()
             for name in ("running_mean", "running_var"):
                 torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5)
-    assert all(m.width_counts.eq(1).all() for m in norms)
+    # every bucket measured, but where a bucket's width rounds to the full width (8 channels)
+    assert norms[0].width_counts.eq(1).all()
+    full = torch.tensor([round((k + 1) / BUCKETS * 8) == 8 for k in range(BUCKETS - 1)])
+    assert torch.equal(norms[1].width_counts.eq(0), full)
 
 
 def test_only_passes_with_every_group_at_one_fraction_record_statistics():

@@ -13,7 +13,14 @@ from inn.continuous import Partition
 from inn.errors import InnError, ShapeError
 from inn.layers.base import IntegralLayer, PartitionSpec, fill, shared_partition
 from inn.layers.registry import LayerRequest, register_integral_layer
-from inn.layers.width_statistics import BUCKETS, bucket_sizes, lattice_matrix, neighbours
+from inn.layers.width_statistics import (
+    BUCKETS,
+    blend,
+    bucket_sizes,
+    lattice_matrix,
+    neighbours,
+    rebucket,
+)
 
 __all__ = [
     "IntegralBatchNorm",
@@ -117,6 +124,12 @@ class IntegralBatchNorm(IntegralLayer):
         for name in ("width_statistics", "width_counts", "node_statistics"):  # saved before them
             if getattr(self, name) is not None:
                 state_dict.setdefault(prefix + name, getattr(self, name))
+        saved = state_dict.get(prefix + "width_statistics")
+        if saved is not None and self.width_statistics is not None and saved.shape[1] != BUCKETS - 1:
+            state_dict[prefix + "width_statistics"], state_dict[prefix + "width_counts"] = rebucket(
+                saved, state_dict[prefix + "width_counts"], self._segment_sizes()[1],
+                closed=self._closed(),
+            )  # fmt: skip
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _segment_sizes(self) -> tuple[list[int], list[int]]:
@@ -232,22 +245,15 @@ class IntegralBatchNorm(IntegralLayer):
         sizes, full = self._segment_sizes()
         nodes = self._node_index()
         if nodes is not None:
-            blend = self._blend_nodes(nodes, sum(sizes) / sum(full))
-            base_mean, base_var = self._sampled_full(self.width_statistics)
-            return (base_mean + blend[0]).to(like), (base_var * blend[1]).to(like)
-        blend = 0
-        for k, weight in neighbours(sum(sizes) / sum(full)):
-            if k == BUCKETS - 1:  # the full width's statistics: relative mean 0, variance 1
-                relative = self.width_statistics.new_tensor([0.0, 1.0])[:, None]
-            elif self.width_counts[k] > 0:
-                nodes = self._bucket(k)
-                move = lattice_matrix(bucket_sizes(full, k), sizes, closed=self._closed(), like=nodes)
-                relative = nodes @ move.T
-            else:
+            relative = self._blend_nodes(nodes, sum(sizes) / sum(full))
+        else:
+            relative = blend(
+                self.width_statistics, self.width_counts, full, sizes, closed=self._closed()
+            )
+            if relative is None:
                 return None
-            blend = blend + weight * relative
         base_mean, base_var = self._sampled_full(self.width_statistics)
-        return (base_mean + blend[0]).to(like), (base_var * blend[1]).to(like)
+        return (base_mean + relative[0]).to(like), (base_var * relative[1]).to(like)
 
     def _blend_nodes(self, nodes: Tensor, fraction: float) -> Tensor:
         """``(2, n)`` relative statistics of the selected ``nodes``: per node, the buckets

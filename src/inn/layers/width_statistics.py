@@ -16,7 +16,13 @@ are at one fraction records its batch statistics into the two buckets around its
 weights). At evaluation a width without measured statistics blends its two neighbouring
 buckets the same way, each interpolated onto its lattice (exactly a bucket's width gets that
 bucket's statistics back unchanged), if both have been recorded (else the full width's are
-sampled).
+sampled). Where the points are selected lattice nodes (nested channels,
+:meth:`inn.IntegralModel.nest_channels`), the buckets are kept per node instead
+(:class:`inn.layers.IntegralBatchNorm`).
+
+Twenty buckets, 5 % apart: with 8 (12.5 % apart) the zoo's MobileNetV2 trained with selected
+channels lost 8.7 points at 35 % of every group with no data against statistics re-estimated
+on 256 images, 4.1 with 20 (``docs/notebook.md``).
 """
 
 from __future__ import annotations
@@ -31,10 +37,10 @@ from torch import Tensor
 from inn.continuous import axis_matrix
 from inn.numerics import uniform
 
-__all__ = ["BUCKETS", "bucket_sizes", "lattice_matrix", "neighbours"]
+__all__ = ["BUCKETS", "blend", "bucket_sizes", "lattice_matrix", "neighbours", "rebucket"]
 
-BUCKETS = 8
-"""Width fractions 1/8, 2/8, ..., 8/8 (the last: the full width's running statistics)."""
+BUCKETS = 20
+"""Width fractions 1/20, 2/20, ..., 20/20 (the last: the full width's running statistics)."""
 
 
 def neighbours(fraction: float, buckets: int = BUCKETS) -> list[tuple[int, float]]:
@@ -76,3 +82,50 @@ def lattice_matrix(
     uniform lattice of ``sizes_from[i]`` nodes, evaluated on the uniform lattice of
     ``sizes_to[i]`` points (in ``like``'s dtype and device; memoised)."""
     return _matrix(tuple(sizes_from), tuple(sizes_to), closed, like.dtype, like.device)
+
+
+def blend(
+    stats: Tensor,
+    counts: Tensor,
+    full_sizes: Sequence[int],
+    sizes: Sequence[int],
+    *,
+    closed: bool,
+    fraction: float | None = None,
+) -> Tensor | None:
+    """``(2, sum(sizes))``: the relative statistics (mean difference, variance ratio) at the
+    uniform width ``sizes`` (per segment of ``full_sizes`` nodes), blended from the buckets
+    around ``fraction`` (default: the width's own) of ``stats`` (``(2, K - 1, N)``, bucket
+    ``k`` on its lattice) and moved onto the width's lattice; ``None`` where a bucket it needs
+    is not recorded (``counts[k] == 0``). ``K`` is ``stats.shape[1] + 1``."""
+    buckets = stats.shape[1] + 1
+    fraction = sum(sizes) / sum(full_sizes) if fraction is None else fraction
+    out: Tensor | int = 0
+    for k, weight in neighbours(fraction, buckets):
+        if k == buckets - 1:  # the full width's statistics: relative mean 0, variance 1
+            relative = stats.new_tensor([0.0, 1.0])[:, None]
+        elif counts[k] > 0:
+            stored = bucket_sizes(full_sizes, k, buckets)
+            nodes = stats[:, k, : sum(stored)]
+            relative = nodes @ lattice_matrix(stored, sizes, closed=closed, like=nodes).T
+        else:
+            return None
+        out = out + weight * relative
+    return out.expand(2, sum(sizes)) if isinstance(out, Tensor) else None
+
+
+def rebucket(
+    stats: Tensor, counts: Tensor, full_sizes: Sequence[int], *, closed: bool
+) -> tuple[Tensor, Tensor]:
+    """Buckets saved with another number of them (``stats``: ``(2, K' - 1, N)``) as
+    :data:`BUCKETS` buckets: each gets the saved ones blended at its fraction, as evaluation
+    blended them (unrecorded where a saved bucket it needs was not recorded)."""
+    out = stats.new_zeros(2, BUCKETS - 1, stats.shape[2])
+    recorded = counts.new_zeros(BUCKETS - 1)
+    for k in range(BUCKETS - 1):
+        sizes = bucket_sizes(full_sizes, k)
+        values = blend(stats, counts, full_sizes, sizes, closed=closed, fraction=(k + 1) / BUCKETS)
+        if values is not None:
+            out[:, k, : sum(sizes)] = values
+            recorded[k] = 1.0
+    return out, recorded
