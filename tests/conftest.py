@@ -35,6 +35,19 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def two_conv_net() -> nn.Module:
+    """conv 3->8, BN, ReLU, conv 8->6 (no bias), BN, ReLU, pool, linear 6->4; seeded, with
+    non-trivial BatchNorms, in eval mode."""
+    torch.manual_seed(0)
+    return randomise_batchnorm(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+        )
+    ).eval()  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 real 8x8 digits: (x_train, y_train, x_test, y_test), fixed split

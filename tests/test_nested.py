@@ -10,9 +10,8 @@ from torch.utils.data import TensorDataset
 import inn
 from inn.continuous import Partition
 from inn.layers import IntegralBatchNorm2d
-from inn.recover import reestimate_width_statistics
 from inn.train import train
-from tests.conftest import randomise_batchnorm
+from tests.conftest import two_conv_net
 
 
 def test_a_nested_partition_keeps_the_first_nodes_of_its_ranking():
@@ -37,15 +36,7 @@ def test_a_nested_partition_keeps_the_first_nodes_of_its_ranking():
             part.nest(bad)
 
 
-def _net() -> nn.Module:
-    torch.manual_seed(0)
-    return randomise_batchnorm(
-        nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
-        )
-    ).eval()  # fmt: skip
+_net = two_conv_net
 
 
 def _strongest(made: torch.Tensor, read: torch.Tensor, n: int) -> list[int]:
@@ -152,45 +143,18 @@ def test_width_buckets_of_selected_channels_by_hand():
     torch.testing.assert_close(t["running_var"], torch.full((30,), 7.0))
 
 
-def test_measured_buckets_of_selected_channels_are_the_measured_statistics():
-    """``reestimate_width_statistics`` with nested channels against ``reestimate_batchnorm``
-    at the buckets' widths."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1),
-        nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
-    ).eval()  # fmt: skip
-    imodel = inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
-    imodel.nest_channels()
-    inputs = [3 * torch.randn(8, 3, 6, 6) + 1 for _ in range(3)]
-    assert reestimate_width_statistics(imodel, inputs) == 2
-    norms = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
-    for fraction in (0.25, 0.5, 0.75):
-        imodel.resize(widths=inn.train.uniform_widths(imodel, fraction))
-        assert all(imodel.partition(g.name).selected for g in imodel.resizable_groups)
-        no_data = [m.eval().statistics() for m in norms]
-        inn.reestimate_batchnorm(imodel, inputs)
-        for got, norm in zip(no_data, norms, strict=True):
-            for name in ("running_mean", "running_var"):
-                torch.testing.assert_close(got[name], norm.statistics()[name], atol=1e-5, rtol=1e-5)
-
-
 def test_training_with_selected_channels_ranks_them_once_when_it_starts():
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
-    ).eval()  # fmt: skip
-    imodel = inn.convert(model, torch.zeros(1, 1, 6, 6), permute=False, fold_batchnorm=False)
-    (group,) = [g.name for g in imodel.resizable_groups]
-    scores = inn.budget.channel_scores(imodel)[group]
-    data = TensorDataset(torch.randn(16, 1, 6, 6), torch.arange(16) % 3)
+    imodel = inn.convert(_net(), torch.zeros(1, 3, 6, 6), permute=False, fold_batchnorm=False)
+    scores = inn.budget.channel_scores(imodel)
+    data = TensorDataset(torch.randn(16, 3, 6, 6), torch.arange(16) % 4)
     options = dict(batch_size=8, widths=(0.25, 1.0), lr=0.5, progress=False)
     train(imodel, data, steps=3, channels="select", **options)
-    assert imodel.partition(group).order == tuple(torch.argsort(scores, descending=True).tolist())
-    (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
-    assert norm.node_statistics[2].sum() > 0 and norm.width_counts.sum() == 0
+    for g in imodel.resizable_groups:  # the ranking of the weights training started from
+        ranking = tuple(torch.argsort(scores[g.name], descending=True, stable=True).tolist())
+        assert imodel.partition(g.name).order == ranking
+    norms = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
+    assert all(m.node_statistics[2].sum() > 0 and m.width_counts.sum() == 0 for m in norms)
     train(imodel, data, steps=1, channels="resample", **options)
-    assert imodel.partition(group).order is None
+    assert all(imodel.partition(g.name).order is None for g in imodel.resizable_groups)
     with pytest.raises(inn.InnError, match="channels must be one of"):
         train(imodel, data, steps=1, channels="first", **options)

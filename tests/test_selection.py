@@ -17,18 +17,9 @@ from inn.recover import (
     select_channels,
 )
 from inn.recover.batches import split_holdout
-from tests.conftest import randomise_batchnorm
+from tests.conftest import two_conv_net
 
-
-def _net() -> nn.Module:
-    torch.manual_seed(0)
-    return randomise_batchnorm(
-        nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
-        )
-    ).eval()  # fmt: skip
+_net = two_conv_net
 
 
 @pytest.mark.parametrize("rule", ["rectangle", "trapezoid", "simpson"])

@@ -134,21 +134,29 @@ def test_random_width_training_records_the_narrow_widths():
     assert (norm.width_counts[:-1] > 0).all() and norm.width_counts[-1] == 0
 
 
-def test_measured_buckets_give_each_bucket_width_its_measured_statistics():
+@pytest.mark.parametrize("nested", [False, True])
+def test_measured_buckets_give_each_bucket_width_its_measured_statistics(nested):
     """``reestimate_width_statistics`` against ``reestimate_batchnorm`` at the buckets' widths,
-    for statistics that are not smooth across channels: none of it is lost to interpolation."""
+    for statistics that are not smooth across channels: none of it is lost to interpolation.
+    Also where the narrow widths keep selected channels (``nest_channels``: kept per node)."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1),
         nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
     ).eval()  # fmt: skip
     imodel = inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
+    if nested:
+        imodel.nest_channels()
     inputs = [3 * torch.randn(8, 3, 6, 6) + 1 for _ in range(3)]
     assert inn.recover.reestimate_width_statistics(imodel, inputs) == 2
     norms = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
     for fraction in (0.25, 0.5, 0.75):
         imodel.resize(
             widths={g.name: round(fraction * g.full_size) for g in imodel.resizable_groups}
+        )
+        assert all(
+            (imodel.partition(g.name).selected is not None) == nested
+            for g in imodel.resizable_groups
         )
         no_data = [m.eval().statistics() for m in norms]
         inn.reestimate_batchnorm(imodel, inputs)
@@ -157,9 +165,10 @@ def test_measured_buckets_give_each_bucket_width_its_measured_statistics():
             for name in ("running_mean", "running_var"):
                 torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5)
     # every bucket measured, but where a bucket's width rounds to the full width (8 channels)
-    assert norms[0].width_counts.eq(1).all()
+    counts = [m.node_statistics[2].amax(1) if nested else m.width_counts for m in norms]
+    assert counts[0].eq(1).all()
     full = torch.tensor([round((k + 1) / BUCKETS * 8) == 8 for k in range(BUCKETS - 1)])
-    assert torch.equal(norms[1].width_counts.eq(0), full)
+    assert torch.equal(counts[1].eq(0), full)
 
 
 def test_only_passes_with_every_group_at_one_fraction_record_statistics():

@@ -1,62 +1,52 @@
 """Why the MobileNetV2 twin fails at narrow widths: resampled against selected channels.
 
 Writes ``results/narrow-channels-mobilenet_v2/results.{json,md}`` (run from the repository
-root, about 10 min on 2 cores)::
+root, about 15 min on 2 cores)::
 
     python lab/scripts/narrow_channels.py
 
 The zoo's trained MobileNetV2 is converted (permutation seed 0) and measured at 35 / 50 / 75 %
 of every group: first as converted, then after one epoch of random-width training (sandwich,
 widths [35 %, 100 %], lr 0.01), once with resampled channels (the library's default, smoothness
-3) and once with each group's strongest channels by L1 selected after every resize
-(:func:`inn.recover.select_channels`, no smoothness penalty: selected channels are not
-resampled). Accuracy on the 1,000 test digits, with no data (width buckets) and with the
-BatchNorm statistics re-estimated on 256 training digits.
-
-The committed results were measured when :func:`inn.recover.channel_scores` ranked channels by
-their producing kernels alone; it now also counts the weights that read them.
+3), once with each group's strongest channels by L1, ranked when training starts and nested
+(``channels="select"``, no smoothness penalty: selected channels are not resampled), and, for
+reference, as a universally slimmable network (first channels, the same loop and draws).
+Accuracy on the 1,000 test digits, with no data (width buckets; the slimmable network's
+full-width statistics, sliced) and with the BatchNorm statistics re-estimated on 256 training
+digits.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 import inn
-from inn.train import at_widths, train
+from inn.train import WidthSampler, at_widths, train
 from innlab.data import mnist_splits
 from innlab.experiments.narrow_channels import FRACTIONS, markdown
 from innlab.experiments.pruning import accuracy
+from innlab.experiments.slimmable import SlimmableNetwork
 from innlab.zoo import load_pretrained
 
 OUT = Path("results") / "narrow-channels-mobilenet_v2"
 
 
-def measure(imodel: inn.IntegralModel, test: list, calib: list) -> dict[str, dict[float, float]]:
-    no_data = at_widths(imodel, FRACTIONS, lambda m: accuracy(m, test))
+def measure(model, test: list, calib: list, export=lambda m: m) -> dict[str, dict[float, float]]:
+    """Accuracy at every fraction of ``model`` (an integral or slimmable network; ``export``
+    gives the network to evaluate at its current width), with no data and re-estimated."""
+    no_data = at_widths(model, FRACTIONS, lambda m: accuracy(export(m), test))
 
-    def re_estimated(m: inn.IntegralModel) -> float:
-        inn.reestimate_batchnorm(m, calib)
-        return accuracy(m, test)
+    def re_estimated(m) -> float:
+        net = export(m)
+        inn.reestimate_batchnorm(net, calib)
+        return accuracy(net, test)
 
-    return {"no data": no_data, "re-estimated": at_widths(imodel, FRACTIONS, re_estimated)}
-
-
-def selecting(imodel: inn.IntegralModel) -> None:
-    """Every later ``resize(widths=...)`` of ``imodel`` keeps the strongest channels by L1."""
-    resize = imodel.resize
-
-    def resize_and_select(*args: Any, **kwargs: Any) -> inn.IntegralModel:
-        out = resize(*args, **kwargs)
-        if kwargs.get("widths") is not None:
-            inn.recover.select_channels(imodel)
-        return out
-
-    imodel.resize = resize_and_select  # type: ignore[method-assign]
+    return {"no data": no_data, "re-estimated": at_widths(model, FRACTIONS, re_estimated)}
 
 
 def main() -> None:
@@ -66,22 +56,28 @@ def main() -> None:
     test = [(xt[i : i + 250], yt[i : i + 250]) for i in range(0, len(xt), 250)]
     calib = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
     net = load_pretrained("mobilenet_v2").eval()
+    recipe = dict(epochs=1, lr=0.01, clip_norm=5.0, seed=0, progress=False)
     rows = []
     for channels, smoothness in (("resampled", 3.0), ("selected", 0.0)):
         torch.manual_seed(0)
         imodel = inn.convert(net, x[:1], fold_batchnorm=False, seed=0)
         if channels == "selected":
-            selecting(imodel)
+            imodel.nest_channels()
         rows.append({"channels": channels, "stage": "converted", **measure(imodel, test, calib)})
         start = time.perf_counter()
-        train(
-            imodel, train_set, epochs=1, widths=(0.35, 1.0), lr=0.01, smoothness=smoothness,
-            clip_norm=5.0, seed=0, progress=False,
-        )  # fmt: skip
+        train(imodel, train_set, widths=(0.35, 1.0), smoothness=smoothness, **recipe)
         seconds = time.perf_counter() - start
         rows.append({"channels": channels, "stage": "1 epoch", "train_s": seconds,
                      **measure(imodel, test, calib)})  # fmt: skip
         print(rows[-2], rows[-1], flush=True)
+    slim = SlimmableNetwork(copy.deepcopy(net), x[:1])
+    export = lambda s: s.export().eval()  # noqa: E731
+    rows.append({"channels": "slimmable", "stage": "converted", **measure(slim, test, calib, export)})
+    sampler = WidthSampler.for_groups(slim.groups, (0.35, 1.0), sampling="sandwich", seed=0)
+    start = time.perf_counter()
+    train(slim, train_set, widths=sampler, **recipe)
+    rows.append({"channels": "slimmable", "stage": "1 epoch", "train_s": time.perf_counter() - start,
+                 **measure(slim, test, calib, export)})  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
     command = "python lab/scripts/narrow_channels.py"
     title = "MobileNetV2 at narrow widths: resampled against selected channels"
