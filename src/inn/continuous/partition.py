@@ -55,8 +55,8 @@ class Partition(nn.Module):
     :meth:`resize` selects the first nodes of a ranking, so that the channels of a width include
     those of every narrower one (as in slimmable networks); after
     :meth:`make_trainable` they are the parameters of a :class:`~inn.continuous.TrainablePartition`.
-    The size, the selection, the ranking and whether the points are trainable are saved in the state dict, so
-    a resized, selected or tuned model is restored exactly by ``load_state_dict``.
+    The size, the selection, the ranking and whether the points are trainable are saved in the
+    state dict, so a resized, selected or tuned model is restored exactly by ``load_state_dict``.
 
     Args:
         full_size: number of channels of the original (discrete) axis = number of lattice nodes.
