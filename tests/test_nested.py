@@ -158,3 +158,27 @@ def test_training_with_selected_channels_ranks_them_once_when_it_starts():
     assert all(imodel.partition(g.name).order is None for g in imodel.resizable_groups)
     with pytest.raises(inn.InnError, match="channels must be one of"):
         train(imodel, data, steps=1, channels="first", **options)
+
+
+def test_sampling_at_lattice_nodes_gathers_them_with_the_gradients_of_the_taps():
+    """Selected channels are sampled by one gather: the values and the gradients are those of
+    the four-tap interpolation at the same points, bitwise."""
+    from inn.continuous import ContinuousTensor
+    from inn.numerics import interpolate, uniform
+
+    values = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    tensor = ContinuousTensor(values.clone(), {0: (6,)}, closed=False, trainable=True)
+    points = uniform(6, closed=False)[[0, 2, 5]]
+    got = tensor.sample({0: [points]})
+    (got * torch.arange(9.0).view(3, 3)).sum().backward()
+    reference = values.clone().requires_grad_(True)
+    expected = interpolate(reference, points, 0, closed=False)
+    (expected * torch.arange(9.0).view(3, 3)).sum().backward()
+    assert torch.equal(got, expected) and torch.equal(got, values[[0, 2, 5]])
+    assert torch.equal(tensor.values.grad, reference.grad)
+    # the gather is taken only where every point is a node and carries no gradient
+    from inn.continuous.tensor import _node_indices
+
+    assert _node_indices(points, 6, False).tolist() == [0, 2, 5]
+    assert _node_indices(points + 1e-3, 6, False) is None
+    assert _node_indices(points.clone().requires_grad_(True), 6, False) is None

@@ -125,10 +125,18 @@ class ContinuousTensor(nn.Module):
             return interpolate(chunk, points, dim, closed=self.closed)
         # The memo keeps ``entry`` alive, so no other tensor can take its id during the pass.
         key = ("taps", id(entry), n, self.closed, chunk.dtype)
-        _, index, taps = memoised(
-            key, lambda: (entry, *interpolation_taps(n, points, closed=self.closed))
-        )
-        return apply_taps(chunk, index, taps, dim)
+        _, nodes, taps = memoised(key, lambda: (entry, *self._taps(points, n)))
+        if nodes is not None:  # selected channels: their node values, one gather
+            return chunk.index_select(dim, nodes)
+        return apply_taps(chunk, *taps, dim)
+
+    def _taps(self, points: Tensor, n: int) -> tuple[Tensor | None, tuple[Tensor, Tensor] | None]:
+        """``(node indices, None)`` where every point is a lattice node (:func:`_node_indices`),
+        else ``(None, (index, weights))`` of :func:`interpolation_taps`."""
+        nodes = _node_indices(points, n, self.closed)
+        if nodes is not None:
+            return nodes, None
+        return None, interpolation_taps(n, points, closed=self.closed)
 
     def _as_points(self, entry: Tensor | int, like: Tensor) -> Tensor:
         if isinstance(entry, Tensor):
@@ -172,3 +180,16 @@ class ContinuousTensor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.values.shape)}, segments={self.segments}, closed={self.closed}"
+
+
+def _node_indices(points: Tensor, num_nodes: int, closed: bool) -> Tensor | None:
+    """The lattice nodes ``points`` are, where every point is one and none carries a gradient
+    (selected channels: the interpolant there is the node value itself, and a gather costs a
+    fraction of four weighted taps); else ``None``."""
+    if points.requires_grad:
+        return None
+    nodes = uniform(num_nodes, closed=closed, dtype=points.dtype, device=points.device)
+    exact = points[:, None] == nodes[None, :]
+    if not bool(exact.any(dim=1).all()):
+        return None
+    return exact.long().argmax(dim=1)
