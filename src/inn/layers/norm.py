@@ -159,18 +159,21 @@ class IntegralBatchNorm(IntegralLayer):
                 self._bucket(k).lerp_(self._to_bucket(k, mean, var), rate)
                 self.width_counts[k] += weight
 
+    def _at_nodes(self) -> bool:
+        """Whether every segment is at selected nodes or its full uniform lattice."""
+        return all(
+            p.selected is not None or (p.is_uniform and p.size == p.full_size)
+            for p in self.segment_partitions("out")
+        )
+
     def _node_index(self) -> Tensor | None:
         """The lattice nodes the current points are (index over the concatenated segments'
-        nodes) where every segment is at selected nodes or its full uniform lattice, else
-        ``None``."""
+        nodes) where :meth:`_at_nodes`, else ``None``."""
+        if not self._at_nodes():
+            return None
         index, offset = [], 0
         for p in self.segment_partitions("out"):
-            if p.selected is not None:
-                index.extend(offset + i for i in p.selected)
-            elif p.is_uniform and p.size == p.full_size:
-                index.extend(range(offset, offset + p.full_size))
-            else:
-                return None
+            index.extend(offset + i for i in (p.selected or range(p.full_size)))
             offset += p.full_size
         return torch.tensor(index, dtype=torch.long, device=self.node_statistics.device)
 
@@ -282,7 +285,7 @@ class IntegralBatchNorm(IntegralLayer):
         if self.at_full_width():
             return False
         parts = self.segment_partitions("out")
-        return all(p.is_uniform for p in parts) or self._node_index() is not None
+        return all(p.is_uniform for p in parts) or self._at_nodes()
 
     def statistics(self) -> dict[str, Tensor]:
         """The sampled tensors, with the measured statistics where they are current, else at a
