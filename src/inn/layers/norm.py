@@ -16,6 +16,7 @@ from inn.layers.registry import LayerRequest, register_integral_layer
 from inn.layers.width_statistics import (
     BUCKETS,
     blend,
+    blend_nodes,
     bucket_sizes,
     lattice_matrix,
     neighbours,
@@ -248,7 +249,7 @@ class IntegralBatchNorm(IntegralLayer):
         sizes, full = self._segment_sizes()
         nodes = self._node_index()
         if nodes is not None:
-            relative = self._blend_nodes(nodes, sum(sizes) / sum(full))
+            relative = blend_nodes(self.node_statistics, nodes, sum(sizes) / sum(full))
         else:
             relative = blend(
                 self.width_statistics, self.width_counts, full, sizes, closed=self._closed()
@@ -257,24 +258,6 @@ class IntegralBatchNorm(IntegralLayer):
                 return None
         base_mean, base_var = self._sampled_full(self.width_statistics)
         return (base_mean + relative[0]).to(like), (base_var * relative[1]).to(like)
-
-    def _blend_nodes(self, nodes: Tensor, fraction: float) -> Tensor:
-        """``(2, n)`` relative statistics of the selected ``nodes``: per node, the buckets
-        around ``fraction`` that recorded it, with their linear weights renormalised (a node
-        kept only from a wider bucket on takes that bucket's); none: the full width's."""
-        total = self.node_statistics.new_zeros(2, len(nodes))
-        weights = self.node_statistics.new_zeros(len(nodes))
-        for k, weight in neighbours(fraction):
-            if k == BUCKETS - 1:
-                relative = self.node_statistics.new_tensor([0.0, 1.0])[:, None]
-                seen = torch.ones_like(weights)
-            else:
-                relative = self.node_statistics[:2, k, nodes]
-                seen = (self.node_statistics[2, k, nodes] > 0).to(weights)
-            total = total + weight * seen * relative
-            weights = weights + weight * seen
-        fallback = self.node_statistics.new_tensor([0.0, 1.0])[:, None]
-        return torch.where(weights > 0, total / weights.clamp_min(1e-12), fallback)
 
     def _closed(self) -> bool:
         return self.running_mean_function.closed

@@ -37,7 +37,9 @@ from torch import Tensor
 from inn.continuous import axis_matrix
 from inn.numerics import uniform
 
-__all__ = ["BUCKETS", "blend", "bucket_sizes", "lattice_matrix", "neighbours", "rebucket"]
+__all__ = [
+    "BUCKETS", "blend", "blend_nodes", "bucket_sizes", "lattice_matrix", "neighbours", "rebucket",
+]  # fmt: skip
 
 BUCKETS = 20
 """Width fractions 1/20, 2/20, ..., 20/20 (the last: the full width's running statistics)."""
@@ -102,8 +104,8 @@ def blend(
     fraction = sum(sizes) / sum(full_sizes) if fraction is None else fraction
     out: Tensor | int = 0
     for k, weight in neighbours(fraction, buckets):
-        if k == buckets - 1:  # the full width's statistics: relative mean 0, variance 1
-            relative = stats.new_tensor([0.0, 1.0])[:, None]
+        if k == buckets - 1:
+            relative = _full_width(stats)
         elif counts[k] > 0:
             stored = bucket_sizes(full_sizes, k, buckets)
             nodes = stats[:, k, : sum(stored)]
@@ -112,6 +114,30 @@ def blend(
             return None
         out = out + weight * relative
     return out.expand(2, sum(sizes)) if isinstance(out, Tensor) else None
+
+
+def blend_nodes(node_statistics: Tensor, nodes: Tensor, fraction: float) -> Tensor:
+    """``(2, n)``: the relative statistics of the selected lattice ``nodes`` at width
+    ``fraction``, from ``node_statistics`` (``(3, BUCKETS - 1, N)``: relative mean, relative
+    variance, weight recorded, per bucket and node). Per node, the buckets around ``fraction``
+    that recorded it, with their linear weights renormalised (a node kept only from a wider
+    bucket on takes that bucket's); none: the full width's."""
+    total = node_statistics.new_zeros(2, len(nodes))
+    weights = node_statistics.new_zeros(len(nodes))
+    for k, weight in neighbours(fraction):
+        if k == BUCKETS - 1:
+            relative, seen = _full_width(node_statistics), torch.ones_like(weights)
+        else:
+            relative = node_statistics[:2, k, nodes]
+            seen = (node_statistics[2, k, nodes] > 0).to(weights)
+        total = total + weight * seen * relative
+        weights = weights + weight * seen
+    return torch.where(weights > 0, total / weights.clamp_min(1e-12), _full_width(total))
+
+
+def _full_width(like: Tensor) -> Tensor:
+    """``(2, 1)``: the full width's statistics relative to themselves (mean 0, variance 1)."""
+    return like.new_tensor([0.0, 1.0])[:, None]
 
 
 def rebucket(
