@@ -13,6 +13,7 @@ from inn.layers.conv import (
     conv_mode,
 )
 from inn.layers.linear import IntegralLinear
+from inn.layers.narrow_statistics import NarrowStatistics
 from inn.layers.norm import (
     IntegralBatchNorm,
     IntegralBatchNorm1d,
@@ -48,6 +49,7 @@ __all__ = [
     "IntegralWrapped",
     "LayerFactory",
     "LayerRequest",
+    "NarrowStatistics",
     "PartitionSpec",
     "conv_mode",
     "fit_size_attributes",

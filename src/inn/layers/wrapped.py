@@ -16,13 +16,17 @@ from torch.func import functional_call
 from inn.continuous import Partition
 from inn.errors import ConversionError
 from inn.layers.base import IntegralLayer, PartitionSpec
+from inn.layers.narrow_statistics import NarrowStatistics
 from inn.layers.registry import LayerFactory, LayerRequest, register_integral_layer
 from inn.module_sizes import set_size_attributes, size_attributes
 
 __all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped", "wrapped_layer"]
 
 
-class IntegralWrapped(IntegralLayer):
+_STATISTICS = ("running_mean", "running_var")
+
+
+class IntegralWrapped(NarrowStatistics, IntegralLayer):
     """A module whose named tensors are continuous along their channel dims; it runs its own
     ``forward`` with the tensors sampled at the current partitions.
 
@@ -34,6 +38,11 @@ class IntegralWrapped(IntegralLayer):
 
     Size attributes of the module (``num_features``, ``in_channels``, ``normalized_shape``,
     a depthwise convolution's ``groups``...) follow the widths in ``forward`` and in the export.
+
+    A module whose forward updates ``running_mean`` and ``running_var`` (a BatchNorm subclass
+    such as timm's ``BatchNormAct2d``) keeps its statistics at narrow widths as an integral
+    BatchNorm does (:class:`~inn.layers.narrow_statistics.NarrowStatistics`): measured ones,
+    and width buckets that random-width training records from the module's own update.
     """
 
     def __init__(
@@ -75,6 +84,16 @@ class IntegralWrapped(IntegralLayer):
         self.module = module
         self._originals = size_attributes(module)
         self.track_statistics = False  # set by random-width training (see ``tensors``)
+        batchnorm_like = sorted(self.tracked_buffers) == sorted(_STATISTICS) and all(
+            self.channel_axes()[n] == {0: "out"} for n in _STATISTICS
+        )
+        self._init_narrow_statistics(present["running_mean"] if batchnorm_like else None)
+
+    def _statistics_eps(self) -> float:
+        return self.module.eps
+
+    def _statistics_momentum(self) -> float | None:
+        return self.module.momentum
 
     def widths(self) -> dict[str, int]:
         return {role: self.size(role, n) for role, n in self.full_sizes.items()}
@@ -97,27 +116,51 @@ class IntegralWrapped(IntegralLayer):
         ]
 
     def tensors(self) -> dict[str, Tensor]:
-        """The module's tensors at the current widths, by their names in the module. While
-        ``track_statistics`` is set in training, at full uniform width, the running statistics
-        are the node values themselves, so that the module's own update lands in them (as an
-        integral BatchNorm's does; at other widths the batch statistics normalise and the
-        update is dropped)."""
+        """The module's tensors at the current widths, by their names in the module. In
+        training the module's update of its running statistics is dropped (it normalises by
+        the batch), except while ``track_statistics`` is set at full uniform width: then the
+        running statistics are the node values themselves, so that the update lands in them
+        (as an integral BatchNorm's does)."""
         t = self.sampled()
         out = {name: t[key] for name, key in self.tensor_names.items() if t.get(key) is not None}
-        if self.training and self.track_statistics and self.at_full_width():
-            for name in self.tracked_buffers:
-                out[name] = getattr(self, f"{self.tensor_names[name]}_function").values
+        if not self.training:
+            return out
+        tracking = self.track_statistics and self.at_full_width()
+        for name in self.tracked_buffers:
+            function = getattr(self, f"{self.tensor_names[name]}_function")
+            out[name] = function.values if tracking else out[name].detach().clone()
         return out
+
+    def _evaluated(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``tensors`` with the statistics of :meth:`narrow_statistics` where the module keeps
+        them (in eval mode and in the export)."""
+        return self.narrow_statistics(tensors) if self.keeps_narrow_statistics else tensors
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         self.fit_sizes(self.module)
-        out = functional_call(self.module, self.tensors(), args, kwargs)
+        tensors = self.tensors() if self.training else self._evaluated(self.tensors())
+        # recording a narrow width: the module's update of zeroed running statistics is its
+        # batch statistics times its averaging factor
+        zeroed = {n: torch.zeros_like(tensors[n]) for n in _STATISTICS} if self._recording() else {}
+        tensors.update(zeroed)
+        out = functional_call(self.module, tensors, args, kwargs)
         _forget_sampled(self.module)
+        factor = self._averaging_factor() if zeroed else 0.0
+        if factor > 0:
+            self._record_width(zeroed["running_mean"] / factor, zeroed["running_var"] / factor)
         return out
+
+    def _averaging_factor(self) -> float:
+        """The weight of the batch in the module's last update of its running statistics
+        (its momentum; with ``momentum=None``, one over the batches tracked, as BatchNorm)."""
+        if self.module.momentum is not None:
+            return float(self.module.momentum)
+        tracked = getattr(self.module, "num_batches_tracked", None)
+        return 1.0 / float(tracked) if tracked is not None and tracked > 0 else 0.0
 
     def to_discrete(self) -> nn.Module:
         plain = copy.deepcopy(self.module)
-        for name, value in self.tensors().items():
+        for name, value in self._evaluated(self.tensors()).items():
             key = self.tensor_names[name]
             owner_name, _, attr = name.rpartition(".")
             owner = plain.get_submodule(owner_name)

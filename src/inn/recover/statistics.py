@@ -22,11 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from inn.convert import IntegralModel
-from inn.layers import IntegralBatchNorm, IntegralWrapped
+from inn.layers import IntegralBatchNorm, IntegralWrapped, NarrowStatistics
 from inn.layers.width_statistics import BUCKETS, bucket_sizes
 from inn.recover.batches import as_batches
 
 __all__ = [
+    "narrow_statistics_layers",
     "reestimate_batchnorm",
     "reestimate_full_width_batchnorm",
     "reestimate_width_statistics",
@@ -73,8 +74,7 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     Returns:
         The number of BatchNorms re-estimated.
     """
-    # wrapped normalisations (timm BatchNormAct2d) keep their sampled statistics here
-    norms: list[nn.Module] = [m for m in tracked_norms(model) if isinstance(m, IntegralBatchNorm)]
+    norms: list[nn.Module] = list(narrow_statistics_layers(model))
     if not isinstance(model, IntegralModel):
         norms += [
             m for m in model.modules()
@@ -91,7 +91,7 @@ def reestimate_batchnorm(model: nn.Module, data: Iterable) -> int:
     )
     for m in norms:
         mean, var = moments[m]
-        if isinstance(m, IntegralBatchNorm):
+        if isinstance(m, NarrowStatistics):
             m.set_statistics(mean.float(), var.float(), under)
         else:
             m.running_mean.copy_(mean)
@@ -133,7 +133,7 @@ def reestimate_width_statistics(model: IntegralModel, inputs: list[Tensor]) -> i
     instead of sampling the full width's. The widths are restored. Returns the number of
     BatchNorms whose buckets were set.
     """
-    norms = [m for m in tracked_norms(model) if isinstance(m, IntegralBatchNorm)]
+    norms = narrow_statistics_layers(model)
     groups = model.resizable_groups
     if not norms or not groups:
         return 0
@@ -160,6 +160,14 @@ def tracked_norms(model: nn.Module) -> list[IntegralBatchNorm | IntegralWrapped]
     ]
 
 
+def narrow_statistics_layers(model: nn.Module) -> list[NarrowStatistics]:
+    """The layers of ``model`` that keep statistics at narrow widths (measured, width
+    buckets): integral BatchNorms and BatchNorm-like wrapped modules with running statistics."""
+    return [
+        m for m in model.modules() if isinstance(m, NarrowStatistics) and m.keeps_narrow_statistics
+    ]
+
+
 def _momentum_owner(norm: IntegralBatchNorm | IntegralWrapped) -> nn.Module:
     return norm.module if isinstance(norm, IntegralWrapped) else norm
 
@@ -180,7 +188,7 @@ def reestimate_full_width_batchnorm(model: IntegralModel, batches: list[Tensor])
         model.train()
         for m in norms:
             m.track_statistics = True
-            if isinstance(m, IntegralBatchNorm):
+            if isinstance(m, NarrowStatistics):
                 m.set_statistics(None, None)
         try:
             for k, x in enumerate(batches):

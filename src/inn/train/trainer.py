@@ -30,11 +30,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 from inn.convert import IntegralModel
 from inn.errors import InnError
-from inn.layers import IntegralBatchNorm
 from inn.loop import fit
 from inn.recover.losses import distillation_loss
 from inn.recover.smooth import roughness_penalty
 from inn.recover.statistics import (
+    narrow_statistics_layers,
     reestimate_full_width_batchnorm,
     reestimate_width_statistics,
     tracked_norms,
@@ -203,7 +203,7 @@ def train(
             "inn.convert(..., fold_batchnorm=False) to train with integral BatchNorm.",
             stacklevel=2,
         )
-    bucketed = [m for m in norms if isinstance(m, IntegralBatchNorm)]
+    bucketed = narrow_statistics_layers(model)
     for m in bucketed:
         m.set_statistics(None, None)
     for m in norms:
