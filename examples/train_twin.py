@@ -39,8 +39,8 @@ def main() -> None:
 
     before = at_widths(imodel, FRACTIONS, evaluate)
     report = inn.train.train(
-        imodel, train_set, steps=steps, widths=(0.25, 1.0), sampling="sandwich",
-        smoothness=3.0, lr=0.01, progress=False,
+        imodel, train_set, steps=steps, widths=(0.25, 1.0), sampling="sandwich", lr=0.01,
+        progress=False,
     )  # fmt: skip
     after = at_widths(imodel, FRACTIONS, evaluate)  # no data, no tuning: just resized
     print(

@@ -123,13 +123,14 @@ def test_random_width_training_records_the_narrow_widths():
     imodel = inn.convert(model, torch.zeros(1, 1, 6, 6), permute=False, fold_batchnorm=False)
     data = TensorDataset(torch.randn(16, 1, 6, 6), torch.arange(16) % 3)
     train(imodel, data, steps=2, batch_size=8, widths=(0.25, 1.0), progress=False,
-          statistics_batches=0)  # fmt: skip
+          statistics_batches=0, channels="resample")  # fmt: skip
     (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
     narrowest = round(0.25 * BUCKETS) - 1  # the sandwich's narrowest width, 2 of 8 channels
     assert norm.width_counts[narrowest] > 0
     assert norm.width_counts.sum() == norm.width_counts[narrowest]  # no other width recorded
     # at the end, every bucket is measured on training batches
-    train(imodel, data, steps=1, batch_size=8, widths=(0.25, 1.0), progress=False)
+    train(imodel, data, steps=1, batch_size=8, widths=(0.25, 1.0), progress=False,
+          channels="resample")  # fmt: skip
     # (but 19/20 of 8 channels, which rounds to the full width)
     assert (norm.width_counts[:-1] > 0).all() and norm.width_counts[-1] == 0
 

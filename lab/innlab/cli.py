@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import time
 from pathlib import Path
@@ -86,7 +87,7 @@ _EXPERIMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 _OPTIONS: dict[str, dict[str, Any]] = {
     "model": {"help": "zoo model (cifar_resnet18, nin, mobilenet_v2, mobilenet_v3, efficientnet, "
               "vit; sr: srcnn or edsr; faces: rnet or onet, default both) or, with cifar10, an "
-              "architecture"},
+              "architecture; pipeline-a also takes timm:NAME (trained by its rows)"},
     "budgets": {"default": "params:0.8,params:0.6,params:0.4,params:0.3,macs:0.7,macs:0.5,macs:0.3",
                 "help": "KIND:FRACTION kept, comma-separated"},
     "methods": {"help": "comma-separated subset of the experiment's methods (default: all)"},
@@ -291,13 +292,20 @@ def _pipeline_a(args: argparse.Namespace, command: str) -> int:
     kwargs: dict[str, Any] = {"in_channels": work.in_channels}
     if name in ("cifar_resnet18", "nin"):
         kwargs["width"] = args.model_width or (8 if name == "cifar_resnet18" else 48)
+    if name.startswith("timm:"):  # an architecture no zoo script trained (the rows train it)
+        import timm
+
+        kwargs = {"in_chans": work.in_channels, "num_classes": 10}
+        make = functools.partial(timm.create_model, name[5:], pretrained=False, **kwargs)
+    else:
+        make = functools.partial(zoo.ZOO[name], **kwargs)
     start = time.perf_counter()
     rows = pipeline_a.run(
-        lambda: zoo.ZOO[name](**kwargs), work.train, work.test, work.calib,
+        make, work.train, work.test, work.calib,
         epochs=args.epochs, seeds=tuple(range(args.seeds)), low=args.min_width,
         methods=tuple(args.methods.split(",")) if args.methods else pipeline_a.METHODS,
     )  # fmt: skip
-    out = Path(args.out or f"out/pipeline-a-{name}")
+    out = Path(args.out or f"out/pipeline-a-{name.replace(':', '-')}")
     title = (f"Pipeline A: {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) trained "
              f"{args.epochs:g} epochs on {work.name}")  # fmt: skip
     setup = {"model": name, "kwargs": kwargs, "epochs": args.epochs, "min_width": args.min_width,

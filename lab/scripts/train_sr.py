@@ -84,7 +84,7 @@ def train_twin(recipe: dict[str, Any], seed: int, out_dir: Path) -> inn.Integral
         imodel, data, steps=recipe["steps"], batch_size=recipe["batch_size"],
         widths=recipe["widths"], sampling="sandwich", num_random=recipe["num_random"],
         loss=F.l1_loss, optimiser="adamw", lr=recipe["lr"], weight_decay=0.0,
-        smoothness=recipe["smoothness"], seed=seed,
+        smoothness=recipe["smoothness"], channels="resample", seed=seed,
     )  # fmt: skip
     return imodel.eval()
 

@@ -47,7 +47,7 @@ def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -
         imodel, train_set, epochs=epochs, batch_size=recipe["batch_size"],
         widths=recipe["widths"], sampling="sandwich", num_random=recipe["num_random"],
         smoothness=recipe["smoothness"], lr=recipe["lr"], weight_decay=recipe["weight_decay"],
-        warmup=1 / epochs, clip_norm=recipe["clip_norm"], seed=seed,
+        channels="resample", warmup=1 / epochs, clip_norm=recipe["clip_norm"], seed=seed,
         augment=lambda x: random_shift(x, 2, aug),
     )  # fmt: skip
     seconds = time.perf_counter() - start

@@ -134,7 +134,9 @@ def run(
         return accuracy(model, test)
 
     for seed in seeds:
-        options = {**recipe, "seed": seed}
+        # channels=None: each row's model as it is (resampled after inn.convert), unless the row
+        # selects them
+        options = {**recipe, "seed": seed, "channels": None}
         sandwich = {**options, "sampling": "sandwich", "num_random": 2}
         # the discrete network: the same loop, at full width only
         discrete = SlimmableNetwork(fresh(seed), example)

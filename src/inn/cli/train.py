@@ -82,7 +82,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument(
         "--smoothness", type=float,
-        help="roughness penalty on the weights (default: 3 with resampled channels, 0 selected)",
+        help="roughness penalty on the weights (default: 0 with selected channels, 3 resampled)",
     )  # fmt: skip
     p.add_argument("--clip-norm", type=float, default=5.0, help="gradient norm clipping")
     p.add_argument(
@@ -92,10 +92,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sampling", choices=["sandwich", "random"], default="sandwich")
     p.add_argument("--num-random", type=int, default=2, help="random widths per sandwich step")
     p.add_argument(
-        "--channels", choices=["resample", "select"], default="resample",
-        help="narrow widths resample the channels (the integral network's own) or keep each "
-        "group's strongest ones, nested as in slimmable networks (often better on depthwise "
-        "networks such as MobileNetV2)",
+        "--channels", choices=["select", "resample"], default="select",
+        help="narrow widths keep each group's strongest channels, nested as in slimmable "
+        "networks (default: they train every width of every network measured), or resample "
+        "them (the paper's integral network: 0.3-2.6 points better at 25-60 %% width on the "
+        "zoo ResNet-18, at chance at 35 %% on the zoo MobileNetV2)",
     )  # fmt: skip
     p.add_argument("--distill", action="store_true", help="in-place distillation (sandwich)")
     p.add_argument(
@@ -175,17 +176,13 @@ def _train(args: argparse.Namespace) -> int:
     if rank == 0:
         print(f"inn train: {args.model} ({args.start}) on {args.data}, widths {args.widths}, "
               f"{args.sampling} sampling, {world} process(es), {device}")  # fmt: skip
-    # selected channels are not resampled: a smoother weight function does not help them
-    smoothness = args.smoothness
-    if smoothness is None:
-        smoothness = 3.0 if args.channels == "resample" else 0.0
     report = inn.train.train(
         imodel, train, epochs=None if args.steps else args.epochs, steps=args.steps,
         batch_size=args.batch_size, widths=args.widths, sampling=args.sampling,
         num_random=args.num_random, distill=args.distill, optimiser=args.optimiser,
         teacher=model if args.teacher else None,
         lr=args.lr or (0.01 if args.start == "pretrained" else 0.05), channels=args.channels,
-        smoothness=smoothness,
+        smoothness=args.smoothness,
         clip_norm=args.clip_norm, weight_decay=args.weight_decay, amp=args.amp, checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, log=out / "log.jsonl" if rank == 0 else None,
         seed=args.seed,

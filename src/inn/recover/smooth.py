@@ -37,11 +37,13 @@ def roughness(values: Tensor, dims: Iterable[int], order: int = 2) -> Tensor:
 
 
 def _weight_values(imodel: IntegralModel) -> list[tuple[list[int], Tensor]]:
-    """The node values of every integral layer's weight, with its continuous axes."""
+    """The node values of every integral layer's weight, with its continuous axes; not a
+    normalisation's scale (one entry per channel: :meth:`IntegralLayer.weight_axes`), whether
+    an integral BatchNorm's or that of a norm resized through its own forward."""
     out = []
     for module in imodel.modules():
-        if isinstance(module, IntegralLayer) and not module.is_norm:
-            axes = module.channel_axes()
+        if isinstance(module, IntegralLayer):
+            axes = module.weight_axes()
             if "weight" in axes:
                 out.append((list(axes["weight"]), module.weight_function.values))
     return out

@@ -40,7 +40,7 @@ from inn.recover.statistics import (
     tracked_norms,
 )
 from inn.train.checkpoint import load_checkpoint, save_checkpoint
-from inn.train.settings import AMP, TrainSettings
+from inn.train.settings import AMP, RESAMPLED_SMOOTHNESS, TrainSettings
 from inn.train.widths import WidthSampler
 
 __all__ = ["TrainReport", "train"]
@@ -223,7 +223,10 @@ def train(
         Path(settings.log).parent.mkdir(parents=True, exist_ok=True)
     batches = shards.batches(start)
     current: dict[str, Any] = {}
-    penalty = roughness_penalty(model, settings.smoothness) if settings.smoothness > 0 else None
+    smoothness = settings.smoothness
+    if smoothness is None:  # a smoother weight function helps resampled channels only
+        smoothness = 0.0 if _nested(model) else RESAMPLED_SMOOTHNESS
+    penalty = roughness_penalty(model, smoothness) if smoothness > 0 else None
 
     def one_step(i: int, backward: Callable[[Tensor], None]) -> float:
         _, (x, y) = next(batches)  # the batches of step i: they start at the same step
@@ -333,11 +336,18 @@ def _use_channels(model: IntegralModel, channels: str) -> None:
     trained with selection, a resumed run) is kept."""
     if not isinstance(model, IntegralModel):
         raise InnError(f"channels={channels!r} needs a converted model (inn.convert)")
-    nested = any(model.partition(g.name).order is not None for g in model.resizable_groups)
+    nested = _nested(model)
     if channels == "resample" and nested:
         model.nest_channels(nested=False)
     elif channels == "select" and not nested:
         model.nest_channels()
+
+
+def _nested(model: nn.Module) -> bool:
+    """Whether ``model``'s narrow widths select nested channels (:meth:`IntegralModel.nest_channels`)."""
+    if not isinstance(model, IntegralModel):
+        return False
+    return any(model.partition(g.name).order is not None for g in model.resizable_groups)
 
 
 def _first_inputs(shards: _Shards, step: int, count: int, device: torch.device) -> list[Tensor]:
