@@ -25,6 +25,7 @@ from innlab.experiments import (
     pruning,
     reconstruction,
     sr,
+    wrapped_statistics,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,10 @@ def _narrow_channels(payload: dict) -> tuple[str, str]:
     return payload["title"], narrow_channels.markdown(payload["rows"])
 
 
+def _wrapped_statistics(payload: dict) -> tuple[str, str]:
+    return payload["title"], wrapped_statistics.markdown(payload)
+
+
 # results folder name (its prefix before the model name) -> renderer, in the page's order
 RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "demo": _budget,
@@ -116,6 +121,7 @@ RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "pruning": _pruning,
     "pipeline-a": _pipeline_a,
     "narrow-channels": _narrow_channels,
+    "wrapped-statistics": _wrapped_statistics,
     "sr": _sr,
     "reconstruction": _reconstruction,
     "faces": _faces,

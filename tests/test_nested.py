@@ -182,3 +182,46 @@ def test_sampling_at_lattice_nodes_gathers_them_with_the_gradients_of_the_taps()
     assert _node_indices(points, 6, False).tolist() == [0, 2, 5]
     assert _node_indices(points + 1e-3, 6, False) is None
     assert _node_indices(points.clone().requires_grad_(True), 6, False) is None
+
+
+class _Concat(nn.Module):
+    """Two producers concatenated into one consumer: its input axis has two segments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 5, 3, padding=1)
+        self.c = nn.Conv2d(9, 6, 3, padding=1)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c(torch.relu(torch.cat([self.a(x), self.b(x)], 1)))
+        return self.head(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("make", [_net, _Concat])
+def test_selected_channels_are_gathered_as_the_interpolant_gives_them(make):
+    """The layers' gather of selected channels against the general sampling (the interpolant at
+    the same points), values and gradients bitwise, with one group left at full width."""
+    torch.manual_seed(0)
+    model = make().eval()
+    imodel = inn.convert(model, torch.randn(1, 3, 6, 6), permute=False, fold_batchnorm=False)
+    imodel.nest_channels()
+    groups = imodel.resizable_groups
+    imodel.resize(widths={g.name: g.full_size if i == 0 else 2 for i, g in enumerate(groups)})
+    layers = [m for m in imodel.modules() if isinstance(m, inn.layers.IntegralLayer)]
+    assert any(not p.is_uniform for m in layers for parts in m.partitions.values() for p in parts)
+    for layer in layers:
+        gathered = layer._sample()
+        general = {name: layer._sample_tensor(name) for name in layer._layouts}
+        assert gathered.keys() == general.keys()
+        for name, want in general.items():
+            if want is None:
+                assert gathered[name] is None
+                continue
+            assert torch.equal(gathered[name], want), (type(layer).__name__, name)
+            if want.requires_grad:
+                values = getattr(layer, f"{name}_function").values
+                weights = torch.randn_like(want)
+                (got_grad,) = torch.autograd.grad((gathered[name] * weights).sum(), values)
+                (want_grad,) = torch.autograd.grad((want * weights).sum(), values)
+                assert torch.equal(got_grad, want_grad)

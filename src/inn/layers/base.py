@@ -14,7 +14,9 @@ from inn.continuous import ContinuousTensor, Partition
 from inn.continuous.resample import ResamplePlan, plan_uniform, resample_uniform, sampling_dtype
 from inn.errors import ShapeError
 
-__all__ = ["IntegralLayer", "PartitionSpec", "fill", "shared_partition"]
+__all__ = [
+    "IntegralLayer", "PartitionSpec", "at_nodes", "fill", "node_indices", "shared_partition",
+]  # fmt: skip
 
 PLAN_CACHE_SIZE = 64  # resampling plans kept per layer (least recently used dropped)
 
@@ -46,7 +48,8 @@ class IntegralLayer(nn.Module):
         self._layouts: dict[str, tuple[dict[int, str], int | None, tuple[int, int] | None]] = {}
         self._cache: tuple[tuple[Any, ...], dict[str, Tensor]] | None = None
         # resampling plans per partition sizes (random-width training revisits a few widths)
-        self._plans: OrderedDict[tuple[Any, ...], dict[str, ResamplePlan]] = OrderedDict()
+        # (and the gather indices of selected channels, :meth:`_gather_index`)
+        self._plans: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     # -- partitions -------------------------------------------------------------------------
     def _set_partitions(
@@ -213,6 +216,8 @@ class IntegralLayer(nn.Module):
     # -- sampling ---------------------------------------------------------------------------
     def _sample(self) -> dict[str, Tensor]:
         parts = [p for segments in self.partitions.values() for p in segments]
+        if all(at_nodes(p) for p in parts) and not all(p.is_uniform for p in parts):
+            return {name: self._gather_tensor(name) for name in self._layouts}
         if not all(p.is_uniform for p in parts):
             return {name: self._sample_tensor(name) for name in self._layouts}
         # Uniform partitions: constant sparse maps, one autograd node for the whole layer.
@@ -221,17 +226,61 @@ class IntegralLayer(nn.Module):
         if like is None:  # e.g. a BatchNorm without affine parameters or running statistics
             return dict.fromkeys(functions)
         key = (tuple((id(p), p.size) for p in parts), like.dtype, like.device)
-        plans = self._plans.get(key)
-        if plans is None:
-            plans = {n: self._plan(n) for n, f in functions.items() if f is not None}
-            self._plans[key] = plans
-            if len(self._plans) > PLAN_CACHE_SIZE:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(key)
+        plans = self._memo(
+            key, lambda: {n: self._plan(n) for n, f in functions.items() if f is not None}
+        )
         sampled = resample_uniform(list(plans.values()), [functions[n].values for n in plans])
         by_name = dict(zip(plans, sampled, strict=True))
         return {name: by_name.get(name) for name in functions}
+
+    def _gather_tensor(self, name: str) -> Tensor | None:
+        """Tensor ``name`` where every partition is at lattice nodes (selected channels, or the
+        full uniform lattice): its node values gathered along each continuous axis, times the
+        quadrature factors of the integrated one. The same numbers as :meth:`_sample_tensor`
+        (whose interpolant at a node is the node value), without comparing points with nodes
+        at every pass."""
+        function: ContinuousTensor | None = getattr(self, f"{name}_function")
+        if function is None:
+            return None
+        roles, integrated, merge = self._layouts[name]
+        out = function.values
+        for dim, role in roles.items():
+            index = self._gather_index(role, out.device)
+            if index is not None:
+                out = out.index_select(dim, index)
+        if integrated is not None:
+            out = _times(out, self._gather_scale(roles[integrated], function.values), integrated)
+        return out.flatten(*merge) if merge is not None else out
+
+    def _gather_scale(self, role: str, like: Tensor) -> Tensor:
+        """:meth:`quadrature_scale` of ``role`` at lattice nodes (no trained points: constant
+        for the selection), memoised with the resampling plans."""
+        parts = self.segment_partitions(role)
+        key = ("scale", role, tuple(p.sampling_key for p in parts), like.dtype, like.device)
+        return self._memo(key, lambda: self.quadrature_scale(role, like).detach())
+
+    def _memo(self, key: tuple[Any, ...], compute: Any) -> Any:
+        """``self._plans[key]``, computed by ``compute()`` if missing (least recently used
+        dropped beyond :data:`PLAN_CACHE_SIZE`)."""
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        value = self._plans[key] = compute()
+        if len(self._plans) > PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return value
+
+    def _gather_index(self, role: str, device: torch.device) -> Tensor | None:
+        """The lattice nodes ``role``'s channels are (over its concatenated segments), or
+        ``None`` where they are all of them in order; memoised with the resampling plans."""
+        parts = self.segment_partitions(role)
+
+        def index() -> Tensor | None:
+            nodes = node_indices(parts)
+            whole = nodes == list(range(sum(p.full_size for p in parts)))
+            return None if whole else torch.tensor(nodes, device=device)
+
+        return self._memo(("nodes", role, tuple(p.sampling_key for p in parts), device), index)
 
     def _plan(self, name: str) -> ResamplePlan:
         function: ContinuousTensor = getattr(self, f"{name}_function")
@@ -324,6 +373,24 @@ def _times(tensor: Tensor, vector: Tensor, dim: int, *, inverse: bool = False) -
     vector = vector.reshape(shape)
     wide = tensor.to(vector.dtype)
     return (wide / vector if inverse else wide * vector).to(tensor.dtype)
+
+
+def at_nodes(partition: Partition) -> bool:
+    """Whether ``partition``'s points are lattice nodes: selected ones, or its full uniform
+    lattice."""
+    return partition.selected is not None or (
+        partition.is_uniform and partition.size == partition.full_size
+    )
+
+
+def node_indices(segments: Sequence[Partition]) -> list[int]:
+    """The lattice nodes the points of ``segments`` (partitions of one axis, concatenated)
+    are, counted over the concatenated lattices; every segment :func:`at_nodes`."""
+    nodes, offset = [], 0
+    for p in segments:
+        nodes.extend(offset + i for i in (p.selected or range(p.full_size)))
+        offset += p.full_size
+    return nodes
 
 
 def _sampling_like(like: Tensor) -> Tensor:

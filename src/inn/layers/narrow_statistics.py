@@ -18,6 +18,7 @@ from torch import Tensor
 
 from inn.continuous import Partition
 from inn.errors import InnError, ShapeError
+from inn.layers.base import at_nodes, node_indices
 from inn.layers.width_statistics import (
     BUCKETS,
     blend,
@@ -163,21 +164,15 @@ class NarrowStatistics:
 
     def _at_nodes(self) -> bool:
         """Whether every segment is at selected nodes or its full uniform lattice."""
-        return all(
-            p.selected is not None or (p.is_uniform and p.size == p.full_size)
-            for p in self.segment_partitions("out")
-        )
+        return all(at_nodes(p) for p in self.segment_partitions("out"))
 
     def _node_index(self) -> Tensor | None:
         """The lattice nodes the current points are (index over the concatenated segments'
         nodes) where :meth:`_at_nodes`, else ``None``."""
         if not self._at_nodes():
             return None
-        index, offset = [], 0
-        for p in self.segment_partitions("out"):
-            index.extend(offset + i for i in (p.selected or range(p.full_size)))
-            offset += p.full_size
-        return torch.tensor(index, dtype=torch.long, device=self.node_statistics.device)
+        nodes = node_indices(self.segment_partitions("out"))
+        return torch.tensor(nodes, dtype=torch.long, device=self.node_statistics.device)
 
     def _relative(self, mean: Tensor, var: Tensor) -> Tensor:
         """``(2, n)``: statistics at the current width relative to the full width's sampled at
