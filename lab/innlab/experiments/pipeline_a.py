@@ -19,7 +19,9 @@ group's width:
   group's strongest channels (``channels="select"``: ranked once when training starts, nested
   as in slimmable networks), no smoothness penalty, in-place distillation as the slimmable rows
   (``slimmable_distill``), no data at evaluation (width buckets per selected channel);
-  ``inn-converted+select+re``: statistics re-estimated per width;
+  ``inn-converted+select+re``: statistics re-estimated per width; ``inn-converted+select+kd``:
+  selected channels with the discrete network as the teacher of every width instead of in-place
+  distillation;
 * ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
   (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches; ``slimmable-converted``:
@@ -55,7 +57,7 @@ __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "sa
 METHODS = (
     "discrete", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
     "inn-converted", "inn-converted+re", "inn-converted+kd", "inn-converted+select",
-    "inn-converted+select+re", "inn-scratch+bn+select", "slimmable", "slimmable-4",
+    "inn-converted+select+re", "inn-converted+select+kd", "inn-scratch+bn+select", "slimmable", "slimmable-4",
     "slimmable-converted", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
@@ -157,6 +159,7 @@ def run(
             ("inn-converted", False, smoothness, small_lr, {}),
             ("inn-converted+kd", False, smoothness, small_lr, {"teacher": plain}),
             ("inn-converted+select", False, 0.0, small_lr, selected),
+            ("inn-converted+select+kd", False, 0.0, small_lr, {"channels": "select", "teacher": plain}),
         )
         for method, fold, penalty, rate, other in inn_rows:
             if method not in methods and f"{method}+re" not in methods:
