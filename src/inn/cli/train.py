@@ -100,9 +100,10 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--distill", action="store_true", help="in-place distillation (sandwich)")
     p.add_argument(
-        "--teacher", action="store_true",
+        "--teacher", action=argparse.BooleanOptionalAction,
         help="the loaded model (as it was before conversion) is the teacher of every width: its "
-        "outputs' KL divergence is added to the loss (with --from pretrained)",
+        "outputs' KL divergence is added to the loss (default: with --from pretrained and no "
+        "--distill; it brings the twin's full width to its discrete network's in Pipeline A)",
     )  # fmt: skip
     p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision (fp16: CUDA only)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
@@ -152,6 +153,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("--fold-batchnorm and --keep-batchnorm contradict each other")
     if args.teacher and (args.start == "scratch" or args.distill):
         raise UsageError("--teacher needs --from pretrained and no --distill")
+    if args.teacher is None:
+        args.teacher = args.start == "pretrained" and not args.distill
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(args.device)
     if world > 1:
@@ -193,7 +196,8 @@ def _train(args: argparse.Namespace) -> int:
         torch.save(imodel.state_dict(), out / "model.pt")
         summary = {
             "command": command_line(args.argv), "model": args.model, "data": args.data,
-            "start": args.start, "processes": world, "seconds": report.seconds,
+            "start": args.start, "channels": args.channels, "teacher": args.teacher,
+            "processes": world, "seconds": report.seconds,
             "samples_per_s": report.samples_per_s, "steps": report.steps,
             "accuracy_at_width": results,
         }  # fmt: skip
