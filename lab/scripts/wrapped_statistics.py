@@ -14,7 +14,7 @@ channels, the discrete network as teacher, lr 0.01). Then, at uniform fractions 
 accuracy on the 1,000 test digits with no data (the width buckets random-width training
 recorded and measured), with the buckets emptied (the full width's statistics sampled at the
 width: what these layers had before they kept buckets), and with the statistics re-estimated on
-256 training digits.
+256 training digits (:func:`innlab.experiments.workloads.training_data`'s calibration images).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 import inn
 import inn.train
 from inn.layers import IntegralWrapped, NarrowStatistics
-from innlab.data import mnist_splits
 from innlab.experiments.pruning import accuracy
+from innlab.experiments.workloads import training_data
 from innlab.experiments.wrapped_statistics import markdown
 
 OUT = Path("results") / "wrapped-statistics-timm"
@@ -73,14 +73,11 @@ def without_buckets(layers: list[NarrowStatistics], evaluate) -> float:
 
 
 def main() -> None:
-    train_set, test_set = mnist_splits(seed=0)
-    xt, yt = test_set.tensors
-    x, y = train_set.tensors
-    test = [(xt[i : i + 250], yt[i : i + 250]) for i in range(0, len(xt), 250)]
-    calib = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    work = training_data("mnist")
+    train_set, test, calib = work.train, work.test, work.calib
     net = train_discrete(train_set)
     discrete = accuracy(net, test)
-    imodel = inn.convert(net, x[:1], fold_batchnorm=False, seed=0)
+    imodel = inn.convert(net, test[0][0][:1], fold_batchnorm=False, seed=0)
     layers = [
         m for m in imodel.modules() if isinstance(m, NarrowStatistics) and m.keeps_narrow_statistics
     ]
