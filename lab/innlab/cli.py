@@ -299,9 +299,11 @@ def _pipeline_a(args: argparse.Namespace, command: str) -> int:
         make = functools.partial(timm.create_model, name[5:], pretrained=False, **kwargs)
     else:
         make = functools.partial(zoo.ZOO[name], **kwargs)
+    # transformers train with AdamW (as lab/scripts/train_zoo.py trains the zoo's ViT)
+    optimiser = {"optimiser": "adamw", "lr": 2e-3, "weight_decay": 0.05} if name == "vit" else {}
     start = time.perf_counter()
     rows = pipeline_a.run(
-        make, work.train, work.test, work.calib,
+        make, work.train, work.test, work.calib, **optimiser,
         epochs=args.epochs, seeds=tuple(range(args.seeds)), low=args.min_width,
         methods=tuple(args.methods.split(",")) if args.methods else pipeline_a.METHODS,
     )  # fmt: skip
@@ -309,6 +311,7 @@ def _pipeline_a(args: argparse.Namespace, command: str) -> int:
     title = (f"Pipeline A: {name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) trained "
              f"{args.epochs:g} epochs on {work.name}")  # fmt: skip
     setup = {"model": name, "kwargs": kwargs, "epochs": args.epochs, "min_width": args.min_width,
+             **optimiser,
              "seconds": time.perf_counter() - start}  # fmt: skip
     if args.update:
         path = out / "results.json"

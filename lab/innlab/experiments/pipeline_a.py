@@ -90,12 +90,15 @@ def run(
     converted_lr: float = 0.2,
     smoothness: float = 3.0,
     slimmable_distill: bool = True,
+    optimiser: str = "sgd",
+    weight_decay: float = 5e-4,
     progress: bool = True,
 ) -> list[Row]:
     """Train and evaluate every method of ``methods`` for each seed (see the module doc).
 
-    Every row: SGD (Nesterov) at ``lr``, linear warm-up then cosine, gradient norm clipped at
-    5, ``epochs`` epochs of ``batch_size``; sandwich rows draw widths in ``[low, 1]``.
+    Every row: ``optimiser`` (SGD with Nesterov momentum, or AdamW) at ``lr`` with
+    ``weight_decay``, linear warm-up then cosine, gradient norm clipped at 5, ``epochs`` epochs
+    of ``batch_size``; sandwich rows draw widths in ``[low, 1]``.
     """
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -104,7 +107,7 @@ def run(
     rows: list[Row] = []
     recipe = dict(
         epochs=epochs, batch_size=batch_size, lr=lr, clip_norm=5.0, progress=progress,
-        statistics_batches=20,
+        statistics_batches=20, optimiser=optimiser, weight_decay=weight_decay,
     )  # fmt: skip
 
     def add(method: str, seed: int, results: dict[float, float], seconds: float) -> None:

@@ -103,7 +103,8 @@ def add_parser(sub: Any) -> None:
         "--teacher", action=argparse.BooleanOptionalAction,
         help="the loaded model (as it was before conversion) is the teacher of every width: its "
         "outputs' KL divergence is added to the loss (default: with --from pretrained and no "
-        "--distill; it brings the twin's full width to its discrete network's in Pipeline A)",
+        "--distill, unless the loaded model is at chance on the test data; it brings the twin's "
+        "full width to its discrete network's in Pipeline A)",
     )  # fmt: skip
     p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision (fp16: CUDA only)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
@@ -153,8 +154,6 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("--fold-batchnorm and --keep-batchnorm contradict each other")
     if args.teacher and (args.start == "scratch" or args.distill):
         raise UsageError("--teacher needs --from pretrained and no --distill")
-    if args.teacher is None:
-        args.teacher = args.start == "pretrained" and not args.distill
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(args.device)
     if world > 1:
@@ -171,6 +170,14 @@ def _train(args: argparse.Namespace) -> int:
     model.eval()
     test_batches = list(DataLoader(test, batch_size=250))
     example = test_batches[0][0][:1]
+    chance = 1 / max(len({int(t) for _, y in test_batches for t in y}), 1)
+    if args.teacher is None:  # the loaded model teaches every width, if it learned anything
+        args.teacher = args.start == "pretrained" and not args.distill
+        if args.teacher and accuracy(model, test_batches) <= 1.5 * chance:
+            args.teacher = False
+            if rank == 0:
+                print("inn train: the loaded model is at chance level on the test data, so it is "
+                      "not the teacher (no --weights? then --from scratch)", file=sys.stderr)  # fmt: skip
     imodel = inn.convert(
         model, example, permute=args.start == "pretrained", fold_batchnorm=args.fold_batchnorm
     ).to(device)
@@ -204,7 +211,6 @@ def _train(args: argparse.Namespace) -> int:
         (out / "train.json").write_text(json.dumps(summary, indent=1))
         print("width     " + " ".join(f"{f:>6.0%}" for f in results))
         print("accuracy  " + " ".join(f"{100 * a:>6.1f}" for a in results.values()))
-        chance = 1 / max(len({int(t) for _, y in test_batches for t in y}), 1)
         if results[1.0] <= 1.5 * chance:
             print(f"inn train: warning: {100 * results[1.0]:.1f} % at full width is chance level "
                   f"({100 * chance:.0f} %): the network did not learn; try a lower --lr, more "
