@@ -225,3 +225,15 @@ def test_selected_channels_are_gathered_as_the_interpolant_gives_them(make):
                 (got_grad,) = torch.autograd.grad((gathered[name] * weights).sum(), values)
                 (want_grad,) = torch.autograd.grad((want * weights).sum(), values)
                 assert torch.equal(got_grad, want_grad)
+
+
+def test_selected_widths_train_after_an_evaluation_under_inference_mode():
+    """What the gather memoises under ``torch.inference_mode`` also serves autograd later."""
+    imodel = inn.convert(_net(), torch.randn(1, 3, 6, 6), fold_batchnorm=False)
+    imodel.nest_channels()
+    imodel.resize(compression=0.5)
+    with torch.inference_mode():
+        imodel.eval()(torch.randn(2, 3, 6, 6))
+    imodel.train()
+    imodel(torch.randn(4, 3, 6, 6)).sum().backward()
+    assert all(p.grad is not None for p in imodel.parameters() if p.requires_grad)

@@ -265,7 +265,8 @@ class IntegralLayer(nn.Module):
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
-        value = self._plans[key] = compute()
+        with torch.inference_mode(False):  # memoised tensors must also serve autograd later
+            value = self._plans[key] = compute()
         if len(self._plans) > PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
         return value
