@@ -35,15 +35,15 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def two_conv_net() -> nn.Module:
-    """conv 3->8, BN, ReLU, conv 8->6 (no bias), BN, ReLU, pool, linear 6->4; seeded, with
-    non-trivial BatchNorms, in eval mode."""
+def two_conv_net(first: int = 8, second: int = 6, classes: int = 4) -> nn.Module:
+    """conv 3->first, BN, ReLU, conv first->second (no bias), BN, ReLU, pool, linear
+    second->classes; seeded, with non-trivial BatchNorms, in eval mode."""
     torch.manual_seed(0)
     return randomise_batchnorm(
         nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+            nn.Conv2d(3, first, 3, padding=1), nn.BatchNorm2d(first), nn.ReLU(),
+            nn.Conv2d(first, second, 3, padding=1, bias=False), nn.BatchNorm2d(second), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(second, classes),
         )
     ).eval()  # fmt: skip
 

@@ -6,18 +6,11 @@ from torch import nn
 import inn
 from inn.budget import count_parameters
 from inn.recover import reestimate_batchnorm
-from tests.conftest import randomise_batchnorm
+from tests.conftest import two_conv_net
 
 
 def _net() -> nn.Module:
-    torch.manual_seed(0)
-    return randomise_batchnorm(
-        nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 24, 3, padding=1, bias=False), nn.BatchNorm2d(24), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 5),
-        )
-    )  # fmt: skip
+    return two_conv_net(16, 24, 5)
 
 
 def test_kept_batchnorm_is_exact_and_export_folds_it():
