@@ -486,3 +486,45 @@ def test_a_teacher_adds_its_kl_divergence_to_every_pass():
     assert seen[0]["loss"] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
     with pytest.raises(inn.InnError, match="use one"):
         train(imodel, data, steps=1, teacher=teacher, distill=True, progress=False)
+
+
+def _kl_by_hand(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """sum over classes (dim 1) and pixels of p (log p - log q), divided by the batch."""
+    p, log_q = torch.softmax(ref, 1), torch.log_softmax(out, 1)
+    return (p * (p.log() - log_q)).sum() / out.shape[0]
+
+
+@pytest.mark.parametrize("targets", ["regression", "custom"])
+def test_the_teacher_term_follows_the_loss(targets):
+    """A regression loss learns the teacher's outputs through that loss (L1 by hand); an explicit
+    ``teacher_loss`` replaces the default."""
+    torch.manual_seed(0)
+    imodel, teacher = _converted(), nn.Linear(16, 4)
+    x = torch.randn(8, 16)
+    data = TensorDataset(x, torch.randn(8, 4))
+    options = {"loss": F.l1_loss}
+    if targets == "custom":
+        options["teacher_loss"] = F.mse_loss
+    seen = []
+    train(imodel, data, steps=1, batch_size=8, lr=1e-12, teacher=teacher, widths=(0.5, 1.0),
+          progress=False, statistics_batches=0, callback=lambda step, info: seen.append(info),
+          **options)  # fmt: skip
+    expected = []
+    for widths in seen[0]["widths"]:
+        imodel.resize(widths=widths)
+        with torch.no_grad():
+            out, ref = imodel(x), teacher(x)
+            term = (out - ref).abs().mean() if targets == "regression" else ((out - ref) ** 2).mean()
+            expected.append(float((out - data.tensors[1]).abs().mean() + term))
+    assert seen[0]["loss"] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+
+
+def test_the_default_teacher_term_of_dense_class_scores_is_per_pixel():
+    """Cross-entropy on (batch, classes, H, W) scores: the KL divergence over the classes at each
+    pixel, against a hand computation."""
+    out, ref = torch.randn(2, 5, 3, 4), torch.randn(2, 5, 3, 4)
+    term = TrainSettings(steps=1).target_loss()
+    assert float(term(out, ref)) == pytest.approx(float(_kl_by_hand(out, ref)), rel=1e-5)
+    assert TrainSettings(steps=1, loss=nn.CrossEntropyLoss()).target_loss() is term
+    with pytest.raises(inn.InnError, match="teacher_loss must be callables"):
+        TrainSettings(steps=1, teacher_loss="l1")

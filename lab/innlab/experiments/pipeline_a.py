@@ -21,7 +21,9 @@ group's width:
   (``slimmable_distill``), no data at evaluation (width buckets per selected channel);
   ``inn-converted+select+re``: statistics re-estimated per width; ``inn-converted+select+kd``:
   selected channels with the discrete network as the teacher of every width instead of in-place
-  distillation;
+  distillation; ``inn-converted+select+kd+uniform``: the same with one fraction for every group
+  per random draw (``WidthSampler.same_fraction``), so that the uniform widths evaluated are the
+  ones trained;
 * ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
   (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches; ``slimmable-converted``:
@@ -57,7 +59,8 @@ __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "sa
 METHODS = (
     "discrete", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
     "inn-converted", "inn-converted+re", "inn-converted+kd", "inn-converted+select",
-    "inn-converted+select+re", "inn-converted+select+kd", "inn-scratch+bn+select", "slimmable", "slimmable-4",
+    "inn-converted+select+re", "inn-converted+select+kd",
+    "inn-converted+select+kd+uniform", "inn-scratch+bn+select", "slimmable", "slimmable-4",
     "slimmable-converted", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
@@ -163,6 +166,8 @@ def run(
             ("inn-converted+kd", False, smoothness, small_lr, {"teacher": plain}),
             ("inn-converted+select", False, 0.0, small_lr, selected),
             ("inn-converted+select+kd", False, 0.0, small_lr, {"channels": "select", "teacher": plain}),
+            ("inn-converted+select+kd+uniform", False, 0.0, small_lr,
+             {"channels": "select", "teacher": plain, "same_fraction": True}),
         )
         for method, fold, penalty, rate, other in inn_rows:
             if method not in methods and f"{method}+re" not in methods:
@@ -171,7 +176,12 @@ def run(
                 imodel = inn.convert(plain, example, fold_batchnorm=fold, seed=seed)
             else:
                 imodel = inn.convert(fresh(seed), example, permute=False, fold_batchnorm=fold)
-            seconds = _timed(train, imodel, train_set, widths=(low, 1.0), smoothness=penalty,
+            other = dict(other)
+            widths = WidthSampler.for_model(
+                imodel, (low, 1.0), sampling="sandwich", num_random=sandwich["num_random"],
+                seed=seed, same_fraction=other.pop("same_fraction", False),
+            )  # fmt: skip
+            seconds = _timed(train, imodel, train_set, widths=widths, smoothness=penalty,
                              **{**sandwich, "lr": rate, **other})  # fmt: skip
             if method in methods:
                 add(method, seed, evaluated(imodel, plain_accuracy), seconds)

@@ -18,7 +18,8 @@ LOSSES = ("kl", "mse", "labels")
 
 
 def distillation_loss(output: Any, reference: Any, targets: Tensor | None, kind: str) -> Tensor:
-    """``kl``: KL(teacher || student) on logits; ``mse``: on raw outputs; ``labels``: cross-entropy.
+    """``kl``: KL(teacher || student) of the softmaxes over dim 1 (the classes; per pixel for
+    dense outputs); ``mse``: on raw outputs; ``labels``: cross-entropy.
 
     A model with several outputs (a tuple: a detector's scores and boxes) is compared output by
     output with the MSE (``kl`` needs logits, which such outputs need not be); ``labels`` reads
@@ -35,8 +36,8 @@ def distillation_loss(output: Any, reference: Any, targets: Tensor | None, kind:
         return F.cross_entropy(output, targets)
     if kind == "kl":
         return F.kl_div(
-            F.log_softmax(output, -1),
-            F.log_softmax(reference, -1),
+            F.log_softmax(output, 1),
+            F.log_softmax(reference, 1),
             log_target=True,
             reduction="batchmean",
         )

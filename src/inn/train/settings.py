@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from inn.errors import InnError
+from inn.recover.losses import distillation_loss
 from inn.train.widths import SAMPLINGS, WidthRange, WidthSampler
 
 __all__ = ["AMP", "OPTIMISERS", "TrainSettings"]
@@ -26,6 +27,11 @@ AMP: dict[str | None, torch.dtype | None] = {
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
 }
+
+
+def _kl_on_logits(outputs: Tensor, reference: Tensor) -> Tensor:
+    """KL(reference || outputs) of the softmaxes over dim 1, summed over it, batch-averaged."""
+    return distillation_loss(outputs, reference, None, "kl")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,11 @@ class TrainSettings:
             whose outputs every width also learns: the KL divergence from its softmax is added
             to ``loss`` at every forward pass (a module is moved to the model's device and put
             in eval mode). Not with ``distill``.
+        teacher_loss: ``teacher_loss(outputs, teacher_outputs)``, the term that ``teacher`` (or
+            the largest width, with ``distill``) adds. ``None`` (default): the KL divergence of
+            the softmaxes over dim 1 (class scores, per pixel for dense outputs) where ``loss``
+            is the cross-entropy, else ``loss`` itself with the teacher's outputs as targets
+            (an L1 loss for super-resolution learns the teacher's images).
         smoothness: adds ``smoothness`` x the mean roughness (squared second differences along
             the channel axes, :func:`inn.recover.roughness`) of the weights' node values to the
             loss once per step: smoother weight functions lose less when sampled at few points.
@@ -108,6 +119,7 @@ class TrainSettings:
     # objective
     loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy
     teacher: Callable[[Tensor], Tensor] | None = None
+    teacher_loss: Callable[[Tensor, Tensor], Tensor] | None = None
     smoothness: float | None = None
     augment: Callable[[Tensor], Tensor] | None = None
     # optimiser and precision
@@ -144,13 +156,24 @@ class TrainSettings:
             if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
                 raise InnError(f"{name} must be an int >= {least}, got {value!r}")
         if not callable(self.loss) or any(
-            f is not None and not callable(f) for f in (self.augment, self.teacher)
+            f is not None and not callable(f)
+            for f in (self.augment, self.teacher, self.teacher_loss)
         ):
-            raise InnError("loss, augment and teacher must be callables (augment, teacher may be None)")
+            raise InnError(
+                "loss, augment, teacher and teacher_loss must be callables (all but loss may be None)"
+            )
         if self.teacher is not None and self.distill:
             raise InnError(
                 "teacher= and distill=True both set the targets of the narrow widths: use one"
             )
+
+    def target_loss(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """``teacher_loss``, or its default for ``loss`` (see the attributes)."""
+        if self.teacher_loss is not None:
+            return self.teacher_loss
+        if self.loss is F.cross_entropy or isinstance(self.loss, torch.nn.CrossEntropyLoss):
+            return _kl_on_logits
+        return self.loss
 
     def _check_length(self) -> None:
         if self.steps is not None and self.epochs is not None:

@@ -31,7 +31,6 @@ from torch.utils.data.distributed import DistributedSampler
 from inn.convert import IntegralModel
 from inn.errors import InnError
 from inn.loop import fit
-from inn.recover.losses import distillation_loss
 from inn.recover.smooth import roughness_penalty
 from inn.recover.statistics import (
     narrow_statistics_layers,
@@ -227,6 +226,7 @@ def train(
     if smoothness is None:  # a smoother weight function helps resampled channels only
         smoothness = 0.0 if _nested(model) else RESAMPLED_SMOOTHNESS
     penalty = roughness_penalty(model, smoothness) if smoothness > 0 else None
+    target_loss = settings.target_loss()
 
     def one_step(i: int, backward: Callable[[Tensor], None]) -> float:
         _, (x, y) = next(batches)  # the batches of step i: they start at the same step
@@ -249,11 +249,11 @@ def train(
                 with autocast():
                     out = net(x)
                     if settings.distill and k > 0:
-                        value = distillation_loss(out.float(), teacher, None, "kl")
+                        value = target_loss(out.float(), teacher)
                     else:
                         value = settings.loss(out.float(), y)
                     if settings.teacher is not None:
-                        value = value + distillation_loss(out.float(), teacher, None, "kl")
+                        value = value + target_loss(out.float(), teacher)
                 if settings.distill and k == 0:
                     teacher = out.detach().float()
                 objective = value / len(draws)
