@@ -67,3 +67,15 @@ def test_type_checking_imports_do_not_count(tmp_path):
         "inn/convert/__init__.py": "",
     })  # fmt: skip
     assert check_library(lib) == []
+
+
+def test_import_inn_gives_the_training_package():
+    """``inn.train.train`` after a bare ``import inn`` (a fresh interpreter: in this one another
+    test may have imported ``inn.train`` already), as the package docs and the lab use it."""
+    import subprocess
+    import sys
+
+    code = "import inn; print(inn.train.train.__module__, inn.train.TrainSettings.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["inn.train.trainer", "TrainSettings"]

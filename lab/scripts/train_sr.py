@@ -28,18 +28,22 @@ from torch.utils.data import DataLoader, RandomSampler
 from train_zoo import provenance
 
 import inn
+import inn.train
 from inn import loop
 from innlab.sr import SRPatches, evaluate
 from innlab.zoo import SR_ZOO, checkpoint_dir
 
 # name -> recipe: Adam, one-cycle schedule (5 % warm-up, cosine decay), patches of the training
-# images; the twin is EDSR converted and fine-tuned by inn.train over random widths
+# images; the twin is EDSR converted and fine-tuned by inn.train over random widths: selected
+# channels, the discrete EDSR as the teacher of every width (the L1 loss to its outputs), one
+# fraction for every group per draw (the recipes measured: results/sr/twin-recipes.json)
 SR_RECIPES: dict[str, dict[str, Any]] = {
     "srcnn": {"scale": 3, "patch": 16, "batch_size": 32, "steps": 2500, "lr": 2e-3, "loss": "mse"},
     "edsr": {"scale": 4, "patch": 24, "batch_size": 16, "steps": 9000, "lr": 1e-3, "loss": "l1"},
     "edsr-inn": {
-        "from": "edsr", "scale": 4, "patch": 24, "batch_size": 16, "steps": 1500, "lr": 4e-4,
-        "widths": (0.3, 1.0), "num_random": 1, "smoothness": 0.0,
+        "from": "edsr", "scale": 4, "patch": 24, "batch_size": 16, "steps": 3000, "lr": 4e-4,
+        "widths": (0.3, 1.0), "num_random": 1, "same_fraction": True, "channels": "select",
+        "teacher": True,
     },
 }  # fmt: skip
 WIDTHS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -80,11 +84,14 @@ def train_twin(recipe: dict[str, Any], seed: int, out_dir: Path) -> inn.Integral
     base.eval()
     data = SRPatches(base.scale, recipe["patch"], seed=seed + 1)
     imodel = inn.convert(base, data[0][0][None], seed=seed)
+    widths = inn.train.WidthSampler.for_model(
+        imodel, recipe["widths"], sampling="sandwich", num_random=recipe["num_random"],
+        same_fraction=recipe["same_fraction"], seed=seed,
+    )  # fmt: skip
     inn.train.train(
-        imodel, data, steps=recipe["steps"], batch_size=recipe["batch_size"],
-        widths=recipe["widths"], sampling="sandwich", num_random=recipe["num_random"],
+        imodel, data, steps=recipe["steps"], batch_size=recipe["batch_size"], widths=widths,
         loss=F.l1_loss, optimiser="adamw", lr=recipe["lr"], weight_decay=0.0,
-        smoothness=recipe["smoothness"], channels="resample", seed=seed,
+        channels=recipe["channels"], teacher=base if recipe["teacher"] else None, seed=seed,
     )  # fmt: skip
     return imodel.eval()
 

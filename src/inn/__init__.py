@@ -18,6 +18,8 @@ The names here are the whole everyday API; each concept's package holds the rest
 * errors: every error raised on purpose derives from :class:`InnError`.
 """
 
+# the subpackage, so that ``import inn`` gives ``inn.train.train`` as the docs say
+from inn import train
 from inn.budget import Budget
 from inn.convert import Group, IntegralModel, convert
 from inn.errors import (
@@ -54,5 +56,6 @@ __all__ = [
     "register_integral_layer",
     "register_leaf_module",
     "smooth_weights",
+    "train",
     "tune_partition",
 ]
