@@ -25,6 +25,7 @@ from innlab.experiments import (
     pruning,
     reconstruction,
     sr,
+    twin_draws,
     wrapped_statistics,
 )
 
@@ -110,6 +111,10 @@ def _narrow_channels(payload: dict) -> tuple[str, str]:
     return payload["title"], narrow_channels.markdown(payload["rows"])
 
 
+def _twin_draws(payload: dict) -> tuple[str, str]:
+    return payload["title"], twin_draws.markdown(payload)
+
+
 def _wrapped_statistics(payload: dict) -> tuple[str, str]:
     return payload["title"], wrapped_statistics.markdown(payload)
 
@@ -122,6 +127,7 @@ RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "pipeline-a": _pipeline_a,
     "narrow-channels": _narrow_channels,
     "wrapped-statistics": _wrapped_statistics,
+    "twin-draws": _twin_draws,
     "sr": _sr,
     "reconstruction": _reconstruction,
     "faces": _faces,

@@ -528,3 +528,17 @@ def test_the_default_teacher_term_of_dense_class_scores_is_per_pixel():
     assert TrainSettings(steps=1, loss=nn.CrossEntropyLoss()).target_loss() is term
     with pytest.raises(inn.InnError, match="teacher_loss must be callables"):
         TrainSettings(steps=1, teacher_loss="l1")
+
+
+def test_a_range_end_is_the_width_evaluated_at_that_fraction():
+    """The sandwich's narrowest draw and ``uniform_widths`` at the same fraction agree, by hand:
+    25 % of 10 channels is 3 (2.5 rounded half up; rounding half to even gave 2, a width never
+    trained), 35 % of 24 is 8 (8.4; the range's end was 9, above the width evaluated)."""
+    from types import SimpleNamespace
+
+    groups = [SimpleNamespace(name=f"g{n}", full_size=n, resizable=True) for n in (10, 24, 2, 9)]
+    model = SimpleNamespace(resizable_groups=groups)
+    for fraction, expected in ((0.25, [3, 6, 1, 2]), (0.35, [4, 8, 1, 3])):
+        narrowest = WidthSampler.for_groups(groups, (fraction, 1.0)).draw(0)[1]
+        assert list(narrowest.values()) == expected
+        assert inn.train.uniform_widths(model, fraction) == narrowest

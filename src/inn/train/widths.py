@@ -44,7 +44,14 @@ def _channels(name: str, full: int, given: Any) -> tuple[int, int]:
             f"the width range of group {name!r} must be fractions 0 < low <= high <= 1 (or "
             f"channel counts as ints), got {given!r}"
         )
-    return max(1, math.ceil(float(low) * full - 1e-9)), max(1, round(float(high) * full))
+    return channels_at(float(low), full), channels_at(float(high), full)
+
+
+def channels_at(fraction: float, full: int) -> int:
+    """The channels that ``fraction`` of ``full`` stands for: rounded half up, at least one.
+    One rule for the ends of a training range and for :func:`uniform_widths`, so that a width
+    evaluated at a range's end is the width trained there."""
+    return max(1, math.floor(fraction * full + 0.5))
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,7 @@ class WidthSampler:
 
 def uniform_widths(model: Any, fraction: float) -> dict[str, int]:
     """Every resizable group of ``model`` at ``fraction`` of its channels (at least one)."""
-    return {g.name: max(1, round(fraction * g.full_size)) for g in model.resizable_groups}
+    return {g.name: channels_at(fraction, g.full_size) for g in model.resizable_groups}
 
 
 def at_widths(
