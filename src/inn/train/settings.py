@@ -65,13 +65,13 @@ class TrainSettings:
             (``results/pipeline-a-mobilenet_v2``); on the zoo ResNet-18 resampling is ahead by
             0.3-2.6 points at 25-60 % width (``results/pipeline-a-cifar_resnet18``).
         distill: in-place distillation: the outputs of the largest width (detached) are the
-            target (KL divergence) of the others; needs the sandwich rule (or a ``"fixed"``
+            target (``teacher_loss``) of the others; needs the sandwich rule (or a ``"fixed"``
             sampler starting at the largest width).
         loss: ``loss(outputs, targets)`` (default cross-entropy).
         teacher: a network (e.g. the discrete one the model was converted from, in eval mode)
-            whose outputs every width also learns: the KL divergence from its softmax is added
-            to ``loss`` at every forward pass (a module is moved to the model's device and put
-            in eval mode). Not with ``distill``.
+            whose outputs every width also learns: ``teacher_loss`` is added to ``loss`` at
+            every forward pass (a module is moved to the model's device and put in eval mode).
+            Not with ``distill``.
         teacher_loss: ``teacher_loss(outputs, teacher_outputs)``, the term that ``teacher`` (or
             the largest width, with ``distill``) adds. ``None`` (default): the KL divergence of
             the softmaxes over dim 1 (class scores, per pixel for dense outputs) where ``loss``
