@@ -28,7 +28,9 @@ group's width:
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
   (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches; ``slimmable-converted``:
   ``discrete`` made universally slimmable, fine-tuned like ``inn-converted`` (same epochs and
-  rate), BatchNorm recalibrated;
+  rate), BatchNorm recalibrated; ``slimmable-converted+uniform``: the same with one width
+  multiplier for the whole network per draw, as universally slimmable networks are trained
+  (Yu & Huang 2019);
 * ``l1+bn``: ``discrete`` pruned by the L1 norm, BatchNorm re-estimated (no training);
 * ``inn-tune``: ``discrete`` converted, resized and partition-tuned (Pipeline B).
 """
@@ -61,7 +63,7 @@ METHODS = (
     "inn-converted", "inn-converted+re", "inn-converted+kd", "inn-converted+select",
     "inn-converted+select+re", "inn-converted+select+kd",
     "inn-converted+select+kd+uniform", "inn-scratch+bn+select", "slimmable", "slimmable-4",
-    "slimmable-converted", "l1+bn", "inn-tune",
+    "slimmable-converted", "slimmable-converted+uniform", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 Batches = list[tuple[Tensor, Tensor]]
@@ -188,16 +190,18 @@ def run(
             if f"{method}+re" in methods:
                 add(f"{method}+re", seed, evaluated(imodel, re_estimated), seconds)
 
-        slim_rows = (  # (method, start, width rule, learning rate)
-            ("slimmable", None, "sandwich", lr),
-            ("slimmable-4", None, "fixed", lr),
-            ("slimmable-converted", plain, "sandwich", small_lr),
+        slim_rows = (  # (method, start, width rule, learning rate, one fraction per draw)
+            ("slimmable", None, "sandwich", lr, False),
+            ("slimmable-4", None, "fixed", lr, False),
+            ("slimmable-converted", plain, "sandwich", small_lr, False),
+            ("slimmable-converted+uniform", plain, "sandwich", small_lr, True),
         )
-        for method, start, rule, rate in slim_rows:
+        for method, start, rule, rate, same in slim_rows:
             if method in methods:
                 net = fresh(seed) if start is None else copy.deepcopy(start)
                 slim = SlimmableNetwork(net, example)
-                sampler = WidthSampler.for_groups(slim.groups, (low, 1.0), sampling=rule, seed=seed)
+                sampler = WidthSampler.for_groups(slim.groups, (low, 1.0), sampling=rule, seed=seed,
+                                                  same_fraction=same)  # fmt: skip
                 seconds = _timed(train, slim, train_set, widths=sampler, distill=slimmable_distill,
                                  **{**options, "lr": rate})  # fmt: skip
                 add(method, seed, evaluated(slim, recalibrated), seconds)
