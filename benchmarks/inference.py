@@ -25,8 +25,7 @@ WIDTHS = [1.0, 0.8, 0.6, 0.4]
 
 
 def _at_width(imodel: inn.IntegralModel, fraction: float) -> inn.IntegralModel:
-    widths = {g.name: max(1, round(fraction * g.full_size)) for g in imodel.resizable_groups}
-    return copy.deepcopy(imodel).resize(widths=widths).eval()
+    return copy.deepcopy(imodel).resize(widths=inn.train.uniform_widths(imodel, fraction)).eval()
 
 
 def _devices() -> list[str]:

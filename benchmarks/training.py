@@ -36,11 +36,7 @@ def run(smoke: bool = False) -> list[dict]:
             imodel = inn.convert(model, x[:1], permute=False)
             if channels == "select":
                 imodel.nest_channels()
-            imodel.resize(
-                widths={
-                    g.name: max(1, round(fraction * g.full_size)) for g in imodel.resizable_groups
-                }
-            )
+            imodel.resize(widths=inn.train.uniform_widths(imodel, fraction))
             imodels[channels] = imodel.train()
         plain = imodels["resample"].export().train()  # the same shapes as either
         steps = {"plain": _stepper(plain)}

@@ -533,8 +533,11 @@ def test_the_default_teacher_term_of_dense_class_scores_is_per_pixel():
 def test_a_range_end_is_the_width_evaluated_at_that_fraction():
     """The sandwich's narrowest draw and ``uniform_widths`` at the same fraction agree, by hand:
     25 % of 10 channels is 3 (2.5 rounded half up; rounding half to even gave 2, a width never
-    trained), 35 % of 24 is 8 (8.4; the range's end was 9, above the width evaluated)."""
+    trained), 35 % of 24 is 8 (8.4; the range's end was 9, above the width evaluated). The
+    width buckets' statistics are measured at the same widths (buckets 5/20 and 7/20)."""
     from types import SimpleNamespace
+
+    from inn.layers.width_statistics import bucket_sizes
 
     groups = [SimpleNamespace(name=f"g{n}", full_size=n, resizable=True) for n in (10, 24, 2, 9)]
     model = SimpleNamespace(resizable_groups=groups)
@@ -542,3 +545,4 @@ def test_a_range_end_is_the_width_evaluated_at_that_fraction():
         narrowest = WidthSampler.for_groups(groups, (fraction, 1.0)).draw(0)[1]
         assert list(narrowest.values()) == expected
         assert inn.train.uniform_widths(model, fraction) == narrowest
+        assert bucket_sizes([g.full_size for g in groups], round(20 * fraction) - 1) == expected

@@ -87,9 +87,8 @@ def main() -> None:
                     progress=False, seed=0)  # fmt: skip
     seconds = time.perf_counter() - start
     rows = []
-    groups = imodel.resizable_groups
     for fraction in FRACTIONS:
-        imodel.resize(widths={g.name: max(1, round(fraction * g.full_size)) for g in groups})
+        imodel.resize(widths=inn.train.uniform_widths(imodel, fraction))
         row = {"width": fraction, "buckets": accuracy(imodel, test)}
         row["sampled"] = without_buckets(layers, lambda: accuracy(imodel, test))
         inn.reestimate_batchnorm(imodel, calib)

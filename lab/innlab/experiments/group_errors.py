@@ -166,7 +166,7 @@ def group_errors(
     jobs = [(n, f) for n in names for f in fractions]
     for name, fraction in tqdm(jobs, disable=not progress, desc="group errors"):
         full = resizable[name].full_size
-        width = max(1, min(full, round(fraction * full)))
+        width = min(full, inn.numerics.points_at(fraction, full))
         role = group_role(model, name)
         for method in METHODS:
             if method == "resampled":

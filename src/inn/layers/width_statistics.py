@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from inn.continuous import axis_matrix
-from inn.numerics import uniform
+from inn.numerics import points_at, uniform
 
 __all__ = [
     "BUCKETS", "blend", "blend_nodes", "bucket_sizes", "lattice_matrix", "neighbours", "rebucket",
@@ -61,7 +61,7 @@ def neighbours(fraction: float, buckets: int = BUCKETS) -> list[tuple[int, float
 def bucket_sizes(full_sizes: Sequence[int], k: int, buckets: int = BUCKETS) -> list[int]:
     """The lattice bucket ``k`` stores its statistics on: per segment of ``full_sizes`` nodes,
     ``(k + 1) / buckets`` of them (at least one), the widths a uniform fraction resizes to."""
-    return [max(1, round((k + 1) / buckets * n)) for n in full_sizes]
+    return [points_at((k + 1) / buckets, n) for n in full_sizes]
 
 
 @functools.lru_cache(maxsize=256)

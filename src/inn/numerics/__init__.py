@@ -1,6 +1,6 @@
 """Numerics: grids on [0, 1], quadrature rules, cubic convolution interpolation."""
 
-from inn.numerics.grids import check_partition, gauss_legendre, uniform
+from inn.numerics.grids import check_partition, gauss_legendre, points_at, uniform
 from inn.numerics.interpolation import (
     KEYS_A,
     apply_taps,
@@ -22,6 +22,7 @@ __all__ = [
     "integrate",
     "interpolate",
     "interpolation_matrix",
+    "points_at",
     "quadrature_weights",
     "resample",
     "resampling_matrix",

@@ -16,13 +16,23 @@ sample continuous tensors (trainable, composite, data-free placement) are in
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from inn.errors import PartitionError
 
-__all__ = ["check_partition", "gauss_legendre", "uniform"]
+__all__ = ["check_partition", "gauss_legendre", "points_at", "uniform"]
+
+
+def points_at(fraction: float, n: int) -> int:
+    """How many of ``n`` points ``fraction`` of them stands for: rounded half up, at least one.
+    The one rule by which a width fraction becomes a channel count (training ranges, uniform
+    widths, the lattices of width statistics), so that a width trained, measured and evaluated
+    at one fraction is the same width."""
+    return max(1, math.floor(fraction * n + 0.5))
 
 
 def uniform(

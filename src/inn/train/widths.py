@@ -7,7 +7,6 @@ step, and a resumed run draws what the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from inn.convert import Group, IntegralModel
 from inn.errors import InnError
+from inn.numerics import points_at
 
 __all__ = ["SAMPLINGS", "WidthRange", "WidthSampler", "at_widths", "uniform_widths"]
 
@@ -44,14 +44,7 @@ def _channels(name: str, full: int, given: Any) -> tuple[int, int]:
             f"the width range of group {name!r} must be fractions 0 < low <= high <= 1 (or "
             f"channel counts as ints), got {given!r}"
         )
-    return channels_at(float(low), full), channels_at(float(high), full)
-
-
-def channels_at(fraction: float, full: int) -> int:
-    """The channels that ``fraction`` of ``full`` stands for: rounded half up, at least one.
-    One rule for the ends of a training range and for :func:`uniform_widths`, so that a width
-    evaluated at a range's end is the width trained there."""
-    return max(1, math.floor(fraction * full + 0.5))
+    return points_at(float(low), full), points_at(float(high), full)
 
 
 @dataclass(frozen=True)
@@ -189,7 +182,7 @@ class WidthSampler:
 
 def uniform_widths(model: Any, fraction: float) -> dict[str, int]:
     """Every resizable group of ``model`` at ``fraction`` of its channels (at least one)."""
-    return {g.name: channels_at(fraction, g.full_size) for g in model.resizable_groups}
+    return {g.name: points_at(fraction, g.full_size) for g in model.resizable_groups}
 
 
 def at_widths(
