@@ -81,6 +81,8 @@ def test_pipeline_a_runs_every_method_and_writes_its_outputs(digits, tmp_path):
     assert set(table) == set(pipeline_a.METHODS)
     assert set(table["discrete"]) == {1.0}
     assert all(set(cells) == {0.5, 1.0} for m, cells in table.items() if m != "discrete")
+    # the full width of the networks trained alone is the discrete network itself
+    assert table["discrete-alone"][1.0] == table["discrete"][1.0]
     # l1 at full width is the discrete network itself
     assert table["l1+bn"][1.0][0] == pytest.approx(table["discrete"][1.0][0], abs=0.02)
     pipeline_a.save(rows, tmp_path, "title", "inn experiment pipeline-a", {"epochs": 1})

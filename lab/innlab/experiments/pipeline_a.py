@@ -4,7 +4,10 @@ Every row trains the same architecture with the same optimiser, schedule, data o
 of epochs (:func:`inn.train.train`), then is evaluated at uniform fractions of every resizable
 group's width:
 
-* ``discrete``: the plain network trained normally (full width only);
+* ``discrete``: the plain network trained normally (full width only); ``discrete-alone``: the
+  plain network at each narrower fraction trained alone from a fresh initialisation, the same
+  loop and epochs (the individually trained networks universally slimmable networks are
+  measured against, Yu & Huang 2019): what each width reaches when it is all that is trained;
 * ``inn-scratch``: an INN trained from a fresh initialisation with random widths (sandwich rule,
   smoothness penalty), BatchNorm folded away at initialisation (no normalisation: the paper's
   setting; trained at ``lr`` x ``converted_lr``: it stays at chance at ``lr`` too);
@@ -59,10 +62,11 @@ from innlab.experiments.slimmable import SlimmableNetwork
 __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 
 METHODS = (
-    "discrete", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
+    "discrete", "discrete-alone", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
     "inn-converted", "inn-converted+re", "inn-converted+kd", "inn-converted+select",
-    "inn-converted+select+re", "inn-converted+select+kd",
-    "inn-converted+select+kd+uniform", "inn-scratch+bn+select", "slimmable", "slimmable-4",
+    "inn-converted+select+re", "inn-converted+select+kd", "inn-converted+select+kd+re",
+    "inn-converted+select+kd+uniform", "inn-converted+select+kd+uniform+re",
+    "inn-scratch+bn+select", "slimmable", "slimmable-4",
     "slimmable-converted", "slimmable-converted+uniform", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
@@ -155,6 +159,14 @@ def run(
         plain = discrete.net.eval()
         if "discrete" in methods:
             add("discrete", seed, {1.0: accuracy(plain, test)}, seconds)
+        if "discrete-alone" in methods:
+            alone, spent = {1.0: accuracy(plain, test)}, [seconds]
+            for f in (f for f in fractions if f < 1.0):
+                narrow = SlimmableNetwork(fresh(seed), example)
+                one = WidthSampler.for_groups(narrow.groups, (f, f), sampling="random", seed=seed)
+                spent.append(_timed(train, narrow, train_set, widths=one, **options))
+                alone.update(at_widths(narrow, [f], recalibrated))
+            add("discrete-alone", seed, alone, float(np.mean(spent)))
 
         small_lr = lr * converted_lr
         selected = {"channels": "select", "distill": slimmable_distill}
