@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,25 @@ def test_the_sandwich_rule_visits_the_smallest_and_largest_widths_every_step():
     assert WidthSampler.for_model(imodel, (0.25, 1.0), seed=4).draw(7) != sampler.draw(7)
     paper = WidthSampler.for_model(imodel, (0.5, 1.0), sampling="random")
     assert all(len(paper.draw(s)) == 1 for s in range(5))
+
+
+def test_a_skewed_sampler_draws_narrow_widths_more_often():
+    """``skew``: a draw at position ``u`` of its range goes to ``u ** skew``; 1 is the uniform
+    rule, 2 puts half the draws in the lowest quarter of the range (P(u^2 < 1/4) = 1/2)."""
+    ranges = {"g": (1, 400)}
+    plain, skewed = WidthSampler(ranges, seed=5), WidthSampler(ranges, seed=5, skew=2.0)
+    u = np.random.default_rng([5, 11]).random(2)  # the sandwich's ends draw nothing
+    assert [d["g"] for d in plain.draw(11)[2:]] == [round(1 + v * 400 - 0.5) for v in u]
+    assert [d["g"] for d in skewed.draw(11)[2:]] == [round(1 + v**2 * 400 - 0.5) for v in u]
+
+    def share_low(sampler: WidthSampler) -> float:
+        drawn = [d["g"] for s in range(500) for d in sampler.draw(s)[2:]]
+        return float(np.mean(np.array(drawn) <= 100))
+
+    assert share_low(plain) == pytest.approx(0.25, abs=0.04)
+    assert share_low(skewed) == pytest.approx(0.5, abs=0.04)
+    with pytest.raises(inn.InnError, match="skew"):
+        WidthSampler(ranges, skew=0.0)
 
 
 def test_width_draws_respect_depthwise_and_concatenation_groups():

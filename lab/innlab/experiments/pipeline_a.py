@@ -26,7 +26,9 @@ group's width:
   selected channels with the discrete network as the teacher of every width instead of in-place
   distillation; ``inn-converted+select+kd+uniform``: the same with one fraction for every group
   per random draw (``WidthSampler.same_fraction``), so that the uniform widths evaluated are the
-  ones trained;
+  ones trained; ``inn-converted+select+kd+skew``: the same as ``inn-converted+select+kd`` with
+  the random draws skewed to narrow widths (``WidthSampler(skew=2)``: half of them in the lowest
+  quarter of the range);
 * ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
   (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches; ``slimmable-converted``:
@@ -66,6 +68,7 @@ METHODS = (
     "inn-converted", "inn-converted+re", "inn-converted+kd", "inn-converted+select",
     "inn-converted+select+re", "inn-converted+select+kd", "inn-converted+select+kd+re",
     "inn-converted+select+kd+uniform", "inn-converted+select+kd+uniform+re",
+    "inn-converted+select+kd+skew",
     "inn-scratch+bn+select", "slimmable", "slimmable-4",
     "slimmable-converted", "slimmable-converted+uniform", "l1+bn", "inn-tune",
 )  # fmt: skip
@@ -182,6 +185,8 @@ def run(
             ("inn-converted+select+kd", False, 0.0, small_lr, {"channels": "select", "teacher": plain}),
             ("inn-converted+select+kd+uniform", False, 0.0, small_lr,
              {"channels": "select", "teacher": plain, "same_fraction": True}),
+            ("inn-converted+select+kd+skew", False, 0.0, small_lr,
+             {"channels": "select", "teacher": plain, "skew": 2.0}),
         )
         for method, fold, penalty, rate, other in inn_rows:
             if method not in methods and f"{method}+re" not in methods:
@@ -194,6 +199,7 @@ def run(
             widths = WidthSampler.for_model(
                 imodel, (low, 1.0), sampling="sandwich", num_random=sandwich["num_random"],
                 seed=seed, same_fraction=other.pop("same_fraction", False),
+                skew=other.pop("skew", 1.0),
             )  # fmt: skip
             seconds = _timed(train, imodel, train_set, widths=widths, smoothness=penalty,
                              **{**sandwich, "lr": rate, **other})  # fmt: skip
