@@ -5,8 +5,9 @@ of epochs (:func:`inn.train.train`), then is evaluated at uniform fractions of e
 group's width:
 
 * ``discrete``: the plain network trained normally (full width only); ``discrete-alone``: the
-  plain network at each narrower fraction trained alone from a fresh initialisation, the same
-  loop and epochs (the individually trained networks universally slimmable networks are
+  plain network with each narrower fraction of every group's channels, trained alone from a
+  fresh initialisation (a subset of the full network's initial channels), the same loop and
+  epochs (the individually trained networks universally slimmable networks are
   measured against, Yu & Huang 2019): what each width reaches when it is all that is trained;
 * ``inn-scratch``: an INN trained from a fresh initialisation with random widths (sandwich rule,
   smoothness penalty), BatchNorm folded away at initialisation (no normalisation: the paper's
@@ -165,10 +166,11 @@ def run(
         if "discrete-alone" in methods:
             alone, spent = {1.0: accuracy(plain, test)}, [seconds]
             for f in (f for f in fractions if f < 1.0):
-                narrow = SlimmableNetwork(fresh(seed), example)
-                one = WidthSampler.for_groups(narrow.groups, (f, f), sampling="random", seed=seed)
-                spent.append(_timed(train, narrow, train_set, widths=one, **options))
-                alone.update(at_widths(narrow, [f], recalibrated))
+                narrow = _narrow_plain(fresh(seed), example, f)
+                one = SlimmableNetwork(narrow, example)
+                only = WidthSampler.for_groups(one.groups, (1.0, 1.0), sampling="random", seed=seed)
+                spent.append(_timed(train, one, train_set, widths=only, **options))
+                alone[f] = accuracy(narrow.eval(), test)
             add("discrete-alone", seed, alone, float(np.mean(spent)))
 
         small_lr = lr * converted_lr
@@ -232,6 +234,15 @@ def run(
         if "inn-tune" in methods:
             add("inn-tune", seed, evaluated(inn.convert(plain, example, seed=seed), tuned), 0.0)
     return rows
+
+
+def _narrow_plain(model: nn.Module, example: Tensor, fraction: float) -> nn.Module:
+    """``model`` as a plain network with ``fraction`` of every resizable group's channels: its
+    own initial values of a subset of them (selected, not resampled), BatchNorms kept."""
+    imodel = inn.convert(model, example, permute=False, fold_batchnorm=False)
+    imodel.resize(widths=uniform_widths(imodel, fraction))
+    inn.recover.select_channels(imodel)
+    return imodel.export()
 
 
 def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
