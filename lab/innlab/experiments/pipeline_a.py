@@ -65,13 +65,12 @@ from innlab.experiments.slimmable import SlimmableNetwork
 __all__ = ["FRACTIONS", "METHODS", "Row", "load", "markdown", "plot", "run", "save"]
 
 METHODS = (
-    "discrete", "discrete-alone", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re", "inn-scratch+bn-s0",
-    "inn-converted", "inn-converted+re", "inn-converted+kd", "inn-converted+select",
-    "inn-converted+select+re", "inn-converted+select+kd", "inn-converted+select+kd+re",
-    "inn-converted+select+kd+uniform", "inn-converted+select+kd+uniform+re",
-    "inn-converted+select+kd+skew",
-    "inn-scratch+bn+select", "slimmable", "slimmable-4",
-    "slimmable-converted", "slimmable-converted+uniform", "l1+bn", "inn-tune",
+    "discrete", "discrete-alone", "inn-scratch", "inn-scratch+bn", "inn-scratch+bn+re",
+    "inn-scratch+bn-s0", "inn-converted", "inn-converted+re", "inn-converted+kd",
+    "inn-converted+select", "inn-converted+select+re", "inn-converted+select+kd",
+    "inn-converted+select+kd+uniform", "inn-converted+select+kd+skew", "inn-scratch+bn+select",
+    "slimmable", "slimmable-4", "slimmable-converted", "slimmable-converted+uniform", "l1+bn",
+    "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 Batches = list[tuple[Tensor, Tensor]]
