@@ -38,21 +38,22 @@ FRACTIONS = (1.0, 0.75, 0.5, 0.35)
 KEEP = (0.6, 0.4)
 ALONE = (0.5, 0.25)  # uniform widths also trained alone, 150 steps each
 RECIPE = {"epochs": 2.0, "batch_size": 64, "lr": 0.01, "clip_norm": 5.0, "low": 0.25}
+"""The recipe; ``--lr`` changes the rate (the results then go to ``twin-draws-{model}-lr{lr}``)."""
 
 
 def parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def twin(plain, data, example, same: bool) -> dict:
+def twin(plain, data, example, same: bool, recipe: dict) -> dict:
     imodel = inn.convert(plain, example, seed=0)
     widths = inn.train.WidthSampler.for_model(
-        imodel, (RECIPE["low"], 1.0), sampling="sandwich", num_random=2, seed=0, same_fraction=same
+        imodel, (recipe["low"], 1.0), sampling="sandwich", num_random=2, seed=0, same_fraction=same
     )
     start = time.perf_counter()
     inn.train.train(
-        imodel, data.train, epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"],
-        widths=widths, lr=RECIPE["lr"], clip_norm=RECIPE["clip_norm"], teacher=plain, seed=0,
+        imodel, data.train, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+        widths=widths, lr=recipe["lr"], clip_norm=recipe["clip_norm"], teacher=plain, seed=0,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     imodel.eval()
@@ -65,12 +66,12 @@ def twin(plain, data, example, same: bool) -> dict:
             "train_s": round(seconds, 1)}  # fmt: skip
 
 
-def alone(plain, data, example, fraction: float, steps: int = 150) -> float:
+def alone(plain, data, example, fraction: float, recipe: dict, steps: int = 150) -> float:
     """Accuracy after training at one uniform width only (can this width learn at all?)."""
     imodel = inn.convert(plain, example, seed=0)
     fixed = inn.train.WidthSampler.for_model(imodel, (fraction, fraction), sampling="random")
-    inn.train.train(imodel, data.train, steps=steps, batch_size=RECIPE["batch_size"], widths=fixed,
-                    lr=RECIPE["lr"], clip_norm=RECIPE["clip_norm"], teacher=plain, seed=0)  # fmt: skip
+    inn.train.train(imodel, data.train, steps=steps, batch_size=recipe["batch_size"], widths=fixed,
+                    lr=recipe["lr"], clip_norm=recipe["clip_norm"], teacher=plain, seed=0)  # fmt: skip
     imodel.eval().resize(widths=fixed.draw(0)[0])
     return accuracy(imodel, data.test)
 
@@ -78,7 +79,9 @@ def alone(plain, data, example, fraction: float, steps: int = 150) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet", choices=sorted(zoo.ZOO))
+    parser.add_argument("--lr", type=float, default=RECIPE["lr"], help="SGD learning rate")
     args = parser.parse_args(argv)
+    recipe = {**RECIPE, "lr": args.lr}
     torch.set_num_threads(2)
     data = training_data("mnist")
     plain = zoo.load_pretrained(args.model).eval()
@@ -91,18 +94,20 @@ def main(argv: list[str] | None = None) -> None:
         peer[str(keep)] = accuracy(small, data.test)
     given = sys.argv[1:] if argv is None else argv
     payload = {
-        "title": f"Twin widths drawn per group or as one fraction: {args.model} ({data.name})",
+        "title": f"Twin widths drawn per group or as one fraction: {args.model} ({data.name}), "
+                 f"SGD lr {args.lr:g}",
         "command": shlex.join(["python", "lab/scripts/twin_draws.py", *given]),
-        "recipe": ", ".join(f"{k} {v}" for k, v in RECIPE.items()) + ", selected channels, teacher",
+        "recipe": ", ".join(f"{k} {v}" for k, v in recipe.items()) + ", selected channels, teacher",
         "discrete": accuracy(plain, data.test),
         "fractions": list(FRACTIONS),
         "keep": list(KEEP),
         "torch_pruning": peer,
-        "twins": {"independent": twin(plain, data, example, False),
-                  "same": twin(plain, data, example, True)},
-        "alone_150_steps": {str(f): alone(plain, data, example, f) for f in ALONE},
+        "twins": {"independent": twin(plain, data, example, False, recipe),
+                  "same": twin(plain, data, example, True, recipe)},
+        "alone_150_steps": {str(f): alone(plain, data, example, f, recipe) for f in ALONE},
     }  # fmt: skip
-    out = Path("results") / f"twin-draws-{args.model}"
+    suffix = "" if args.lr == 0.01 else f"-lr{args.lr:g}"
+    out = Path("results") / f"twin-draws-{args.model}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     text = f"# {payload['title']}\n\n`{payload['command']}`\n\n{markdown(payload)}\n"
