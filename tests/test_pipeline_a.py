@@ -8,6 +8,7 @@ from torch.utils.data import TensorDataset
 
 import inn
 from innlab.experiments import pipeline_a
+from innlab.experiments.pipeline_a import _narrow_plain
 from innlab.experiments.slimmable import SlimmableNetwork
 
 
@@ -90,3 +91,22 @@ def test_pipeline_a_runs_every_method_and_writes_its_outputs(digits, tmp_path):
     assert len(payload["rows"]) == len(rows) and payload["setup"]["epochs"] == 1
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
     assert "| slimmable |" in (tmp_path / "results.md").read_text()
+
+
+def test_a_narrow_plain_network_keeps_its_normalisations_and_initial_channels():
+    """``discrete-alone`` trains the plain network at a fraction of its channels from a fresh
+    start: its BatchNorms kept (a fresh network folded would not train) and its initial values
+    a subset of the full network's channels, not resampled."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 6, 3, padding=1), torch.nn.BatchNorm2d(6), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 10),
+    ).eval()  # fmt: skip
+    narrow = _narrow_plain(model, torch.randn(1, 1, 8, 8), 0.5)
+    norms = [m for m in narrow.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [n.num_features for n in norms] == [4, 3]
+    convs = [m for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)]
+    first = model[0].weight.detach().flatten(1)
+    for row in convs[0].weight.detach().flatten(1):
+        assert (first == row).all(1).any()  # exactly one of the full network's filters

@@ -246,7 +246,7 @@ def _narrow_plain(model: nn.Module, example: Tensor, fraction: float) -> nn.Modu
     imodel = inn.convert(model, example, permute=False, fold_batchnorm=False)
     imodel.resize(widths=uniform_widths(imodel, fraction))
     inn.recover.select_channels(imodel)
-    return imodel.export()
+    return imodel.export(fold_batchnorm=False)
 
 
 def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
