@@ -168,11 +168,10 @@ def run(
         if "discrete-alone" in methods:
             alone, spent = {1.0: accuracy(plain, test)}, [seconds]
             for f in (f for f in fractions if f < 1.0):
-                narrow = _narrow_plain(fresh(seed), example, f)
-                one = SlimmableNetwork(narrow, example)
+                one = SlimmableNetwork(_narrow_plain(fresh(seed), example, f), example)
                 only = WidthSampler.for_groups(one.groups, (1.0, 1.0), sampling="random", seed=seed)
                 spent.append(_timed(train, one, train_set, widths=only, **options))
-                alone[f] = accuracy(narrow.eval(), test)
+                alone[f] = accuracy(one.net.eval(), test)  # the wrapper trains its own copy
             add("discrete-alone", seed, alone, float(np.mean(spent)))
 
         small_lr = lr * converted_lr
