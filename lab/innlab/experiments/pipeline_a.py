@@ -38,7 +38,7 @@ group's width:
   ``discrete`` made universally slimmable, fine-tuned like ``inn-converted`` (same epochs and
   rate), BatchNorm recalibrated; ``slimmable-converted+uniform``: the same with one width
   multiplier for the whole network per draw, as universally slimmable networks are trained
-  (Yu & Huang 2019);
+  (Yu & Huang 2019); ``slimmable-converted+full-lr``: ``slimmable-converted`` at ``lr``;
 * ``l1+bn``: ``discrete`` pruned by the L1 norm, BatchNorm re-estimated (no training);
 * ``inn-tune``: ``discrete`` converted, resized and partition-tuned (Pipeline B).
 """
@@ -72,8 +72,8 @@ METHODS = (
     "inn-converted+select", "inn-converted+select+re", "inn-converted+select+kd",
     "inn-converted+select+kd+uniform", "inn-converted+select+kd+skew",
     "inn-converted+select+kd+full-lr", "inn-scratch+bn+select",
-    "slimmable", "slimmable-4", "slimmable-converted", "slimmable-converted+uniform", "l1+bn",
-    "inn-tune",
+    "slimmable", "slimmable-4", "slimmable-converted", "slimmable-converted+uniform",
+    "slimmable-converted+full-lr", "l1+bn", "inn-tune",
 )  # fmt: skip
 FRACTIONS = (0.25, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0)
 Batches = list[tuple[Tensor, Tensor]]
@@ -218,6 +218,7 @@ def run(
             ("slimmable-4", None, "fixed", lr, False),
             ("slimmable-converted", plain, "sandwich", small_lr, False),
             ("slimmable-converted+uniform", plain, "sandwich", small_lr, True),
+            ("slimmable-converted+full-lr", plain, "sandwich", lr, False),
         )
         for method, start, rule, rate, same in slim_rows:
             if method in methods:
