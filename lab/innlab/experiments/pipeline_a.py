@@ -158,20 +158,16 @@ def run(
         # selects them
         options = {**recipe, "seed": seed, "channels": None}
         sandwich = {**options, "sampling": "sandwich", "num_random": 2}
-        # the discrete network: the same loop, at full width only
-        discrete = SlimmableNetwork(fresh(seed), example)
-        full = WidthSampler.for_groups(discrete.groups, (1.0, 1.0), sampling="random", seed=seed)
-        seconds = _timed(train, discrete, train_set, widths=full, **options)
+        discrete, seconds = _trained_plain(fresh(seed), example, train_set, options)
         plain = discrete.net.eval()
         if "discrete" in methods:
             add("discrete", seed, {1.0: accuracy(plain, test)}, seconds)
         if "discrete-alone" in methods:
             alone, spent = {1.0: accuracy(plain, test)}, [seconds]
             for f in (f for f in fractions if f < 1.0):
-                one = SlimmableNetwork(_narrow_plain(fresh(seed), example, f), example)
-                only = WidthSampler.for_groups(one.groups, (1.0, 1.0), sampling="random", seed=seed)
-                spent.append(_timed(train, one, train_set, widths=only, **options))
-                alone[f] = accuracy(one.net.eval(), test)  # the wrapper trains its own copy
+                start = _narrow_plain(fresh(seed), example, f)
+                narrow, took = _trained_plain(start, example, train_set, options)
+                alone[f], spent = accuracy(narrow.net.eval(), test), [*spent, took]
             add("discrete-alone", seed, alone, float(np.mean(spent)))
 
         small_lr = lr * converted_lr
@@ -238,6 +234,18 @@ def run(
         if "inn-tune" in methods:
             add("inn-tune", seed, evaluated(inn.convert(plain, example, seed=seed), tuned), 0.0)
     return rows
+
+
+def _trained_plain(
+    net: nn.Module, example: Tensor, train_set: Dataset, options: dict[str, Any]
+) -> tuple[SlimmableNetwork, float]:
+    """``net`` trained by the loop at its full width only, and the seconds it took. The wrapper
+    trains its own copy of ``net``: the trained network is its ``.net``."""
+    wrapped = SlimmableNetwork(net, example)
+    full = WidthSampler.for_groups(
+        wrapped.groups, (1.0, 1.0), sampling="random", seed=options["seed"]
+    )
+    return wrapped, _timed(train, wrapped, train_set, widths=full, **options)
 
 
 def _narrow_plain(model: nn.Module, example: Tensor, fraction: float) -> nn.Module:
