@@ -68,6 +68,15 @@ def test_the_sandwich_rule_visits_the_smallest_and_largest_widths_every_step():
     assert all(len(paper.draw(s)) == 1 for s in range(5))
 
 
+def test_fixed_fractions_are_trained_at_the_widths_they_are_evaluated_at():
+    """25 % of 10 channels is 2.5: half up, 3, as ``uniform_widths`` (and the width buckets)
+    round it; half to even would train 2 channels and evaluate 3."""
+    sampler = WidthSampler({"g": (1, 10)}, sampling="fixed", fixed=(1.0, 0.25, 0.45))
+    assert sampler.draw(0) == [{"g": 10}, {"g": 3}, {"g": 5}]
+    eights = WidthSampler({"g": (8, 40)}, sampling="fixed", fixed=(0.5,), round_to=8)
+    assert eights.draw(0) == [{"g": 24}]  # 20 channels: 2.5 steps of 8, half up to 3
+
+
 def test_a_skewed_sampler_draws_narrow_widths_more_often():
     """``skew``: a draw at position ``u`` of its range goes to ``u ** skew``; 1 is the uniform
     rule, 2 puts half the draws in the lowest quarter of the range (P(u^2 < 1/4) = 1/2)."""

@@ -7,6 +7,7 @@ step, and a resumed run draws what the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -138,9 +139,11 @@ class WidthSampler:
         return cls(ranges=ranges, **options)
 
     def _round(self, width: float, low: int, high: int) -> int:
-        if self.round_to > 1:
-            width = round(width / self.round_to) * self.round_to
-        return int(min(high, max(low, round(width))))
+        """``width`` to the nearest multiple of ``round_to``, half up as
+        :func:`~inn.numerics.points_at` rounds (a fixed fraction is trained at the width
+        ``uniform_widths`` evaluates), within ``[low, high]``."""
+        steps = math.floor(width / self.round_to + 0.5)
+        return int(min(high, max(low, steps * self.round_to)))
 
     def draw(self, step: int) -> list[dict[str, int]]:
         """The widths of each forward pass of step ``step`` (the largest first, then the
