@@ -7,7 +7,7 @@ Writes ``results/twin-draws-{model}/results.{json,md}`` (run from the repository
 
 The zoo's checkpoint (``innlab.zoo.load_pretrained``) is converted and trained with random
 widths twice, alike but for the draws (``WidthSampler.same_fraction``): selected channels, the
-discrete network as teacher, sandwich rule with 2 random draws in [25 %, 100 %], SGD lr 0.01,
+discrete network as teacher, sandwich rule with 2 random draws in [25 %, 100 %], SGD lr 0.01 (`--lr`),
 on the 4,000 MNIST training digits. Each twin is evaluated on the 1,000 test digits with no
 data, at uniform fractions of every group and resized to keep 60 / 40 % of the parameters
 (``resize(compression=...)``: widths allocated by the data-free sensitivity). Beside them,
@@ -28,6 +28,7 @@ import torch
 
 import inn
 import inn.train
+from inn.budget import count_parameters
 from innlab import zoo
 from innlab.experiments import peers
 from innlab.experiments.pruning import accuracy
@@ -39,10 +40,6 @@ KEEP = (0.6, 0.4)
 ALONE = (0.5, 0.25)  # uniform widths also trained alone, 150 steps each
 RECIPE = {"epochs": 2.0, "batch_size": 64, "lr": 0.01, "clip_norm": 5.0, "low": 0.25}
 """The recipe; ``--lr`` changes the rate (the results then go to ``twin-draws-{model}-lr{lr}``)."""
-
-
-def parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def twin(plain, data, example, same: bool, recipe: dict) -> dict:
@@ -88,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     example = data.test[0][0][:1]
     peer = {}
     for keep in KEEP:
-        small = peers.torch_pruning_prune(plain, example, data.calib, parameters,
-                                          keep * parameters(plain))  # fmt: skip
+        small = peers.torch_pruning_prune(plain, example, data.calib, count_parameters,
+                                          keep * count_parameters(plain))  # fmt: skip
         inn.reestimate_batchnorm(small, data.calib)
         peer[str(keep)] = accuracy(small, data.test)
     given = sys.argv[1:] if argv is None else argv
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                   "same": twin(plain, data, example, True, recipe)},
         "alone_150_steps": {str(f): alone(plain, data, example, f, recipe) for f in ALONE},
     }  # fmt: skip
-    suffix = "" if args.lr == 0.01 else f"-lr{args.lr:g}"
+    suffix = "" if args.lr == RECIPE["lr"] else f"-lr{args.lr:g}"
     out = Path("results") / f"twin-draws-{args.model}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
