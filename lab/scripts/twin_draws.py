@@ -7,8 +7,8 @@ Writes ``results/twin-draws-{model}/results.{json,md}`` (run from the repository
 
 The zoo's checkpoint (``innlab.zoo.load_pretrained``) is converted and trained with random
 widths twice, alike but for the draws (``WidthSampler.same_fraction``): selected channels, the
-discrete network as teacher, sandwich rule with 2 random draws in [25 %, 100 %], SGD lr 0.01 (`--lr`),
-on the 4,000 MNIST training digits. Each twin is evaluated on the 1,000 test digits with no
+discrete network as teacher, sandwich rule with 2 random draws in [25 %, 100 %], SGD lr 0.01
+(``--lr``), on the 4,000 MNIST training digits. Each twin is evaluated on the 1,000 test digits with no
 data, at uniform fractions of every group and resized to keep 60 / 40 % of the parameters
 (``resize(compression=...)``: widths allocated by the data-free sensitivity). Beside them,
 Torch-Pruning's global LAMP ranking with BatchNorm re-estimated on 256 training digits. And
