@@ -62,15 +62,19 @@ SR_TRAIN_COMMAND = "python lab/scripts/train_sr.py"
 
 TWIN_RECIPE: dict[str, Any] = {
     "epochs": 15,
-    "lr_factor": 0.2,
+    "lr_factor": 1.0,
     "widths": (0.25, 1.0),
     "num_random": 2,
-    "smoothness": 3.0,
+    "channels": "select",
+    "teacher": True,
+    "smoothness": 0.0,
     "clip_norm": 5.0,
 }
 """How the random-width twins are fine-tuned from the zoo checkpoints (on top of each model's
 own recipe, at ``lr_factor`` of its learning rate): the sandwich rule over [25 %, 100 %] of
-every group, a roughness penalty on the weights."""
+every group, each group's strongest channels nested, the checkpoint itself as the teacher of
+every width. Until 2026-12-06 it was a fifth of the rate, resampled channels and a roughness
+penalty of 3, with no teacher: the narrow widths lagged (Pipeline A's ``+full-lr`` rows)."""
 """The command (from the repository root) that trains the zoo and writes the checkpoints."""
 
 

@@ -7,8 +7,9 @@ Usage (from the repository root)::
 
 The twin is the committed zoo network converted with its BatchNorms kept as integral BatchNorms
 and fine-tuned by :func:`inn.train.train` on the same 4,000 MNIST training digits, with the
-zoo's optimiser, schedule and augmentation at a fifth of its learning rate, the sandwich rule
-over widths [25 %, 100 %] of every group and a smoothness penalty (``innlab.zoo.TWIN_RECIPE``). It writes
+zoo's optimiser, schedule, augmentation and learning rate, the sandwich rule over widths
+[25 %, 100 %] of every group, each group's strongest channels nested and the checkpoint as the
+teacher of every width (``innlab.zoo.TWIN_RECIPE``). It writes
 ``lab/innlab/checkpoints/{name}-inn.pt`` (the integral model's state_dict, loaded by
 :func:`innlab.zoo.load_integral`) and ``{name}-inn.json`` (recipe, seed, test accuracy at every
 width, time, the command).
@@ -47,7 +48,8 @@ def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -
         imodel, train_set, epochs=epochs, batch_size=recipe["batch_size"],
         widths=recipe["widths"], sampling="sandwich", num_random=recipe["num_random"],
         smoothness=recipe["smoothness"], lr=recipe["lr"], weight_decay=recipe["weight_decay"],
-        channels="resample", warmup=1 / epochs, clip_norm=recipe["clip_norm"], seed=seed,
+        channels=recipe["channels"], teacher=load_pretrained(name) if recipe["teacher"] else None,
+        warmup=1 / epochs, clip_norm=recipe["clip_norm"], seed=seed,
         augment=lambda x: random_shift(x, 2, aug),
     )  # fmt: skip
     seconds = time.perf_counter() - start
