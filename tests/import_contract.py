@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-FOUNDATION = {"errors", "outputs", "module_sizes"}
-"""Modules every layer may use: errors, model outputs as tensors, size attributes of modules."""
+FOUNDATION = {"errors", "outputs", "module_sizes", "data"}
+"""Modules every layer may use: errors, model outputs as tensors, size attributes of modules,
+calibration data as batches."""
 
 # package (or top-level module) of inn -> the packages it may import, besides itself and the
 # foundation; DESIGN.md's layers, with budget below convert: IntegralModel.resize(budget=...)

@@ -92,3 +92,23 @@ def test_full_width_is_exact_again_after_reestimating_a_narrowed_model():
             inn.reestimate_batchnorm(imodel, [x])
             assert not torch.allclose(imodel(x), reference)
         assert torch.allclose(imodel(x), reference, atol=1e-6)
+
+
+def test_a_dataset_of_samples_is_calibration_data_in_batches():
+    """A map-style dataset (single samples, as ``torchvision`` gives) calibrates like the same
+    samples in explicit batches of 64: the statistics by hand, ``inn.prune`` against itself."""
+    from torch.utils.data import TensorDataset
+
+    x = torch.randn(100, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    samples = TensorDataset(x, torch.arange(100) % 5)
+    model = _net()
+    assert reestimate_batchnorm(model, samples) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(model[1].running_mean, model[0](x).mean((0, 2, 3)))
+    options = {"compression": 0.4, "convert_options": {"seed": 0}, "calibrate_options": {"steps": 3}}
+    torch.manual_seed(0)
+    from_samples = inn.prune(_net(), x[:1], calib=samples, **options)
+    torch.manual_seed(0)
+    from_batches = inn.prune(_net(), x[:1], calib=[(x[:64], None), (x[64:], None)], **options)
+    with torch.no_grad():
+        torch.testing.assert_close(from_samples(x), from_batches(x))

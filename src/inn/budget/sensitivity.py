@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from inn.budget.magnitude import channel_scores, keep_strongest, lamp_scores
+from inn.data import batched
 from inn.errors import InnError
 from inn.numerics import resampling_matrix
 from inn.outputs import flat_output
@@ -186,7 +187,7 @@ def output_errors(
 
 def _first_inputs(data: Iterable, limit: int) -> list[tuple[Tensor, ...]]:
     out, seen = [], 0
-    for item in data:
+    for item in batched(data):
         x = item if isinstance(item, Tensor) else item[0]
         take = min(len(x), limit - seen)
         out.append((x[:take],))

@@ -1,4 +1,5 @@
-"""Calibration data: any iterable of ``(inputs, targets)`` or ``inputs`` batches, materialised."""
+"""Calibration data: any iterable of ``(inputs, targets)`` or ``inputs`` batches, or a dataset
+of samples, materialised as batches."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from inn.data import batched
 from inn.errors import InnError
 
 __all__ = ["Batch", "as_batches", "split_holdout"]
@@ -16,9 +18,10 @@ Batch = tuple[Tensor, Tensor | None]  # inputs, targets (None: label-free)
 
 
 def as_batches(data: Iterable) -> list[Batch]:
-    """Materialise an iterable of ``(inputs, targets)`` or ``inputs`` batches."""
+    """Materialise an iterable of ``(inputs, targets)`` or ``inputs`` batches (a map-style
+    dataset of samples: :func:`inn.data.batched`)."""
     batches: list[Batch] = []
-    for item in data:
+    for item in batched(data):
         if isinstance(item, Tensor):
             batches.append((item, None))
         elif isinstance(item, (list, tuple)) and item and isinstance(item[0], Tensor):
