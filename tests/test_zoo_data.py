@@ -236,3 +236,22 @@ def test_checkpoint_metadata_is_complete():
         assert info["command"].startswith(
             ("python scripts/train_zoo.py", "python lab/scripts/train_zoo.py")
         )
+
+
+def test_a_held_out_torchvision_network_takes_gray_digits(monkeypatch):
+    """``lab/scripts/heldout_budget.py``'s architectures: the stem (wherever it sits) takes one
+    channel, and every BatchNorm tracks with momentum 0.1 (MNASNet's own 0.0003 leaves the
+    statistics at their initial values after a short training)."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "lab" / "scripts"))
+    from heldout_budget import gray_network
+
+    for name in ("mnasnet0_5", "shufflenet_v2_x0_5"):
+        model = gray_network(name).eval()
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        assert convs[0].in_channels == 1 and not any(c.in_channels == 3 for c in convs)
+        norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert norms and all(m.momentum == 0.1 for m in norms)
+        with torch.no_grad():
+            assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

@@ -88,21 +88,17 @@ def provenance(path: Path, command: str) -> dict[str, Any]:
     }
 
 
-def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) -> dict[str, Any]:
-    """Train zoo model ``name`` and write its checkpoint and metadata; returns the metadata."""
-    recipe = dict(RECIPES[name], epochs=epochs)
-    train_set, test_set = mnist_splits(seed=0)
-    torch.manual_seed(seed)
-    model = ZOO[name]()
-    n_params = sum(p.numel() for p in model.parameters())
+def fit(model: nn.Module, recipe: dict[str, Any], train_set, seed: int, desc: str) -> float:
+    """Train ``model`` in place by ``recipe`` (the zoo's loop: optimiser, warm-up then cosine,
+    random shifts); returns the seconds it took."""
+    epochs = recipe["epochs"]
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [
         {"params": decay, "weight_decay": recipe["weight_decay"]},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    adamw = recipe.get("optimizer") == "adamw"
-    if adamw:
+    if recipe.get("optimizer") == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=recipe["lr"])
     else:
         opt = torch.optim.SGD(groups, lr=recipe["lr"], momentum=0.9, nesterov=True)
@@ -119,7 +115,7 @@ def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) ->
     aug = torch.Generator().manual_seed(seed + 1)
 
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc=name, unit="step", mininterval=5.0)
+    bar = tqdm(total=steps, desc=desc, unit="step", mininterval=5.0)
     for epoch in range(epochs):
         model.train()
         running, seen = 0.0, 0
@@ -134,7 +130,18 @@ def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) ->
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / seen:.4f}")
     bar.close()
-    train_time = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def train_one(name: str, epochs: int, seed: int, out_dir: Path, command: str) -> dict[str, Any]:
+    """Train zoo model ``name`` and write its checkpoint and metadata; returns the metadata."""
+    recipe = dict(RECIPES[name], epochs=epochs)
+    train_set, test_set = mnist_splits(seed=0)
+    torch.manual_seed(seed)
+    model = ZOO[name]()
+    n_params = sum(p.numel() for p in model.parameters())
+    train_time = fit(model, recipe, train_set, seed, name)
+    adamw = recipe.get("optimizer") == "adamw"
 
     model.eval()
     test_acc = accuracy(model, test_set)
