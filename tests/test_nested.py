@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 import inn
 from inn.continuous import Partition
 from inn.layers import IntegralBatchNorm2d
+from inn.layers.width_statistics import BUCKETS
 from inn.train import train
 from tests.conftest import two_conv_net
 
@@ -115,32 +116,63 @@ def _at(layer: IntegralBatchNorm2d, width: int) -> IntegralBatchNorm2d:
 
 
 def test_width_buckets_of_selected_channels_by_hand():
-    """40 channels ranked ``order``; constant batches, so each channel's batch mean is its
+    """80 channels ranked ``order``; constant batches, so each channel's batch mean is its
     value and its variance 0. Channel values not smooth along the lattice: nothing may be
     interpolated between nodes."""
-    order = torch.randperm(40, generator=torch.Generator().manual_seed(1)).tolist()
+    assert BUCKETS == 40  # bucket k: 2 (k + 1) of the 80 channels
+    order = torch.randperm(80, generator=torch.Generator().manual_seed(1)).tolist()
     layer = _norm(order)
-    values = torch.randn(40, generator=torch.Generator().manual_seed(0))
+    values = torch.randn(80, generator=torch.Generator().manual_seed(0))
 
     def record(width: int, shift: float) -> None:  # the kept channels, in lattice order
         kept = sorted(order[:width])
         x = (values[kept] + shift).view(1, -1, 1, 1).expand(8, width, 2, 2)
         _at(layer, width).train()(x)
 
-    record(20, 0.0)  # 20 of 40: bucket 10/20 exactly
-    record(18, 1.0)  # 18 of 40: bucket 9/20 exactly
-    t = _at(layer, 20).eval().statistics()
-    torch.testing.assert_close(t["running_mean"], values[sorted(order[:20])])
-    torch.testing.assert_close(t["running_var"], torch.zeros(20))
-    # 19 of 40: half way between the two buckets; the channels kept at 18 blend both, the 19th
-    # (kept from 19 on) only the wider bucket recorded it
-    kept = sorted(order[:19])
-    expected = torch.stack([values[c] + (0.5 if c in order[:18] else 0.0) for c in kept])
-    torch.testing.assert_close(_at(layer, 19).eval().statistics()["running_mean"], expected)
-    # 30 of 40 (bucket 15/20) never recorded: the full width's statistics
-    t = _at(layer, 30).eval().statistics()
-    torch.testing.assert_close(t["running_mean"], torch.full((30,), 5.0))
-    torch.testing.assert_close(t["running_var"], torch.full((30,), 7.0))
+    record(40, 0.0)  # 40 of 80: bucket 20/40 exactly
+    record(38, 1.0)  # 38 of 80: bucket 19/40 exactly
+    t = _at(layer, 40).eval().statistics()
+    torch.testing.assert_close(t["running_mean"], values[sorted(order[:40])])
+    torch.testing.assert_close(t["running_var"], torch.zeros(40))
+    # 39 of 80: half way between the two buckets; the channels kept at 38 blend both, the 39th
+    # (kept from 39 on) only the wider bucket recorded it
+    kept = sorted(order[:39])
+    expected = torch.stack([values[c] + (0.5 if c in order[:38] else 0.0) for c in kept])
+    torch.testing.assert_close(_at(layer, 39).eval().statistics()["running_mean"], expected)
+    # 60 of 80 (bucket 30/40) never recorded: the full width's statistics
+    t = _at(layer, 60).eval().statistics()
+    torch.testing.assert_close(t["running_mean"], torch.full((60,), 5.0))
+    torch.testing.assert_close(t["running_var"], torch.full((60,), 7.0))
+
+
+def test_selected_channel_buckets_saved_with_eight_buckets_load_as_the_blends_they_gave():
+    """Per-node statistics saved when there were 8 buckets (12.5 % apart), by hand: 40
+    channels, old bucket ``k`` (5 (k + 1) channels) recorded the nodes ``order[:5 (k + 1)]``
+    with relative mean ``k + 1``; old bucket 5 never. 35 % of 40 (14 channels) is 1.8 old
+    buckets above the first: the 10 strongest blend 0.2 x 2 + 0.8 x 3 = 2.8, the next 4 were
+    kept from old bucket 2 on and take its 3."""
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(2)).tolist()
+    layer = _norm(order)
+    state = layer.state_dict()
+    old = torch.zeros(3, 7, 40)
+    for k in (0, 1, 2, 3, 4, 6):
+        nodes = order[: 5 * (k + 1)]
+        old[0, k, nodes], old[1, k, nodes], old[2, k, nodes] = k + 1.0, 1.0, 1.0
+    state["node_statistics"] = old
+    layer.load_state_dict(state)
+    assert layer.node_statistics.shape == (3, BUCKETS - 1, 40)
+
+    def mean_at(width: int) -> dict[int, float]:
+        got = _at(layer, width).eval().statistics()["running_mean"]
+        return dict(zip(sorted(order[:width]), got.tolist(), strict=True))
+
+    expected = {c: 5 + (2.8 if c in order[:10] else 3.0) for c in order[:14]}
+    assert mean_at(14) == pytest.approx(expected)
+    assert mean_at(20) == pytest.approx({c: 5 + 4.0 for c in order[:20]})  # old bucket 3 exactly
+    # 70 % (28 channels) blends old buckets 4 and 5: 5 was never recorded, so the 25 kept from
+    # old bucket 4 on take its 5, the other 3 the full width's
+    expected = {c: 5 + (5.0 if c in order[:25] else 0.0) for c in order[:28]}
+    assert mean_at(28) == pytest.approx(expected)
 
 
 def test_training_with_selected_channels_ranks_them_once_when_it_starts():

@@ -566,7 +566,7 @@ def test_a_range_end_is_the_width_evaluated_at_that_fraction():
     width buckets' statistics are measured at the same widths (buckets 5/20 and 7/20)."""
     from types import SimpleNamespace
 
-    from inn.layers.width_statistics import bucket_sizes
+    from inn.layers.width_statistics import BUCKETS, bucket_sizes
 
     groups = [SimpleNamespace(name=f"g{n}", full_size=n, resizable=True) for n in (10, 24, 2, 9)]
     model = SimpleNamespace(resizable_groups=groups)
@@ -574,4 +574,4 @@ def test_a_range_end_is_the_width_evaluated_at_that_fraction():
         narrowest = WidthSampler.for_groups(groups, (fraction, 1.0)).draw(0)[1]
         assert list(narrowest.values()) == expected
         assert inn.train.uniform_widths(model, fraction) == narrowest
-        assert bucket_sizes([g.full_size for g in groups], round(20 * fraction) - 1) == expected
+        assert bucket_sizes([g.full_size for g in groups], round(BUCKETS * fraction) - 1) == expected

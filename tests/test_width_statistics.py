@@ -8,7 +8,7 @@ from torch.utils.data import TensorDataset
 
 import inn
 from inn.layers import IntegralBatchNorm2d
-from inn.layers.width_statistics import BUCKETS, neighbours
+from inn.layers.width_statistics import BUCKETS, bucket_sizes, neighbours
 from inn.train import train
 
 
@@ -56,7 +56,7 @@ def test_a_recorded_width_gets_its_batch_statistics_back():
     linear functions); the variance is the batch's unbiased one."""
     layer = _norm()
     mean = torch.linspace(-1.0, 2.0, 8)
-    _record(layer, 8, mean)  # 8 of 16 channels: the bucket of 10/20 exactly
+    _record(layer, 8, mean)  # 8 of 16 channels: the bucket of 20/40 exactly
     x = _batch(8, mean, 2.0)
     got_mean, got_var = _statistics_at(layer, 8)
     torch.testing.assert_close(got_mean, x.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
@@ -67,20 +67,21 @@ def test_a_recorded_width_gets_its_batch_statistics_back():
 
 
 def test_a_width_between_buckets_blends_them_and_an_unrecorded_one_samples_the_full_width():
-    layer = _norm(40)
-    _record(layer, 10, torch.full((10,), 1.0), std=0.0)  # bucket 5/20
-    _record(layer, 12, torch.full((12,), 3.0), std=0.0)  # bucket 6/20
-    mean, var = _statistics_at(layer, 11)  # 11/40: half way
-    torch.testing.assert_close(mean, torch.full((11,), 2.0))
-    torch.testing.assert_close(var, torch.zeros(11), atol=1e-6, rtol=0)
+    assert BUCKETS == 40  # the widths below are buckets of 80 channels
+    layer = _norm(80)
+    _record(layer, 50, torch.full((50,), 1.0), std=0.0)  # bucket 25/40
+    _record(layer, 52, torch.full((52,), 3.0), std=0.0)  # bucket 26/40
+    mean, var = _statistics_at(layer, 51)  # 51/80: half way
+    torch.testing.assert_close(mean, torch.full((51,), 2.0))
+    torch.testing.assert_close(var, torch.zeros(51), atol=1e-6, rtol=0)
     # a later pass moves its bucket by the momentum (1 -> 1 + 0.1 * (5 - 1) = 1.4), and the
     # blend follows: (1.4 + 3) / 2
-    _record(layer, 10, torch.full((10,), 5.0), std=0.0)
-    torch.testing.assert_close(_statistics_at(layer, 11)[0], torch.full((11,), 2.2))
-    # 30 of 40 (bucket 15/20) was never recorded: the sampled full-width statistics
-    mean, var = _statistics_at(layer, 30)
-    torch.testing.assert_close(mean, torch.full((30,), 5.0))
-    torch.testing.assert_close(var, torch.full((30,), 7.0))
+    _record(layer, 50, torch.full((50,), 5.0), std=0.0)
+    torch.testing.assert_close(_statistics_at(layer, 51)[0], torch.full((51,), 2.2))
+    # 60 of 80 (bucket 30/40) was never recorded: the sampled full-width statistics
+    mean, var = _statistics_at(layer, 60)
+    torch.testing.assert_close(mean, torch.full((60,), 5.0))
+    torch.testing.assert_close(var, torch.full((60,), 7.0))
     # measured statistics, where current, come first
     layer.segment_partitions("out")[0].resize(11)
     layer.set_statistics(torch.zeros(11), torch.ones(11))
@@ -125,14 +126,15 @@ def test_random_width_training_records_the_narrow_widths():
     train(imodel, data, steps=2, batch_size=8, widths=(0.25, 1.0), progress=False,
           statistics_batches=0, channels="resample")  # fmt: skip
     (norm,) = [m for m in imodel.modules() if isinstance(m, IntegralBatchNorm2d)]
-    narrowest = round(0.25 * BUCKETS) - 1  # the sandwich's narrowest width, 2 of 8 channels
-    assert norm.width_counts[narrowest] > 0
-    assert norm.width_counts.sum() == norm.width_counts[narrowest]  # no other width recorded
+    around = [k for k, _ in neighbours(2 / 8)]  # the sandwich's narrowest width, 2 of 8 channels
+    assert all(norm.width_counts[k] > 0 for k in around)
+    assert norm.width_counts.sum() == norm.width_counts[around].sum()  # no other width recorded
     # at the end, every bucket is measured on training batches
     train(imodel, data, steps=1, batch_size=8, widths=(0.25, 1.0), progress=False,
           channels="resample")  # fmt: skip
-    # (but 19/20 of 8 channels, which rounds to the full width)
-    assert (norm.width_counts[:-1] > 0).all() and norm.width_counts[-1] == 0
+    # (but those whose fraction of 8 channels rounds to the full width)
+    full = torch.tensor([bucket_sizes([8], k)[0] == 8 for k in range(BUCKETS - 1)])
+    assert torch.equal(norm.width_counts == 0, full)
 
 
 @pytest.mark.parametrize("nested", [False, True])
@@ -167,9 +169,9 @@ def test_measured_buckets_give_each_bucket_width_its_measured_statistics(nested)
                 torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5)
     # every bucket measured, but where a bucket's width rounds to the full width (8 channels)
     counts = [m.node_statistics[2].amax(1) if nested else m.width_counts for m in norms]
-    assert counts[0].eq(1).all()
-    full = torch.tensor([round((k + 1) / BUCKETS * 8) == 8 for k in range(BUCKETS - 1)])
-    assert torch.equal(counts[1].eq(0), full)
+    for count, channels in zip(counts, (16, 8), strict=True):
+        full = torch.tensor([bucket_sizes([channels], k)[0] == channels for k in range(BUCKETS - 1)])
+        assert torch.equal(count.eq(0), full) and count[~full].eq(1).all()
 
 
 def test_only_passes_with_every_group_at_one_fraction_record_statistics():

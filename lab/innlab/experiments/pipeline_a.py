@@ -31,7 +31,7 @@ group's width:
   the random draws skewed to narrow widths (``WidthSampler(skew=2)``: half of them in the lowest
   quarter of the range); ``inn-converted+select+kd+full-lr``: the same as
   ``inn-converted+select+kd`` at the discrete network's own learning rate (``lr``, not
-  ``lr`` x ``converted_lr``);
+  ``lr`` x ``converted_lr``); ``inn-converted+select+kd+full-lr+skew``: that with skewed draws;
 * ``slimmable``: universally slimmable (first channels, same sandwich draws), BatchNorm
   recalibrated per width on the calibration images; ``slimmable-4``: four fixed widths
   (1, 0.75, 0.5, 0.25) per step, as slimmable networks with switches; ``slimmable-converted``:
@@ -71,7 +71,8 @@ METHODS = (
     "inn-scratch+bn-s0", "inn-converted", "inn-converted+re", "inn-converted+kd",
     "inn-converted+select", "inn-converted+select+re", "inn-converted+select+kd",
     "inn-converted+select+kd+uniform", "inn-converted+select+kd+skew",
-    "inn-converted+select+kd+full-lr", "inn-scratch+bn+select",
+    "inn-converted+select+kd+full-lr", "inn-converted+select+kd+full-lr+skew",
+    "inn-scratch+bn+select",
     "slimmable", "slimmable-4", "slimmable-converted", "slimmable-converted+uniform",
     "slimmable-converted+full-lr", "l1+bn", "inn-tune",
 )  # fmt: skip
@@ -188,6 +189,8 @@ def run(
              {"channels": "select", "teacher": plain, "skew": 2.0}),
             ("inn-converted+select+kd+full-lr", False, 0.0, lr,
              {"channels": "select", "teacher": plain}),
+            ("inn-converted+select+kd+full-lr+skew", False, 0.0, lr,
+             {"channels": "select", "teacher": plain, "skew": 2.0}),
         )
         for method, fold, penalty, rate, other in inn_rows:
             if method not in methods and f"{method}+re" not in methods:

@@ -27,6 +27,7 @@ from inn.layers.width_statistics import (
     lattice_matrix,
     neighbours,
     rebucket,
+    rebucket_nodes,
 )
 
 __all__ = ["NarrowStatistics"]
@@ -126,6 +127,9 @@ class NarrowStatistics:
                 saved, state_dict[prefix + "width_counts"], self._segment_sizes()[1],
                 closed=self._closed(),
             )  # fmt: skip
+        nodes = state_dict.get(prefix + "node_statistics")
+        if nodes is not None and self.node_statistics is not None and nodes.shape[1] != BUCKETS - 1:
+            state_dict[prefix + "node_statistics"] = rebucket_nodes(nodes)
         super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[misc]
 
     def _segment_sizes(self) -> tuple[list[int], list[int]]:
