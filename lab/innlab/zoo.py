@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 TRAIN_COMMAND = "python lab/scripts/train_zoo.py"
+"""The command (from the repository root) that trains the zoo and writes the checkpoints."""
 TWIN_COMMAND = "python lab/scripts/train_twin.py"
 SR_TRAIN_COMMAND = "python lab/scripts/train_sr.py"
 
@@ -75,7 +76,6 @@ own recipe, at ``lr_factor`` of its learning rate): the sandwich rule over [25 %
 every group, each group's strongest channels nested, the checkpoint itself as the teacher of
 every width. Until 2026-12-06 it was a fifth of the rate, resampled channels and a roughness
 penalty of 3, with no teacher: the narrow widths lagged (Pipeline A's ``+full-lr`` rows)."""
-"""The command (from the repository root) that trains the zoo and writes the checkpoints."""
 
 
 class PretrainedNotFoundError(InnError, ValueError):
