@@ -127,6 +127,12 @@ def blend_nodes(node_statistics: Tensor, nodes: Tensor, fraction: float) -> Tens
     saved state). Per node, the buckets around ``fraction`` that recorded it, with their linear
     weights renormalised (a node kept only from a wider bucket on takes that bucket's); none:
     the full width's."""
+    return _blend_nodes(node_statistics, nodes, fraction)[0]
+
+
+def _blend_nodes(node_statistics: Tensor, nodes: Tensor, fraction: float) -> tuple[Tensor, Tensor]:
+    """:func:`blend_nodes` and ``(n,)``: whether a bucket around ``fraction`` recorded each node
+    (the full width counts as recorded)."""
     buckets = node_statistics.shape[1] + 1
     total = node_statistics.new_zeros(2, len(nodes))
     weights = node_statistics.new_zeros(len(nodes))
@@ -138,7 +144,8 @@ def blend_nodes(node_statistics: Tensor, nodes: Tensor, fraction: float) -> Tens
             seen = (node_statistics[2, k, nodes] > 0).to(weights)
         total = total + weight * seen * relative
         weights = weights + weight * seen
-    return torch.where(weights > 0, total / weights.clamp_min(1e-12), _full_width(total))
+    blended = torch.where(weights > 0, total / weights.clamp_min(1e-12), _full_width(total))
+    return blended, weights > 0
 
 
 def _full_width(like: Tensor) -> Tensor:
@@ -168,15 +175,9 @@ def rebucket_nodes(node_statistics: Tensor) -> Tensor:
     :data:`BUCKETS` buckets: each node of each bucket gets the saved ones blended at the
     bucket's fraction, as evaluation blended them (recorded where a saved bucket around it
     recorded the node)."""
-    saved = node_statistics.shape[1] + 1
     nodes = torch.arange(node_statistics.shape[2], device=node_statistics.device)
     out = node_statistics.new_zeros(3, BUCKETS - 1, node_statistics.shape[2])
     for k in range(BUCKETS - 1):
-        fraction = (k + 1) / BUCKETS
-        out[:2, k] = blend_nodes(node_statistics, nodes, fraction)
-        seen = [
-            torch.ones_like(out[2, k]) if j == saved - 1 else (node_statistics[2, j] > 0).to(out)
-            for j, _ in neighbours(fraction, saved)
-        ]
-        out[2, k] = torch.stack(seen).amax(0)
+        out[:2, k], recorded = _blend_nodes(node_statistics, nodes, (k + 1) / BUCKETS)
+        out[2, k] = recorded.to(out)
     return out
