@@ -41,14 +41,15 @@ def train_twin(name: str, epochs: int, seed: int, out_dir: Path, command: str) -
     train_set, test_set = mnist_splits(seed=0)
     torch.manual_seed(seed)
     example = train_set[0][0][None]
-    imodel = inn.convert(load_pretrained(name), example, fold_batchnorm=False, seed=seed)
+    pretrained = load_pretrained(name)  # converted as a copy: it stays the teacher as it is
+    imodel = inn.convert(pretrained, example, fold_batchnorm=False, seed=seed)
     aug = torch.Generator().manual_seed(seed + 1)
     start = time.perf_counter()
     report = inn.train.train(
         imodel, train_set, epochs=epochs, batch_size=recipe["batch_size"],
         widths=recipe["widths"], sampling="sandwich", num_random=recipe["num_random"],
         smoothness=recipe["smoothness"], lr=recipe["lr"], weight_decay=recipe["weight_decay"],
-        channels=recipe["channels"], teacher=load_pretrained(name) if recipe["teacher"] else None,
+        channels=recipe["channels"], teacher=pretrained if recipe["teacher"] else None,
         warmup=1 / epochs, clip_norm=recipe["clip_norm"], seed=seed,
         augment=lambda x: random_shift(x, 2, aug),
     )  # fmt: skip
