@@ -191,3 +191,32 @@ def test_only_passes_with_every_group_at_one_fraction_record_statistics():
     layer.record_widths = False
     _record(layer, 8, torch.zeros(8))
     assert layer.width_counts.sum() == 0
+
+
+def test_a_model_with_width_statistics_is_planned_at_one_fraction_without_data():
+    """Its statistics describe every group at one fraction: with no data, ``"auto"`` keeps all
+    groups at one fraction's channel counts instead of mixing fractions; with data, or
+    before any width was recorded, it ranks the groups by their outputs as before."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 24, 1),
+        nn.BatchNorm2d(24), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 3),
+    ).eval()  # fmt: skip
+    imodel = inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
+    inputs = [torch.randn(8, 3, 6, 6) for _ in range(2)]
+    assert imodel.plan({"params": 0.5}).sensitivity == "outputs"
+    inn.recover.reestimate_width_statistics(imodel, inputs)
+    plan = imodel.plan({"params": 0.5})
+    assert plan.sensitivity == "uniform" and plan.predicted <= plan.target
+    # brute force: the widest uniform width (training's channel counts) within the budget
+    best = None
+    for fraction in torch.linspace(0, 1, 1001).tolist():
+        with imodel.widths_kept():
+            widths = inn.train.uniform_widths(imodel, fraction)
+            if imodel.resize(widths=widths).cost("params") <= plan.target:
+                best = widths
+    assert plan.widths == best
+    rounded = imodel.plan({"params": 0.5}, round_to=4)  # a device's multiples, still in budget
+    assert all(w % 4 == 0 for w in rounded.widths.values())
+    assert rounded.predicted <= rounded.target
+    assert imodel.plan({"params": 0.5}, data=inputs).sensitivity == "outputs"

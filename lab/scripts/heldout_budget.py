@@ -16,8 +16,9 @@ Every method then gets the same 256 calibration digits (``innlab.experiments.bud
 (``inn.prune``'s defaults, 3 permutation seeds) against Torch-Pruning's global LAMP with
 BatchNorm re-estimated, and with the biases then calibrated; and ``inn-trained``: the network's
 random-width twin (``inn.train.train``'s defaults, the network as teacher, 3 epochs, BatchNorm
-kept), resized to each budget with no data. Where Torch-Pruning cannot prune the architecture
-its rows are missing and the error is recorded in the title.
+kept), resized to each budget with no data (``inn-trained+outputs``: planned by the output
+change on synthetic inputs, the default until 2026-12-06). Where Torch-Pruning cannot prune the
+architecture its rows are missing and the error is recorded in the title.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     inn.train.train(twin, data.train, epochs=TWIN_EPOCHS, teacher=model, seed=0)
     twin.eval()
     twin_full = accuracy(twin, data.test)
-    rows = budget.run(model, data.test, data.calib, budgets=BUDGETS, methods=["inn-trained", "inn"],
+    ours = ["inn-trained", "inn-trained+outputs", "inn"]
+    rows = budget.run(model, data.test, data.calib, budgets=BUDGETS, methods=ours,
                       seeds=tuple(range(args.seeds)), trained=twin)  # fmt: skip
     failure = ""
     try:

@@ -10,8 +10,9 @@ The zoo's checkpoint (``innlab.zoo.load_pretrained``) is converted with its Batc
 (``WidthSampler.same_fraction``): selected channels, the discrete network as teacher, sandwich
 rule with 2 random draws in [25 %, 100 %], SGD lr 0.05 (``--lr``), on the 4,000 MNIST training
 digits. Each twin is evaluated on the 1,000 test digits with no data, at uniform fractions of
-every group and resized to keep 60 / 40 % of the parameters (``resize(compression=...)``: widths
-allocated by the data-free sensitivity). Beside them,
+every group and resized to keep 60 / 40 % of the parameters (``resize(compression=...)``: every
+group at one fraction, the default for a model with width statistics; and widths allocated by
+the output change on synthetic inputs, the default until 2026-12-06). Beside them,
 Torch-Pruning's global LAMP ranking with BatchNorm re-estimated on 256 training digits. And
 whether a uniform width can learn at all: the converted network trained at that width alone.
 """
@@ -56,12 +57,14 @@ def twin(plain, data, example, same: bool, recipe: dict) -> dict:
     seconds = time.perf_counter() - start
     imodel.eval()
     uniform = inn.train.at_widths(imodel, FRACTIONS, lambda m: accuracy(m, data.test))
-    budget = {}
+    budget, by_outputs = {}, {}
     for keep in KEEP:
         imodel.resize(compression=1 - keep)
         budget[str(keep)] = accuracy(imodel, data.test)
+        imodel.resize(compression=1 - keep, sensitivity="outputs")
+        by_outputs[str(keep)] = accuracy(imodel, data.test)
     return {"uniform": {str(f): a for f, a in uniform.items()}, "budget": budget,
-            "train_s": round(seconds, 1)}  # fmt: skip
+            "budget_by_outputs": by_outputs, "train_s": round(seconds, 1)}  # fmt: skip
 
 
 def alone(plain, data, example, fraction: float, recipe: dict, steps: int = 150) -> float:

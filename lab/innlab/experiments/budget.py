@@ -14,7 +14,10 @@ For each budget (a fraction of the original's parameters or MACs) every method g
 * ``inn-uniform+tune``: every group at the same fraction, partition tuning (the default before
   budgets);
 * ``inn-trained``: a network trained with random widths (:func:`inn.train.train`; the zoo's
-  twin, :func:`innlab.zoo.load_integral`), resized to the budget with no data and no tuning;
+  twin, :func:`innlab.zoo.load_integral`), resized to the budget with no data and no tuning
+  (every group at one fraction: the plan's default for a model with width statistics);
+  ``inn-trained+outputs``: its groups ranked instead by their output change on synthetic
+  inputs (the default until 2026-12-06);
 * ``l1-alloc+bn``: the ablation that asks what the integral part adds: ``inn``'s widths per
   group, but the channels chosen by L1 norm (discrete, no resampling), BatchNorm re-estimated and
   folded;
@@ -98,11 +101,12 @@ def _inn(
     progress: bool = False,
 ) -> nn.Module:
     budget = {kind: fraction}
-    if method == "inn-trained":
+    if method.startswith("inn-trained"):
         if trained is None:
-            raise inn.InnError("method 'inn-trained' needs the trained integral model: trained=")
+            raise inn.InnError(f"method {method!r} needs the trained integral model: trained=")
+        ranking = {"sensitivity": "outputs"} if method.endswith("+outputs") else {}
         with trained.widths_kept():
-            return trained.resize(budget=budget).export()
+            return trained.resize(budget=budget, **ranking).export()
     if method in ("inn", "inn+tune", "inn-resample", "inn-select"):
         fit = {"steps": steps, "progress": progress}  # the step budget of Torch-Pruning's +calib
         sampling = method.removeprefix("inn-") if method in _SAMPLED else "auto"

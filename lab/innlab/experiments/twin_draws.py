@@ -10,7 +10,8 @@ DRAWS = {"independent": "twin, independent widths per group", "same": "twin, one
 
 
 def markdown(payload: dict) -> str:
-    """Accuracy (%) at each uniform width and each parameter budget, one row per model."""
+    """Accuracy (%) at each uniform width and each parameter budget, one row per model (and per
+    twin a row of its budgets planned by the output change on synthetic inputs, where run)."""
     uniform, budgets = payload["fractions"], payload["keep"]
     lines = [
         f"The discrete network: {100 * payload['discrete']:.1f} %. Twins: {payload['recipe']}.",
@@ -24,6 +25,10 @@ def markdown(payload: dict) -> str:
         cells = [f"{100 * twin['uniform'][str(f)]:.1f}" for f in uniform]
         cells += [f"{100 * twin['budget'][str(k)]:.1f}" for k in budgets]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {twin['train_s']:.0f} |")
+        if "budget_by_outputs" in twin:  # results before 2026-12-06 lack it
+            cells = [f"{100 * twin['budget_by_outputs'][str(k)]:.1f}" for k in budgets]
+            lines.append(f"| {label}, planned by output change | " + " | " * len(uniform)
+                         + " | ".join(cells) + " | |")  # fmt: skip
     peer = [f"{100 * payload['torch_pruning'][str(k)]:.1f}" for k in budgets]
     lines.append("| Torch-Pruning LAMP + BatchNorm re-estimated (256 images) | "
                  + " | ".join("" for _ in uniform) + " | " + " | ".join(peer) + " | |")  # fmt: skip

@@ -12,7 +12,16 @@ an allocation (:mod:`inn.budget.allocate`).
 from inn.budget.count import count_macs, count_parameters
 from inn.budget.latency import LatencyFit, latency_fit, latency_ratio, measure_latency
 from inn.budget.magnitude import channel_scores
-from inn.budget.plan import KINDS, SENSITIVITIES, Budget, Plan, as_budget, cost_model, plan
+from inn.budget.plan import (
+    KINDS,
+    SENSITIVITIES,
+    Budget,
+    Plan,
+    as_budget,
+    cost_model,
+    has_width_statistics,
+    plan,
+)
 from inn.budget.polynomial import CostModel
 from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import (
@@ -37,6 +46,7 @@ __all__ = [
     "count_macs",
     "count_parameters",
     "device_round_to",
+    "has_width_statistics",
     "latency_fit",
     "latency_ratio",
     "magnitude_table",

@@ -13,8 +13,9 @@ import numpy as np
 
 from inn.budget.cost import CostModel
 from inn.errors import InnError
+from inn.numerics import points_at
 
-__all__ = ["Table", "allocate", "level_widths", "refine"]
+__all__ = ["Table", "allocate", "level_widths", "one_fraction_widths", "refine"]
 
 _COARSE_STEPS = 32  # a group is narrowed in steps of about 1/32 of its width, then refined
 
@@ -81,6 +82,25 @@ def level_widths(
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if cost(widths_at(mid)) > target else (lo, mid)
     return widths_at(hi)
+
+
+def one_fraction_widths(
+    cost: CostModel, target: float, full: np.ndarray, resizable: np.ndarray, lowest: np.ndarray,
+    round_to: int,
+) -> np.ndarray:  # fmt: skip
+    """Every resizable group at the largest common fraction whose cost meets ``target``, each
+    width that fraction's channel count (:func:`inn.numerics.points_at`: the widths random-width
+    training records statistics at) rounded down to ``round_to``, at least ``lowest``."""
+
+    def widths_at(fraction: float) -> np.ndarray:
+        counts = np.array([points_at(fraction, int(n)) for n in full], dtype=float)
+        return np.where(resizable, np.maximum(lowest, _snap(counts, round_to, full)), full)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if cost(widths_at(mid)) <= target else (lo, mid)
+    return widths_at(lo)
 
 
 def refine(

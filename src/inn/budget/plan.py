@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inn.budget.allocate import Table, allocate, level_widths, refine
+from inn.budget.allocate import Table, allocate, level_widths, one_fraction_widths, refine
 from inn.budget.cost import counted_costs
 from inn.budget.latency import latency_fit
 from inn.budget.polynomial import CostModel
@@ -25,11 +25,15 @@ from inn.budget.sensitivity import (
     weight_errors,
 )
 from inn.errors import InnError
+from inn.layers import NarrowStatistics
 
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = ["KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "plan"]
+__all__ = [
+    "KINDS", "SENSITIVITIES", "Budget", "Plan", "as_budget", "cost_model", "has_width_statistics",
+    "plan",
+]  # fmt: skip
 
 KINDS = ("params", "macs", "latency")
 SENSITIVITIES = ("auto", "outputs", "weights", "uniform", "magnitude")
@@ -167,10 +171,14 @@ def plan(
         sensitivity: ``"outputs"`` (the output change when each group alone is narrowed, on
             ``data`` or, without data, on seeded synthetic inputs), ``"weights"`` (data-free
             and fastest: the error of rebuilding each group's weights from fewer samples),
-            ``"auto"`` (default: ``"outputs"`` with ``data``; without data ``"outputs"`` on
-            synthetic inputs where those forward passes cost at most ``AUTO_MAX_MACS``
+            ``"auto"`` (default: ``"outputs"`` with ``data``; without data ``"uniform"`` on
+            a model trained with random widths (it keeps width statistics), else ``"outputs"``
+            on synthetic inputs where those forward passes cost at most ``AUTO_MAX_MACS``
             multiply-accumulates, else ``"weights"``),
-            ``"uniform"`` (every group keeps the same fraction), ``"magnitude"`` (data-free,
+            ``"uniform"`` (every group keeps the same fraction; the gap its rounding leaves
+            is then filled group by group, except on a model with width statistics and no
+            ``data``: there every group keeps the channel count of one fraction, the widths
+            its statistics describe), ``"magnitude"`` (data-free,
             no forward pass: one threshold on the channels' weight magnitudes normalised per
             group, :mod:`inn.budget.magnitude`), or a precomputed
             :class:`~inn.budget.Sensitivity`.
@@ -198,13 +206,19 @@ def plan(
     method = table.method if table is not None else sensitivity
     if method == "auto":
         method = _auto_sensitivity(imodel, data, int(resizable.sum()))
+    # the statistics a random-width twin keeps describe every group at one fraction (width
+    # buckets, at points_at's channel counts): any other mix, even a rounding gap filled group
+    # by group, is a width they do not describe
+    one_fraction = method == "uniform" and data is None and has_width_statistics(imodel)
     lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
     _check_floor(imodel, target, cost(lowest), round_to, min_width, budget.kind)
     table = table or sensitivity_of(imodel, method, data)
     names = [g.name for g in groups]
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
     te = [table.errors.get(n, np.array([0.0])) for n in names]
-    if method in ("uniform", "magnitude"):
+    if one_fraction:
+        widths = one_fraction_widths(cost, target, full, resizable, lowest, round_to)
+    elif method in ("uniform", "magnitude"):
         levels = Table(tw, te)
         widths = level_widths(cost, target, full, resizable, lowest, round_to, levels)
         widths = refine(cost, target, widths, lowest, resizable, round_to, full, levels)
@@ -220,11 +234,22 @@ def plan(
     )
 
 
+def has_width_statistics(imodel: nn.Module) -> bool:
+    """Whether a normalisation of ``imodel`` keeps statistics recorded at narrow widths (width
+    buckets: a model trained with random widths, :mod:`inn.layers.width_statistics`)."""
+    return any(isinstance(m, NarrowStatistics) and m.has_width_statistics for m in imodel.modules())
+
+
 def _auto_sensitivity(imodel: IntegralModel, data: Iterable | None, groups: int) -> str:
-    """``"outputs"`` with data; without, ``"outputs"`` on synthetic inputs where those forward
-    passes cost at most ``AUTO_MAX_MACS`` (seconds on a CPU), else ``"weights"``."""
+    """``"outputs"`` with data; without, ``"uniform"`` where the model keeps width statistics
+    (they describe no other mix: the twins of ``docs/notebook.md``'s "A twin's budget with no
+    data" lose up to 13 points at mixed widths), else ``"outputs"`` on synthetic inputs where
+    those forward passes cost at most ``AUTO_MAX_MACS`` (seconds on a CPU), else
+    ``"weights"``."""
     if data is not None:
         return "outputs"
+    if has_width_statistics(imodel):
+        return "uniform"
     example = imodel.example_inputs[0] if imodel.example_inputs else None
     batch = example.shape[0] if example is not None and example.dim() > 0 else 1
     macs = cost_model(imodel, "macs")(np.array([float(g.full_size) for g in imodel.groups]))

@@ -220,8 +220,9 @@ class IntegralModel(nn.Module):
                 error of rebuilding the group's weight functions from the samples) is at most
                 ``tolerance``: no budget, no data.
             **plan_options: for ``compression`` and ``budget``: ``sensitivity`` (default:
-                measured on ``data`` if given, else data-free; ``"uniform"`` gives every group
-                the same fraction), ``data``, ``round_to``, ``min_width`` (see :meth:`plan`).
+                measured on ``data`` if given, else data-free, and on a model trained with
+                random widths every group at one fraction; ``"uniform"`` gives every group the
+                same fraction), ``data``, ``round_to``, ``min_width`` (see :meth:`plan`).
         """
         given = [k for k, v in (("compression", compression), ("widths", widths), ("budget", budget),
                                 ("tolerance", tolerance)) if v is not None]  # fmt: skip
@@ -327,8 +328,9 @@ class IntegralModel(nn.Module):
             sensitivity: how groups are ranked: ``"outputs"`` (the output change when each
                 group alone is narrowed, on ``data`` or on seeded synthetic inputs),
                 ``"weights"`` (data-free, no forward pass), ``"auto"`` (default: ``"outputs"``
-                on ``data``; without data on synthetic inputs where that costs a few CPU
-                seconds, else ``"weights"``), ``"uniform"`` (same fraction), ``"magnitude"``
+                on ``data``; without data ``"uniform"`` on a model trained with random widths,
+                else ``"outputs"`` on synthetic inputs where that costs a few CPU seconds, else
+                ``"weights"``), ``"uniform"`` (same fraction), ``"magnitude"``
                 (data-free: one threshold on the channels' normalised weight magnitudes).
             data: calibration batches for ``sensitivity="outputs"``.
             round_to: every width a multiple of this (or full; default: what the budget's

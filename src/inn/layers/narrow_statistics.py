@@ -77,6 +77,14 @@ class NarrowStatistics:
         """Whether the layer has running statistics (and so buckets and measured statistics)."""
         return self.width_statistics is not None
 
+    @property
+    def has_width_statistics(self) -> bool:
+        """Whether any width bucket holds recorded statistics (random-width training, or
+        :func:`inn.recover.reestimate_width_statistics`, measured them)."""
+        if not self.keeps_narrow_statistics:
+            return False
+        return bool((self.width_counts > 0).any() or (self.node_statistics[2] > 0).any())
+
     def _statistics_eps(self) -> float:
         raise NotImplementedError
 
