@@ -49,9 +49,8 @@ def _budget(report: dict) -> None:
 
 
 def _budget_latency(report: list) -> None:
-    for row in report:  # timings are not checked; the MACs kept at a MAC budget are
-        assert row["kind"] == "macs" and row["mac_fraction"] <= row["budget"]
-        assert row["vs_original"]["ratio_median"] > 0
+    for row in report:  # timings are not checked; the MACs kept are
+        assert row["mac_fraction"] <= row["mac_budget"] and row["vs_original"]["ratio_median"] > 0
 
 
 def _random_width(report: dict) -> None:

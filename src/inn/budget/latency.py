@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,14 +24,10 @@ from inn.budget.polynomial import CostModel
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = [
-    "LatencyFit", "export_ratio", "latency_fit", "latency_ratio", "measure_latency", "meet_measured",
-]  # fmt: skip
+__all__ = ["LatencyFit", "latency_fit", "measure_latency"]
 
 _FRACTIONS = (1.0, 0.75, 0.5, 0.3)
 _RANDOM_CONFIGS = 4
-MEASURED_ROUNDS = 3  # plans timed per latency budget (the first, then corrected ones)
-MEASURED_TOLERANCE = 0.03  # how far above its goal a measured plan may be (timing noise)
 # fitted latency models per model, by (device, batch size)
 _FITS: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[str, int], LatencyFit]] = (
     weakref.WeakKeyDictionary()
@@ -89,52 +84,6 @@ def latency_ratio(
         for _ in range(rounds)
     ]
     return float(np.median(ratios))
-
-
-def export_ratio(
-    imodel: IntegralModel,
-    widths: Mapping[str, int],
-    *,
-    device: str = "cpu",
-    batch_size: int = 1,
-    rounds: int = 7,
-) -> float:
-    """Measured latency of ``imodel`` exported at ``widths`` over its full width's, on
-    ``device`` at ``batch_size`` (interleaved, :func:`latency_ratio`); the widths are kept."""
-    inputs = _batch(imodel, device, batch_size)
-    with imodel.widths_kept():
-        imodel.resize(widths={g.name: g.full_size for g in imodel.resizable_groups})
-        full = imodel.export().to(device).eval()
-        imodel.resize(widths=dict(widths))
-        small = imodel.export().to(device).eval()
-    return latency_ratio(small, full, inputs, rounds)
-
-
-def meet_measured(
-    goal: float,
-    allocate: Callable[[float], np.ndarray],
-    measure: Callable[[np.ndarray], float],
-    *,
-    rounds: int = MEASURED_ROUNDS,
-    tolerance: float = MEASURED_TOLERANCE,
-) -> tuple[np.ndarray, float]:
-    """Widths whose *measured* cost meets ``goal``, where the cost model that plans them is
-    off: ``allocate(t)`` plans for a modelled target ``t`` (first ``goal``) and ``measure``
-    times the plan; while a measurement is above ``goal * (1 + tolerance)`` or below ``goal *
-    (1 - 2 * tolerance)``, ``t`` is scaled by ``goal / measured`` and the plan made again, up
-    to ``rounds`` plans. Returns the plan measured closest under the bound, else the one
-    measured fastest, and its measurement."""
-    target, tried = goal, []
-    for _ in range(rounds):
-        widths = allocate(target)
-        measured = measure(widths)
-        tried.append((measured, widths))
-        if goal * (1 - 2 * tolerance) <= measured <= goal * (1 + tolerance):
-            break
-        target *= goal / measured
-    within = [t for t in tried if t[0] <= goal * (1 + tolerance)]
-    measured, widths = max(within, key=lambda t: t[0]) if within else min(tried, key=lambda t: t[0])
-    return widths, measured
 
 
 def latency_fit(
