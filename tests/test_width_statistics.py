@@ -137,17 +137,24 @@ def test_random_width_training_records_the_narrow_widths():
     assert torch.equal(norm.width_counts == 0, full)
 
 
+def _two_norms(second: int) -> inn.IntegralModel:
+    """conv (16) - BatchNorm - conv (``second``) - BatchNorm - classifier, converted with its
+    BatchNorms kept (seeded)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, second, 1),
+        nn.BatchNorm2d(second), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(second, 3),
+    ).eval()  # fmt: skip
+    return inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
+
+
 @pytest.mark.parametrize("nested", [False, True])
 def test_measured_buckets_give_each_bucket_width_its_measured_statistics(nested):
     """``reestimate_width_statistics`` against ``reestimate_batchnorm`` at the buckets' widths,
     for statistics that are not smooth across channels: none of it is lost to interpolation.
     Also where the narrow widths keep selected channels (``nest_channels``: kept per node)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1),
-        nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
-    ).eval()  # fmt: skip
-    imodel = inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
+    imodel = _two_norms(8)
     if nested:
         imodel.nest_channels()
     inputs = [3 * torch.randn(8, 3, 6, 6) + 1 for _ in range(3)]
@@ -197,12 +204,7 @@ def test_a_model_with_width_statistics_is_planned_at_one_fraction_without_data()
     """Its statistics describe every group at one fraction: with no data, ``"auto"`` keeps all
     groups at one fraction's channel counts instead of mixing fractions; with data, or
     before any width was recorded, it ranks the groups by their outputs as before."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 24, 1),
-        nn.BatchNorm2d(24), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 3),
-    ).eval()  # fmt: skip
-    imodel = inn.convert(model, torch.zeros(1, 3, 6, 6), fold_batchnorm=False)
+    imodel = _two_norms(24)
     inputs = [torch.randn(8, 3, 6, 6) for _ in range(2)]
     assert imodel.plan({"params": 0.5}).sensitivity == "outputs"
     inn.recover.reestimate_width_statistics(imodel, inputs)
