@@ -204,12 +204,13 @@ def plan(
         raise InnError("this model has no resizable channel group (see IntegralModel.groups)")
     table = sensitivity if isinstance(sensitivity, Sensitivity) else None
     method = table.method if table is not None else sensitivity
-    if method == "auto":
-        method = _auto_sensitivity(imodel, data, int(resizable.sum()))
     # the statistics a random-width twin keeps describe every group at one fraction (width
-    # buckets, at points_at's channel counts): any other mix, even a rounding gap filled group
-    # by group, is a width they do not describe
-    one_fraction = method == "uniform" and data is None and has_width_statistics(imodel)
+    # buckets, at points_at's channel counts): with no data to measure another mix, any other
+    # mix, even a rounding gap filled group by group, is a width they do not describe
+    twin_without_data = data is None and has_width_statistics(imodel)
+    if method == "auto":
+        method = _auto_sensitivity(imodel, data, int(resizable.sum()), twin_without_data)
+    one_fraction = method == "uniform" and twin_without_data
     lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
     _check_floor(imodel, target, cost(lowest), round_to, min_width, budget.kind)
     table = table or sensitivity_of(imodel, method, data)
@@ -240,15 +241,17 @@ def has_width_statistics(imodel: nn.Module) -> bool:
     return any(isinstance(m, NarrowStatistics) and m.has_width_statistics for m in imodel.modules())
 
 
-def _auto_sensitivity(imodel: IntegralModel, data: Iterable | None, groups: int) -> str:
+def _auto_sensitivity(
+    imodel: IntegralModel, data: Iterable | None, groups: int, twin_without_data: bool
+) -> str:
     """``"outputs"`` with data; without, ``"uniform"`` where the model keeps width statistics
-    (they describe no other mix: the twins of ``docs/notebook.md``'s "A twin's budget with no
-    data" lose up to 13 points at mixed widths), else ``"outputs"`` on synthetic inputs where
-    those forward passes cost at most ``AUTO_MAX_MACS`` (seconds on a CPU), else
-    ``"weights"``."""
+    (they describe no other mix: at half the MACs the ranked plans of the twins in
+    ``docs/notebook.md``'s "A twin's budget with no data" kept 13.9 / 40.6 %, one fraction
+    92.9 / 74.0), else ``"outputs"`` on synthetic inputs where those forward passes cost at
+    most ``AUTO_MAX_MACS`` (seconds on a CPU), else ``"weights"``."""
     if data is not None:
         return "outputs"
-    if has_width_statistics(imodel):
+    if twin_without_data:
         return "uniform"
     example = imodel.example_inputs[0] if imodel.example_inputs else None
     batch = example.shape[0] if example is not None and example.dim() > 0 else 1
