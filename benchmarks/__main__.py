@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmarks import (
     budget,
     budget_latency,
+    channel_alignment,
     conversion,
     coverage,
     inference,
@@ -36,6 +37,7 @@ SECTIONS = {
     "tuning": tuning,
     "budget": budget,
     "budget_latency": budget_latency,
+    "channel_alignment": channel_alignment,
     "random_width": random_width,
     "upscale": upscale,
 }

@@ -50,7 +50,13 @@ def _budget(report: dict) -> None:
 
 def _budget_latency(report: list) -> None:
     for row in report:  # timings are not checked; the MACs kept are
-        assert row["mac_fraction"] <= row["mac_budget"] and row["vs_original"]["ratio_median"] > 0
+        assert row["kind"] == "macs" and row["mac_fraction"] <= row["budget"]
+        assert row["vs_original"]["ratio_median"] > 0
+
+
+def _channel_alignment(report: list) -> None:
+    assert [r["channels"] for r in report] == [[60], [56]]  # 64 - 4, 64 - 8
+    assert all(r["per_mac_ratio"]["median"] > 0 for r in report)
 
 
 def _random_width(report: dict) -> None:
@@ -71,6 +77,7 @@ CHECKS = {
     "tuning": _tuning,
     "budget": _budget,
     "budget_latency": _budget_latency,
+    "channel_alignment": _channel_alignment,
     "random_width": _random_width,
     "upscale": _upscale,
 }

@@ -266,17 +266,63 @@ def test_latency_budget_plans_a_faster_model():
     x = torch.randn(1, 3, 32, 32)
     imodel = inn.convert(_model("resnet18"), x, permute=False)
     fit = latency_fit(imodel, repeats=3)  # memoised: the plan below uses this fit
-    assert len(fit.measured) == len(fit.predicted) == 8 and min(fit.measured) > 0
+    assert len(fit.measured) == len(fit.predicted) == 9 and min(fit.measured) > 0
     measured, predicted = np.array(fit.measured), np.array(fit.predicted)
     # a least-squares fit with an intercept: never worse than the best constant
     assert (
         np.square(predicted - measured).sum() <= np.square(measured - measured.mean()).sum() + 1e-15
     )
     macs = imodel.cost("macs")
-    plan = imodel.plan(Budget("latency", 0.6), sensitivity="weights")
+    plan = imodel.plan(Budget("latency", 0.6), sensitivity="weights", measure=False)
     assert plan.predicted <= plan.target and abs(plan.fraction - 0.6) < 0.01
+    assert plan.measured is None
     imodel.resize(widths=plan.widths)
     assert imodel.cost("macs") < 0.9 * macs
+    timed = imodel.plan(Budget("latency", 0.6), sensitivity="weights")  # the export timed
+    assert timed.measured is not None and timed.measured > 0
+
+
+def _modelled(target: float) -> np.ndarray:
+    """A stand-in planner: its one width is the modelled cost fraction it was asked for."""
+    return np.array([target])
+
+
+@pytest.mark.parametrize(
+    ("device", "goal"),
+    [
+        (lambda t: 1.3 * t, 0.6),  # the device 1.3x slower than modelled
+        (lambda t: 0.7 * t, 0.6),  # faster: a plan faster than needed loses accuracy
+        (lambda t: t**2.2, 0.4),  # the low end over-predicted 3x, as on MobileNetV2 at batch 1
+        (lambda t: 0.2 + 0.8 * t**3, 0.5),  # a fixed cost and a convex rest
+    ],
+)
+def test_a_latency_plan_is_corrected_to_its_measured_cost(device, goal):
+    """``meet_measured`` against devices the model is wrong about (no timing): the plan kept
+    measures within the tolerance of the goal, found by the root search in at most 5 plans;
+    brute force over modelled targets says where the goal is reachable."""
+    from inn.budget.latency import MEASURED_TOLERANCE, meet_measured
+
+    tried = []
+
+    def measure(widths: np.ndarray) -> float:
+        tried.append(widths[0])
+        return device(float(widths[0]))
+
+    widths, measured = meet_measured(goal, _modelled, measure)
+    assert len(tried) <= 5 and measured == device(widths[0])
+    assert abs(measured - goal) <= MEASURED_TOLERANCE
+    grid = np.linspace(0.01, 1.0, 1000)
+    assert np.abs(np.array([device(t) for t in grid]) - goal).min() <= MEASURED_TOLERANCE
+
+
+def test_a_latency_goal_out_of_reach_keeps_the_fastest_plan_measured():
+    def measure(widths: np.ndarray) -> float:
+        return 1.3 * max(float(widths[0]), 0.5)  # nothing runs under 0.65
+
+    from inn.budget.latency import meet_measured
+
+    widths, measured = meet_measured(0.1, _modelled, measure)
+    assert measured == pytest.approx(0.65) and widths[0] <= 0.5
 
 
 class SharedConv(nn.Module):

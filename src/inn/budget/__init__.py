@@ -10,7 +10,14 @@ an allocation (:mod:`inn.budget.allocate`).
 """
 
 from inn.budget.count import count_macs, count_parameters
-from inn.budget.latency import LatencyFit, latency_fit, latency_ratio, measure_latency
+from inn.budget.latency import (
+    LatencyFit,
+    export_ratio,
+    latency_fit,
+    latency_ratio,
+    measure_latency,
+    meet_measured,
+)
 from inn.budget.magnitude import channel_scores
 from inn.budget.plan import (
     KINDS,
@@ -46,11 +53,13 @@ __all__ = [
     "count_macs",
     "count_parameters",
     "device_round_to",
+    "export_ratio",
     "has_width_statistics",
     "latency_fit",
     "latency_ratio",
     "magnitude_table",
     "measure_latency",
+    "meet_measured",
     "output_errors",
     "plan",
     "smallest_widths",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,10 +25,19 @@ from inn.budget.polynomial import CostModel
 if TYPE_CHECKING:
     from inn.convert.model import IntegralModel
 
-__all__ = ["LatencyFit", "latency_fit", "measure_latency"]
+__all__ = [
+    "LatencyFit", "export_ratio", "latency_fit", "latency_ratio", "measure_latency", "meet_measured",
+]  # fmt: skip
 
-_FRACTIONS = (1.0, 0.75, 0.5, 0.3)
+# uniform widths timed for the fit; the low one anchors the fixed cost, which the plans of tight
+# budgets depend on (without it a plan modelled at 40 % of MobileNetV2's latency measured 13 %)
+_FRACTIONS = (1.0, 0.75, 0.5, 0.3, 0.12)
 _RANDOM_CONFIGS = 4
+MEASURED_PLANS = 5
+"""Plans timed, at most, for one latency budget (the first, then corrected ones)."""
+MEASURED_TOLERANCE = 0.03
+"""How far a measured plan may be from its goal, as a fraction of the full latency (about the
+spread of a median of interleaved timings on a quiet CPU)."""
 # fitted latency models per model, by (device, batch size)
 _FITS: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[str, int], LatencyFit]] = (
     weakref.WeakKeyDictionary()
@@ -86,6 +96,75 @@ def latency_ratio(
     return float(np.median(ratios))
 
 
+def export_ratio(
+    imodel: IntegralModel,
+    widths: Mapping[str, int],
+    *,
+    device: str = "cpu",
+    batch_size: int = 1,
+    rounds: int = 7,
+) -> float:
+    """Measured latency of ``imodel`` exported at ``widths`` over its full width's export, on
+    ``device`` at ``batch_size`` (interleaved, :func:`latency_ratio`); its widths are kept."""
+    inputs = _batch(imodel, device, batch_size)
+    with imodel.widths_kept():
+        imodel.resize(widths={g.name: g.full_size for g in imodel.resizable_groups})
+        full = imodel.export().to(device).eval()
+        imodel.resize(widths=dict(widths))
+        small = imodel.export().to(device).eval()
+    return latency_ratio(small, full, inputs, rounds)
+
+
+def meet_measured(
+    goal: float,
+    allocate: Callable[[float], np.ndarray],
+    measure: Callable[[np.ndarray], float],
+    *,
+    plans: int = MEASURED_PLANS,
+    tolerance: float = MEASURED_TOLERANCE,
+) -> tuple[np.ndarray, float]:
+    """Widths whose *measured* cost fraction meets ``goal`` where the model that plans them is
+    off: a root search on the modelled target ``t``.
+
+    ``allocate(t)`` plans for the modelled fraction ``t`` (first ``goal``) and ``measure``
+    times the plan (a fraction of the full cost). Until a plan measures within ``tolerance``
+    of ``goal``, the next ``t`` is ``t`` scaled by ``goal / measured`` until plans on both sides
+    of the goal bracket it, then the secant through the bracket's ends (false position, with
+    the Illinois rule: an end kept twice has its miss halved, so a convex cost converges from
+    both sides); up to ``plans`` plans. Returns the plan measured closest under ``goal +
+    tolerance``, else the one measured fastest, and its measurement.
+    """
+    target, tried = goal, []
+    ends: dict[bool, list[float]] = {}  # above the goal? -> [modelled target, measured - goal]
+    kept = None  # the side of the bracket replaced last
+    for _ in range(plans):
+        widths = allocate(target)
+        measured = measure(widths)
+        tried.append((measured, widths))
+        if abs(measured - goal) <= tolerance:
+            break
+        side = measured > goal
+        ends[side] = [target, measured - goal]
+        if kept == side and (not side) in ends:
+            ends[not side][1] /= 2  # the other end was kept twice (Illinois)
+        kept = side
+        if len(ends) == 2:
+            (t0, r0), (t1, r1) = ends[False], ends[True]
+            following = t0 - r0 * (t1 - t0) / (r1 - r0)
+        else:
+            following = min(1.0, target * goal / max(measured, 1e-9))
+        if abs(following - target) < 1e-4:  # the plan would not change
+            break
+        target = following
+    within = [t for t in tried if t[0] <= goal + tolerance]
+    measured, widths = max(within, key=_first) if within else min(tried, key=_first)
+    return widths, measured
+
+
+def _first(pair: tuple[float, np.ndarray]) -> float:
+    return pair[0]
+
+
 def latency_fit(
     imodel: IntegralModel, *, device: str = "cpu", batch_size: int = 1, repeats: int = 15
 ) -> LatencyFit:
@@ -115,7 +194,7 @@ def _time_and_fit(
     rng = np.random.default_rng(seed)
     configs = [np.where(resizable, np.maximum(1, np.round(f * full)), full) for f in _FRACTIONS]
     for _ in range(_RANDOM_CONFIGS):
-        f = rng.uniform(0.25, 1.0, size=len(full))
+        f = rng.uniform(0.12, 1.0, size=len(full))
         configs.append(np.where(resizable, np.maximum(1, np.round(f * full)), full))
     inputs = _batch(imodel, device, batch_size)
     models = []

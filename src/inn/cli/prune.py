@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
     round_to = args.round_to or inn.budget.device_round_to(args.device, dtype)
     imodel = inn.convert(model, x, seed=args.seed, fold_batchnorm=calib is None)
+    kind = None
     if args.widths is not None:
         imodel.resize(widths={k: int(v) for k, v in json.loads(args.widths).items()})
     elif args.budget is not None:
@@ -127,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"MACs at input {shape}: {before[1]:,} -> {after[1]:,} ({1 - after[1] / before[1]:.1%} removed)"
     )
+    if kind == "latency":
+        print(_measured_latency(small, model, x, args.device, args.batch_size))
     torch.save(small, args.output)
     out = Path(args.output)
     state_path = out.with_name(f"{out.stem}.state_dict.pt")
@@ -148,3 +151,18 @@ def run(args: argparse.Namespace) -> int:
         f"weights_only=False)); without pickling: {state_path} + {widths_path} (widths per group)"
     )
     return 0
+
+
+def _measured_latency(small: Any, model: Any, x: Any, device: str, batch_size: int) -> str:
+    """The pruned model's latency over the original's on ``device``, timed in alternation."""
+    import copy
+
+    import inn
+
+    inputs = (x[:1].expand(batch_size, *x.shape[1:]).contiguous().to(device),)
+    on_device = [copy.deepcopy(m).to(device).eval() for m in (small, model)]
+    ratio = inn.budget.latency_ratio(*on_device, inputs)
+    return (
+        f"latency on {device} at batch {batch_size}: {ratio:.2f} of the original's (median of "
+        "15 interleaved rounds)"
+    )
