@@ -401,6 +401,18 @@ def test_widths_are_rounded_for_the_device_by_default(resnet18):
     assert explicit.widths == on_cpu.widths  # an explicit round_to wins
 
 
+def test_a_latency_budget_the_device_cannot_reach_is_refused_with_its_measurement(monkeypatch):
+    """A device on which every width takes the same time (a launch-bound GPU, say): no plan can
+    meet 0.5, whatever the fitted model says, and the error gives what was measured."""
+    import inn.budget.latency as latency
+
+    monkeypatch.setattr(latency, "measure_latency", lambda model, inputs, repeats=15: 1e-3)
+    imodel = inn.convert(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 4, 1)).eval(),
+                         torch.randn(1, 3, 8, 8))  # fmt: skip
+    with pytest.raises(inn.InnError, match=r"latency budget 0.50 on cpu at batch 1: .* 1.00 of"):
+        imodel.plan(Budget("latency", 0.5), sensitivity="weights")
+
+
 def test_latency_ratio_interleaves_the_two_models_and_takes_the_median(monkeypatch):
     """Timed alternately, the pair that ran while the machine was slow keeps its ratio: a model
     twice as fast measures 0.5 however the machine's speed drifts (fake clocks, no timing)."""

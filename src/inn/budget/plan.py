@@ -13,7 +13,7 @@ from torch import nn
 
 from inn.budget.allocate import Table, allocate, level_widths, one_fraction_widths, refine
 from inn.budget.cost import counted_costs
-from inn.budget.latency import export_ratio, latency_fit, meet_measured
+from inn.budget.latency import MEASURED_TOLERANCE, export_ratio, latency_fit, meet_measured
 from inn.budget.polynomial import CostModel
 from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import (
@@ -220,7 +220,10 @@ def plan(
         method = _auto_sensitivity(imodel, data, int(resizable.sum()), twin_without_data)
     one_fraction = method == "uniform" and twin_without_data
     lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
-    _check_floor(imodel, target, cost(lowest), round_to, min_width, budget.kind)
+    # a latency plan is timed (below): the measurement, not the fitted model, says what it reaches
+    timed = budget.kind == "latency" and budget.fraction is not None and measure
+    if not timed:
+        _check_floor(imodel, target, cost(lowest), round_to, min_width, budget.kind)
     table = table or sensitivity_of(imodel, method, data)
     names = [g.name for g in groups]
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
@@ -240,9 +243,8 @@ def plan(
     def named(widths: np.ndarray) -> dict[str, int]:
         return {g.name: int(w) for g, w in zip(groups, widths, strict=True) if g.resizable}
 
-    widths, measured = widths_for(target), None
-    _check_reached(imodel, target, cost(widths.astype(float)), cost(lowest), budget.kind)
-    if budget.kind == "latency" and budget.fraction is not None and measure:
+    measured = None
+    if timed:
         # a fitted latency model is off by up to a third on a CPU (depthwise layers, channel
         # counts off the vector width): the plan is timed and, where it misses, corrected
         floor = cost(lowest) / full_cost
@@ -254,6 +256,10 @@ def plan(
                 rounds=7 if budget.batch_size < 8 else 3,
             ),
         )  # fmt: skip
+        _check_measured(imodel, budget, measured)
+    else:
+        widths = widths_for(target)
+        _check_reached(imodel, target, cost(widths.astype(float)), cost(lowest), budget.kind)
     costs = {k: cost_model(imodel, k)(widths.astype(float)) for k in ("params", "macs")}
     return Plan(
         named(widths), budget.kind, float(target), cost(widths.astype(float)), full_cost, method,
@@ -294,6 +300,16 @@ def _check_floor(
         raise InnError(
             f"the {kind} budget {target:.6g} is below the floor {floor:.6g}: the cost with every "
             f"resizable group at {max(min_width, round_to)} channel(s). {_pinned(imodel)}"
+        )
+
+
+def _check_measured(imodel: IntegralModel, budget: Budget, measured: float) -> None:
+    """A latency plan whose export measures slower than the budget allows is an error."""
+    if measured > budget.fraction + MEASURED_TOLERANCE:
+        raise InnError(
+            f"cannot meet the latency budget {budget.fraction:.2f} on {budget.device} at batch "
+            f"{budget.batch_size}: the fastest plan timed runs at {measured:.2f} of the full "
+            f"width's latency. {_pinned(imodel)}"
         )
 
 

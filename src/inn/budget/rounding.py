@@ -5,7 +5,14 @@ the GPU benchmark (``benchmarks/results/gpu-h200/``) ResNet-18 exported at 80 % 
 arbitrary widths was 1.25x *slower* than the full network at batch 32. NVIDIA's Deep Learning
 Performance Guide (Matrix Multiplication Background, "Tensor Core Requirements") asks for
 dimensions that are multiples of 8 for 16-bit floats and of 4 for TF32 (float32 on tensor
-cores); the CPU default stays 1 until a measurement here says otherwise.
+cores).
+
+The CPU default stays 1. Measured here (``benchmarks/results/channel-alignment-cpu``, AVX-512):
+a convolution 4 or 8 channels below a multiple of 16 takes 1.3-1.5x the time per MAC of the
+multiple (1x1 and depthwise, batch 1; 1.1-1.2x at batch 32), since oneDNN keeps channels in
+blocks of 16 floats. But plans of torchvision's MobileNetV2 rounded to 16 were not consistently
+faster at the same budget (probes, ``docs/notebook.md``): at batch 1 PyTorch also switches
+between oneDNN and its own kernels with the size of each convolution's input.
 """
 
 from __future__ import annotations
