@@ -54,9 +54,11 @@ def _budget_latency(report: list) -> None:
         assert row["vs_original"]["ratio_median"] > 0
 
 
-def _channel_alignment(report: list) -> None:
-    assert [r["channels"] for r in report] == [[60], [56]]  # 64 - 4, 64 - 8
-    assert all(r["per_mac_ratio"]["median"] > 0 for r in report)
+def _channel_alignment(report: dict) -> None:
+    convolutions = report["convolutions"]
+    assert [r["channels"] for r in convolutions] == [[60], [56]]  # 64 - 4, 64 - 8
+    assert all(r["per_mac_ratio"]["median"] > 0 for r in convolutions)
+    assert report["plans"][0]["round_to_16"]["ratio_median"] > 0
 
 
 def _random_width(report: dict) -> None:
