@@ -10,6 +10,7 @@ the same allocation meets it.
 
 from __future__ import annotations
 
+import operator
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -157,12 +158,9 @@ def meet_measured(
             break
         target = following
     within = [t for t in tried if t[0] <= goal + tolerance]
-    measured, widths = max(within, key=_first) if within else min(tried, key=_first)
+    first = operator.itemgetter(0)
+    measured, widths = max(within, key=first) if within else min(tried, key=first)
     return widths, measured
-
-
-def _first(pair: tuple[float, np.ndarray]) -> float:
-    return pair[0]
 
 
 def latency_fit(

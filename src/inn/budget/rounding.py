@@ -7,12 +7,13 @@ Performance Guide (Matrix Multiplication Background, "Tensor Core Requirements")
 dimensions that are multiples of 8 for 16-bit floats and of 4 for TF32 (float32 on tensor
 cores).
 
-The CPU default stays 1. Measured here (``benchmarks/results/channel-alignment-cpu``, AVX-512):
-a convolution 4 or 8 channels below a multiple of 16 takes 1.3-1.5x the time per MAC of the
-multiple (1x1 and depthwise, batch 1; 1.1-1.2x at batch 32), since oneDNN keeps channels in
-blocks of 16 floats. But plans of torchvision's MobileNetV2 rounded to 16 were not consistently
-faster at the same budget (probes, ``docs/notebook.md``): at batch 1 PyTorch also switches
-between oneDNN and its own kernels with the size of each convolution's input.
+On the CPU, measured here (``benchmarks/results/channel-alignment-cpu``, AVX-512): a convolution
+4 or 8 channels below a multiple of 16 takes 1.3-1.4x the time per MAC of the multiple (1x1 and
+depthwise at batch 1), since oneDNN keeps channels in blocks of 16 floats, and torchvision's
+MobileNetV2 planned at MAC budgets with ``round_to=16`` ran 0.01-0.17 of the full width's
+latency faster than unrounded in all 6 rows. The CPU default stays 1 all the same until the
+accuracy that rounding costs the plans of small networks is measured (a 16-channel group could
+not shrink at all); pass ``round_to=16`` for speed on such a CPU.
 """
 
 from __future__ import annotations
