@@ -26,6 +26,7 @@ from innlab.experiments import (
     reconstruction,
     sr,
     twin_draws,
+    two_stage_allocation,
     wrapped_statistics,
 )
 
@@ -107,6 +108,10 @@ def _allocation_tables(payload: dict) -> tuple[str, str]:
     return payload["title"], allocation_tables.markdown(payload["rows"])
 
 
+def _two_stage_allocation(payload: dict) -> tuple[str, str]:
+    return payload["title"], two_stage_allocation.markdown(payload["rows"])
+
+
 def _narrow_channels(payload: dict) -> tuple[str, str]:
     return payload["title"], narrow_channels.markdown(payload["rows"])
 
@@ -134,6 +139,7 @@ RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "group-errors": _group_errors,
     "prune-ablation": _prune_ablation,
     "allocation-tables": _allocation_tables,
+    "two-stage-allocation": _two_stage_allocation,
 }
 
 

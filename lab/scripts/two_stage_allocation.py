@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from inn.budget.allocate import allocate
 from inn.budget.magnitude import keep_strongest
 from inn.budget.sensitivity import OUTPUT_FRACTIONS, flat_output
 from innlab.experiments.pruning import accuracy
+from innlab.experiments.two_stage_allocation import markdown
 from innlab.experiments.workloads import mnist_workload
 
 OUT = Path("results") / "two-stage-allocation"
@@ -109,21 +109,13 @@ def main() -> None:
                 rows.append({"budget": f"{kind}:{fraction}", "method": method, "seed": seed,
                              "accuracy": accuracy(small, work.test)})  # fmt: skip
                 print(rows[-1], flush=True)
-    budgets = [f"{k}:{f}" for k, f in BUDGETS]
-    lines = ["| allocation | " + " | ".join(budgets) + " |", "|---|" + "---:|" * len(budgets)]
-    for method in ("one stage", "two stages"):
-        cells = [
-            100 * statistics.mean(r["accuracy"] for r in rows if (r["budget"], r["method"]) == (b, method))
-            for b in budgets
-        ]  # fmt: skip
-        lines.append(f"| {method} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
     command = "python lab/scripts/two_stage_allocation.py"
     title = f"Allocation in one or two stages: {MODEL}, mean of {len(SEEDS)} seeds"
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(
         json.dumps({"title": title, "command": command, "rows": rows}, indent=1)
     )
-    text = f"# {title}\n\n`{command}` (see the script's docstring)\n\n" + "\n".join(lines) + "\n"
+    text = f"# {title}\n\n`{command}` (see the script's docstring)\n\n{markdown(rows)}\n"
     (OUT / "results.md").write_text(text)
     print(text)
 
