@@ -22,7 +22,6 @@ Accuracy on the 1,000 test digits.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from inn.budget import output_errors
 from innlab.experiments.allocation_tables import TABLES, markdown
 from innlab.experiments.pruning import accuracy
 from innlab.experiments.workloads import mnist_workload
+from innlab.experiments.written import save_rows
 
 OUT = Path("results") / "allocation-tables"
 MODELS = ("mobilenet_v2", "efficientnet")
@@ -61,14 +61,9 @@ def main() -> None:
                     rows.append({"model": name, "budget": f"{kind}:{fraction}", "table": label,
                                  "seed": seed, "accuracy": accuracy(pruned, work.test)})  # fmt: skip
                     print(rows[-1], flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
     command = "python lab/scripts/allocation_tables.py"
     title = "Width allocation of inn.prune: which table it reads"
-    (OUT / "results.json").write_text(
-        json.dumps({"title": title, "command": command, "rows": rows}, indent=1)
-    )
-    text = f"# {title}\n\n`{command}` (see the script's docstring)\n\n{markdown(rows)}\n"
-    (OUT / "results.md").write_text(text)
+    text = save_rows(OUT, title, command, rows, markdown(rows))
     print(text)
 
 

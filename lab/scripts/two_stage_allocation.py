@@ -17,7 +17,6 @@ test digits.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from inn.budget.sensitivity import OUTPUT_FRACTIONS, flat_output
 from innlab.experiments.pruning import accuracy
 from innlab.experiments.two_stage_allocation import markdown
 from innlab.experiments.workloads import mnist_workload
+from innlab.experiments.written import save_rows
 
 OUT = Path("results") / "two-stage-allocation"
 MODEL = "mobilenet_v2"
@@ -111,12 +111,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     command = "python lab/scripts/two_stage_allocation.py"
     title = f"Allocation in one or two stages: {MODEL}, mean of {len(SEEDS)} seeds"
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(
-        json.dumps({"title": title, "command": command, "rows": rows}, indent=1)
-    )
-    text = f"# {title}\n\n`{command}` (see the script's docstring)\n\n{markdown(rows)}\n"
-    (OUT / "results.md").write_text(text)
+    text = save_rows(OUT, title, command, rows, markdown(rows))
     print(text)
 
 
