@@ -123,35 +123,32 @@ def _ratio(stats: dict[str, float]) -> str:
     return f"{stats['ratio_median']:.2f} [{stats['ratio_min']:.2f}, {stats['ratio_max']:.2f}]"
 
 
+# per table: the rows' kind, the budget's name, and what the table's first line adds before and
+# after its target
+_TABLES = (
+    ("macs", "MAC", "", ""),
+    ("latency", "latency", "", " A latency plan is timed against the full width's export while it "
+     "is planned (`inn.budget.meet_measured`): that fraction is the column 'plan measured'."),
+    (FITTED, "latency", "The same latency budgets planned by the fitted latency model alone, not "
+     "timed (`plan(..., measure=False)`, as every latency plan was before 2026-12-06). ", ""),
+)  # fmt: skip
+
+
 def markdown(rows: list[dict]) -> str:
     lines = []
-    for kind, label in (("macs", "MAC"), ("latency", "latency"), (FITTED, FITTED)):
+    for kind, label, before, after in _TABLES:
         chosen = [r for r in rows if r["kind"] == kind]
         if chosen:
-            lines += [*_table(chosen, label), ""]
+            lines += [*_table(chosen, label, before, after, timed=kind == "latency"), ""]
     return "\n".join(lines).rstrip()
 
 
-def _table(rows: list[dict], label: str) -> list[str]:
+def _table(rows: list[dict], label: str, before: str, after: str, timed: bool) -> list[str]:
     met = sum(r["meets_target"] for r in rows)
-    timed = label == "latency"
-    intro = ""
-    if label == FITTED:
-        label = "latency"
-        intro = (
-            "The same latency budgets planned by the fitted latency model alone, not timed "
-            "(`plan(..., measure=False)`, as every latency plan was before 2026-12-06). "
-        )
     lines = [
-        f"{intro}Exported / original latency at {label} budgets (median [min, max] over interleaved "
-        f"rounds); target: at most the budget + {SLACK:.2f} and never above 1.00. Met by "
-        f"{met} of {len(rows)} rows."
-        + (
-            " A latency plan is timed against the full width's export while it is planned "
-            "(`inn.budget.meet_measured`): that fraction is the column 'plan measured'."
-            if timed
-            else ""
-        ),
+        f"{before}Exported / original latency at {label} budgets (median [min, max] over "
+        f"interleaved rounds); target: at most the budget + {SLACK:.2f} and never above 1.00. "
+        f"Met by {met} of {len(rows)} rows.{after}",
         "",
         f"| model | device | batch | {label} budget | MACs kept | exported (ms) | original (ms) "
         "| exported / original | exported / original, BN folded |"
