@@ -138,6 +138,29 @@ def test_output_sensitivity_beats_uniform_allocation(trained_digits_cnn, digits)
     assert errors["outputs"] < errors["uniform"]
 
 
+def test_refine_trades_a_coarse_step_up_for_fine_steps_down():
+    """A coarse group (multiples of 16) at its narrowest and a fine one at full width leave the
+    budget 32 % unused; only one step of the coarse group up, paid for by narrowing the fine
+    one, uses it: by hand, widths (32, 77) cost 2985 of 3000 parameters."""
+    from inn.budget.allocate import Table, refine
+
+    imodel = inn.convert(nn.Sequential(nn.Linear(8, 160), nn.ReLU(), nn.Linear(160, 100),
+                                       nn.ReLU(), nn.Linear(100, 2)).eval(),
+                         torch.randn(1, 8), permute=False)  # fmt: skip
+    cost = cost_model(imodel, "params")
+    full = np.array([g.full_size for g in imodel.groups], dtype=float)
+    resizable = np.array([g.resizable for g in imodel.groups])
+    assert full[resizable].tolist() == [160, 100] and resizable.tolist() == [0, 1, 1, 0]
+
+    def at(a: float, b: float) -> np.ndarray:
+        return np.array([8.0, a, b, 2.0])
+
+    assert cost(at(16, 100)) == 2046
+    table = Table([np.array([1.0, f]) for f in full], [np.array([1.0, 0.0])] * len(full))
+    widths = refine(cost, 3000.0, at(16, 100), at(16, 1), resizable, at(16, 1), full, table)
+    assert widths.tolist() == at(32, 77).tolist() and cost(widths) == 2985
+
+
 def test_allocation_against_brute_force():
     """Three groups, bilinear costs: the greedy allocation's error is within one step's error of
     the best allocation found by enumerating every width triple under the budget."""
@@ -391,23 +414,37 @@ def test_budget_reads_the_model_through_its_public_interface():
     assert alive() is None
 
 
-def test_widths_are_rounded_for_the_device_by_default(resnet18):
-    from inn.budget import device_round_to
+def test_widths_are_rounded_for_the_device_by_default(resnet18, monkeypatch):
+    from inn.budget import device_round_to, group_round_to
 
-    assert device_round_to("cpu") == 1 and device_round_to("cpu", torch.float16) == 1
+    for capability, floats in (("AVX512", 16), ("AVX2", 8), ("DEFAULT", 1)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert device_round_to("cpu") == device_round_to("cpu", torch.float16) == floats
     assert device_round_to("cuda", torch.float16) == device_round_to("cuda:1", torch.bfloat16) == 8
     assert device_round_to("cuda") == 4
     with pytest.raises(inn.InnError, match="not a torch device"):
         device_round_to("gpu0")
-    on_cpu = resnet18.plan(Budget("macs", 0.5), sensitivity="weights")
+    full = {g.name: g.full_size for g in resnet18.resizable_groups}
+    assert sorted(set(full.values())) == [64, 128, 256, 512]
+
+    def multiples(plan: inn.budget.Plan, groups_from: int) -> set[int]:
+        """The largest power of two dividing every narrowed width of the groups this wide."""
+        rounded = [w for n, w in plan.widths.items() if w < full[n] and full[n] >= groups_from]
+        return {max(m for m in (1, 2, 4, 8, 16, 32) if w % m == 0) for w in rounded}
+
     on_gpu = resnet18.plan(Budget("macs", 0.5, device="cuda", dtype=torch.float16),
                            sensitivity="weights")  # fmt: skip
-    full = {g.name: g.full_size for g in resnet18.resizable_groups}
-    assert all(w % 8 == 0 or w == full[n] for n, w in on_gpu.widths.items())
-    assert any(w % 8 for w in on_cpu.widths.values())  # the CPU default rounds nothing
-    assert on_gpu.predicted <= on_gpu.target
+    assert min(multiples(on_gpu, 64)) >= 8 and on_gpu.predicted <= on_gpu.target
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    on_cpu = resnet18.plan(Budget("macs", 0.5), sensitivity="weights")
+    assert min(multiples(on_cpu, 128)) >= 16  # groups of 8 multiples (128 channels) and up
+    assert group_round_to(16, np.array([16, 64, 127, 128, 512])).tolist() == [1, 1, 1, 16, 16]
     explicit = resnet18.plan(Budget("macs", 0.5, device="cuda"), sensitivity="weights", round_to=1)
-    assert explicit.widths == on_cpu.widths  # an explicit round_to wins
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    assert explicit.widths == resnet18.plan(Budget("macs", 0.5), sensitivity="weights").widths
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    with pytest.raises(inn.InnError, match=r"round_to=16 \(the device's default\) on groups of"):
+        resnet18.plan(Budget("macs", 0.001), sensitivity="weights")
 
 
 def test_a_latency_budget_the_device_cannot_reach_is_refused_with_its_measurement(monkeypatch):

@@ -208,3 +208,28 @@ def test_holdout_judges_the_fit_on_samples_it_does_not_fit():
     assert len(fit_one[0]) == 1 and held_one == ([], [])
     with pytest.raises(inn.InnError, match="holdout"):
         settings.replace(holdout=1.0)
+
+
+def test_tuning_selected_channels_keeps_batchnorm_statistics_differentiable(
+    trained_digits_cnn, digits
+):
+    """Selected channels with statistics measured at them, then tuned: the points move off the
+    selection, so BatchNorm (eval) uses its running statistics sampled at the trained points,
+    which carry a gradient; the written-out normalisation must equal F.batch_norm's."""
+    x, y = digits[0], digits[1]
+    calib = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 128, 64)]
+    imodel = inn.convert(trained_digits_cnn, x[:2], fold_batchnorm=False)
+    imodel.resize(widths={g.name: g.full_size // 2 for g in imodel.resizable_groups})
+    inn.recover.select_channels(imodel)
+    inn.reestimate_batchnorm(imodel, calib)
+    report = inn.tune_partition(imodel, calib, steps=3)
+    assert report.loss_after <= report.loss_before
+
+    from inn.layers.norm import _normalised
+
+    g = torch.Generator().manual_seed(0)
+    h, mean, var = (torch.randn(s, generator=g) for s in ((4, 3, 5, 5), (3,), (3,)))
+    weight, bias = torch.randn(3, generator=g), torch.randn(3, generator=g)
+    var = var.abs()
+    expected = torch.nn.functional.batch_norm(h, mean, var, weight, bias, False, 0.0, 1e-5)
+    torch.testing.assert_close(_normalised(h, mean, var, weight, bias, 1e-5), expected)

@@ -39,8 +39,9 @@ def add_parser(sub: Any) -> None:
     prune.add_argument(
         "--round-to",
         type=int,
-        help="widths a multiple of this (default: what --device runs fast: 8 for 16-bit floats "
-        "on CUDA, 4 for float32 on CUDA, 1 on the CPU)",
+        help="widths a multiple of this (default: what --device runs fast, on groups of at least "
+        "8 multiples: 8 for 16-bit floats on CUDA, 4 for float32 on CUDA, the vector width on "
+        "the CPU: 16 under AVX-512, 8 under AVX2)",
     )
     prune.add_argument(
         "--device",
@@ -102,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
     x = torch.randn(shape)
     calib = load_calibration(args, shape)
     dtype = getattr(torch, args.dtype)
-    round_to = args.round_to or inn.budget.device_round_to(args.device, dtype)
     imodel = inn.convert(model, x, seed=args.seed, fold_batchnorm=calib is None)
     kind = None
     if args.widths is not None:
@@ -111,9 +111,11 @@ def run(args: argparse.Namespace) -> int:
         ((kind, fraction),) = parse_budgets(args.budget)
         budget = inn.Budget(kind, fraction, device=args.device, batch_size=args.batch_size,
                             dtype=dtype)  # fmt: skip
-        imodel.resize(budget=budget, round_to=round_to, data=calib)
+        imodel.resize(budget=budget, round_to=args.round_to, data=calib)
     else:
-        imodel.resize(compression=args.compression, round_to=round_to, data=calib)
+        kept = (1 - args.compression) * imodel.original_parameters
+        budget = inn.Budget("params", absolute=kept, device=args.device, dtype=dtype)
+        imodel.resize(budget=budget, round_to=args.round_to, data=calib)
     small = export_repaired(
         imodel, model, calib, sampling=args.sampling, calibrate_options={"progress": True}
     )

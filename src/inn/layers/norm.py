@@ -95,6 +95,9 @@ class IntegralBatchNorm(NarrowStatistics, IntegralLayer):
         t = self.statistics()
         if "running_mean" not in t:
             return F.batch_norm(x, None, None, t.get("weight"), t.get("bias"), True, 0.0, self.eps)
+        if t["running_mean"].requires_grad:  # sampled at trained points (tune_partition)
+            return _normalised(x, t["running_mean"], t["running_var"], t.get("weight"),
+                               t.get("bias"), self.eps)  # fmt: skip
         return F.batch_norm(
             x, t["running_mean"], t["running_var"], t.get("weight"), t.get("bias"), False, 0.0,
             self.eps,
@@ -144,3 +147,15 @@ _BATCHNORMS = {
 def batch_norm_layer(norm: nn.Module, request: LayerRequest) -> IntegralLayer:
     """The integral layer of an ``nn.BatchNorm1d/2d/3d`` (one channel axis)."""
     return _BATCHNORMS[type(norm)](norm, request.partitions, rule=request.rule)
+
+
+def _normalised(
+    x: Tensor, mean: Tensor, var: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
+) -> Tensor:
+    """Eval-mode batch normalisation of ``x`` ``(N, C, ...)`` written out, differentiable with
+    respect to the statistics ``(C,)`` too (``F.batch_norm`` is not)."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+    if weight is not None:
+        y = y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
