@@ -107,7 +107,7 @@ def _plan_table(rows: list[dict]) -> str:
     lines = [
         "torchvision MobileNetV2 (224 x 224, untrained weights) exported at MAC budgets (inn's "
         "default plan without data), every width rounded to 1, by the CPU's default (its vector "
-        "width on groups at least 8 multiples wide, 1 on narrower ones) or to 16: latency over "
+        "width on groups at least 4 multiples wide, 1 on narrower ones) or to 16: latency over "
         "the full width's export, median [min, max] over interleaved rounds.",
         "",
         "| batch | MAC budget | round_to=1 | default | round_to=16 |",

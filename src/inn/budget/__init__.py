@@ -7,7 +7,7 @@ latency model fitted to measurements, :func:`latency_fit`), a sensitivity per gr
 an allocation (:mod:`inn.budget.allocate`).
 :func:`count_parameters` and :func:`count_macs` count a plain module (an exported model);
 :func:`device_round_to` is the channel multiple a device runs fast; the plans round the groups at
-least 8 multiples wide to it by default (:func:`group_round_to`).
+least 4 multiples wide to it by default (:func:`group_round_to`).
 """
 
 from inn.budget.count import count_macs, count_parameters

@@ -15,7 +15,7 @@ from inn.budget.allocate import Table, allocate, level_widths, one_fraction_widt
 from inn.budget.cost import counted_costs
 from inn.budget.latency import MEASURED_TOLERANCE, export_ratio, latency_fit, meet_measured
 from inn.budget.polynomial import CostModel
-from inn.budget.rounding import MIN_STEPS, device_round_to, group_round_to
+from inn.budget.rounding import device_round_to, group_round_to
 from inn.budget.sensitivity import (
     OUTPUT_FRACTIONS,
     SYNTHETIC_SAMPLES,
@@ -189,8 +189,9 @@ def plan(
         round_to: every width a multiple of this (or full); default: the multiple the budget's
             device runs fast (:func:`~inn.budget.device_round_to`: 8 for 16-bit floats on CUDA,
             4 for float32 on CUDA, 16 on an AVX-512 CPU, 8 on AVX2) on the groups at least
-            ``MIN_STEPS`` (8) multiples wide, 1 on narrower groups and on a twin's one-fraction
-            widths (its width statistics describe those exact channel counts).
+            ``MIN_STEPS`` (4) multiples wide, 1 on narrower groups and on a twin's one-fraction
+            widths (its width statistics describe those exact channel counts); unrounded where
+            the multiples would leave the plan more than 1 % under its budget.
         min_width: no group narrower than this.
         measure: for a latency budget (a ``fraction``), time the plan's export against the
             full width's and, where it misses the budget, plan again for a corrected target
@@ -208,10 +209,9 @@ def plan(
     full = np.array([g.full_size for g in groups], dtype=float)
     if round_to is None:
         dtype = budget.dtype or next((p.dtype for p in imodel.parameters()), None)
-        multiple = device_round_to(budget.device, dtype or torch.float32)
-        steps, rounding = group_round_to(multiple, full), _default_rounding(multiple)
+        steps = group_round_to(device_round_to(budget.device, dtype or torch.float32), full)
     else:
-        steps, rounding = np.full_like(full, round_to), f"round_to={round_to}"
+        steps = np.full_like(full, round_to)
     resizable = np.array([g.resizable for g in groups])
     full_cost = cost(full)
     target = budget.absolute if budget.absolute is not None else budget.fraction * full_cost
@@ -227,20 +227,26 @@ def plan(
         method = _auto_sensitivity(imodel, data, int(resizable.sum()), twin_without_data)
     one_fraction = method == "uniform" and twin_without_data
     if one_fraction and round_to is None:  # the statistics describe these exact channel counts
-        steps, rounding = np.ones_like(full), "round_to=1 (a twin's one-fraction widths)"
-    lowest = np.where(resizable, np.minimum(full, np.maximum(min_width, steps)), full)
+        steps = np.ones_like(full)
+    # the device's multiples are a default, the budget is not: where they leave the plan more
+    # than 1 % under its target (or cannot meet it), every width may be any channel count
+    unrounded = np.ones_like(full) if round_to is None else steps
+
+    def lowest_at(steps: np.ndarray) -> np.ndarray:
+        return np.where(resizable, np.minimum(full, np.maximum(min_width, steps)), full)
+
+    lowest = lowest_at(unrounded)
     # a latency plan is timed (below): the measurement, not the fitted model, says what it reaches
     timed = budget.kind == "latency" and budget.fraction is not None and measure
     if not timed:
-        _check_floor(
-            imodel, target, cost(lowest), f"min_width={min_width}, {rounding}", budget.kind
-        )
+        _check_floor(imodel, target, cost(lowest), min_width, round_to, budget.kind)
     table = table or sensitivity_of(imodel, method, data)
     names = [g.name for g in groups]
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
     te = [table.errors.get(n, np.array([0.0])) for n in names]
 
-    def widths_for(target: float) -> np.ndarray:
+    def widths_at(target: float, steps: np.ndarray) -> np.ndarray:
+        lowest = lowest_at(steps)
         if one_fraction:
             return one_fraction_widths(cost, target, full, resizable, lowest, steps)
         if method in ("uniform", "magnitude"):
@@ -248,6 +254,17 @@ def plan(
             widths = level_widths(cost, target, full, resizable, lowest, steps, levels)
             return refine(cost, target, widths, lowest, resizable, steps, full, levels)
         return allocate(cost, target, full, resizable, tw, te, round_to=steps, min_width=min_width)
+
+    def widths_for(target: float) -> np.ndarray:
+        if (steps == unrounded).all():
+            return widths_at(target, steps)
+        try:
+            widths = widths_at(target, steps)
+            if 0.99 * target <= cost(widths.astype(float)) <= target:
+                return widths
+        except InnError:
+            pass
+        return widths_at(target, unrounded)
 
     def named(widths: np.ndarray) -> dict[str, int]:
         return {g.name: int(w) for g, w in zip(groups, widths, strict=True) if g.resizable}
@@ -302,17 +319,12 @@ def _auto_sensitivity(
     return "outputs" if work <= AUTO_MAX_MACS else "weights"
 
 
-def _default_rounding(multiple: int) -> str:
-    if multiple == 1:
-        return "round_to=1"
-    return (f"round_to={multiple} (the device's default) on groups of at least "
-            f"{MIN_STEPS * multiple} channels, 1 on narrower ones")  # fmt: skip
-
-
 def _check_floor(
-    imodel: IntegralModel, target: float, floor: float, narrowest: str, kind: str
-) -> None:
+    imodel: IntegralModel, target: float, floor: float, min_width: int, round_to: int | None,
+    kind: str,
+) -> None:  # fmt: skip
     if target < floor:
+        narrowest = f"min_width={min_width}" + (f", round_to={round_to}" if round_to else "")
         raise InnError(
             f"the {kind} budget {target:.6g} is below the floor {floor:.6g}: the cost with every "
             f"resizable group at its narrowest width ({narrowest}). {_pinned(imodel)}"

@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
         "--round-to",
         type=int,
         help="widths a multiple of this (default: what --device runs fast, on groups of at least "
-        "8 multiples: 8 for 16-bit floats on CUDA, 4 for float32 on CUDA, the vector width on "
+        "4 multiples: 8 for 16-bit floats on CUDA, 4 for float32 on CUDA, the vector width on "
         "the CPU: 16 under AVX-512, 8 under AVX2)",
     )
     prune.add_argument(

@@ -335,7 +335,7 @@ class IntegralModel(nn.Module):
             data: calibration batches for ``sensitivity="outputs"``.
             round_to: every width a multiple of this (or full; default: the multiple the
                 budget's device runs fast, :func:`inn.budget.device_round_to`, on groups at
-                least 8 multiples wide).
+                least 4 multiples wide).
             min_width: the narrowest width of a group.
 
         Returns:
