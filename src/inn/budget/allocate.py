@@ -45,7 +45,7 @@ def allocate(
         InnError: the target cannot be met (check the floor first: see ``plan``).
     """
     full = full.astype(float)
-    round_to = per_group(round_to, full)
+    round_to = _per_group(round_to, full)
     table = Table(table_widths, table_errors)
     lowest = np.where(resizable, np.minimum(full, np.maximum(min_width, round_to)), full)
     coarse = np.maximum(round_to, np.round(full / _COARSE_STEPS / round_to) * round_to)
@@ -66,7 +66,7 @@ def level_widths(
     leave). With errors linear in the fraction removed the level is a common fraction; with
     normalised channel magnitudes (:mod:`inn.budget.magnitude`) it is global magnitude pruning."""
     options, errors = [], []
-    round_to = per_group(round_to, full)
+    round_to = _per_group(round_to, full)
     for g in range(len(full)):
         first = np.ceil(lowest[g] / round_to[g]) * round_to[g]
         steps = np.arange(first, full[g], round_to[g]) if resizable[g] else np.array([])
@@ -113,7 +113,7 @@ def refine(
     steps given back while the budget holds, then, while still more than 1 % under, a trade: one
     step of a group down (or up) and the others' widths filled (or narrowed, then filled) to the
     budget (the greedy only adds; a coarse group can leave a gap that finer ones fill better)."""
-    round_to = per_group(round_to, full)
+    round_to = _per_group(round_to, full)
     widths = _fill(cost, target, widths, resizable, round_to, full, table)
     for _ in range(len(full)):
         if cost(widths) >= 0.99 * target:
@@ -199,7 +199,7 @@ def _fill(
         current = cost(widths)
 
 
-def per_group(round_to: int | np.ndarray, full: np.ndarray) -> np.ndarray:
+def _per_group(round_to: int | np.ndarray, full: np.ndarray) -> np.ndarray:
     """``round_to`` as one float multiple per group ``(G,)``."""
     return np.broadcast_to(np.asarray(round_to, dtype=float), full.shape)
 
