@@ -17,6 +17,7 @@ from pathlib import Path
 from innlab.experiments import (
     allocation_tables,
     budget,
+    cpu_rounding,
     faces,
     group_errors,
     narrow_channels,
@@ -112,6 +113,10 @@ def _two_stage_allocation(payload: dict) -> tuple[str, str]:
     return payload["title"], two_stage_allocation.markdown(payload["rows"])
 
 
+def _cpu_rounding(payload: dict) -> tuple[str, str]:
+    return payload["title"], cpu_rounding.markdown(payload["rows"])
+
+
 def _narrow_channels(payload: dict) -> tuple[str, str]:
     return payload["title"], narrow_channels.markdown(payload["rows"])
 
@@ -140,6 +145,7 @@ RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "prune-ablation": _prune_ablation,
     "allocation-tables": _allocation_tables,
     "two-stage-allocation": _two_stage_allocation,
+    "cpu-rounding": _cpu_rounding,
 }
 
 

@@ -58,7 +58,7 @@ def _channel_alignment(report: dict) -> None:
     convolutions = report["convolutions"]
     assert [r["channels"] for r in convolutions] == [[60], [56]]  # 64 - 4, 64 - 8
     assert all(r["per_mac_ratio"]["median"] > 0 for r in convolutions)
-    assert all(report["plans"][0][f"round_to_{k}"]["ratio_median"] > 0 for k in (1, "default", 16))
+    assert report["plans"][0]["round_to_16"]["ratio_median"] > 0
 
 
 def _random_width(report: dict) -> None:

@@ -56,9 +56,7 @@ def main() -> None:
                     torch.manual_seed(seed)
                     pruned = inn.prune(
                         work.model, example, calib=work.calib, budget={kind: fraction},
-                        convert_options={"seed": seed},
-                        # unrounded (the CPU default when this was measured): tables compared
-                        resize_options={"sensitivity": table, "round_to": 1},
+                        convert_options={"seed": seed}, resize_options={"sensitivity": table},
                     )  # fmt: skip
                     rows.append({"model": name, "budget": f"{kind}:{fraction}", "table": label,
                                  "seed": seed, "accuracy": accuracy(pruned, work.test)})  # fmt: skip

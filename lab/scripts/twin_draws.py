@@ -61,8 +61,7 @@ def twin(plain, data, example, same: bool, recipe: dict) -> dict:
     for keep in KEEP:
         imodel.resize(compression=1 - keep)
         budget[str(keep)] = accuracy(imodel, data.test)
-        # unrounded (the CPU default when this was measured): allocations compared
-        imodel.resize(compression=1 - keep, sensitivity="outputs", round_to=1)
+        imodel.resize(compression=1 - keep, sensitivity="outputs")
         by_outputs[str(keep)] = accuracy(imodel, data.test)
     return {"uniform": {str(f): a for f, a in uniform.items()}, "budget": budget,
             "budget_by_outputs": by_outputs, "train_s": round(seconds, 1)}  # fmt: skip

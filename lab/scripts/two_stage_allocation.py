@@ -74,7 +74,7 @@ def errors_around(
 
 def two_stage(imodel: inn.IntegralModel, table: Sensitivity, inputs: torch.Tensor, kind: str,
               fraction: float) -> dict[str, int]:  # fmt: skip
-    first = imodel.plan({kind: math.sqrt(fraction)}, sensitivity=table, round_to=1).widths
+    first = imodel.plan({kind: math.sqrt(fraction)}, sensitivity=table).widths
     near = errors_around(imodel, inputs, first)
     groups = imodel.groups
     start = np.array([first.get(g.name, g.full_size) for g in groups], dtype=float)
@@ -99,8 +99,7 @@ def main() -> None:
         table = output_errors(imodel, work.calib, samplings=("resample", "select"))
         for kind, fraction in BUDGETS:
             plans = {
-                # unrounded, as allocate below (and the CPU default when this was measured)
-                "one stage": imodel.plan({kind: fraction}, sensitivity=table, round_to=1).widths,
+                "one stage": imodel.plan({kind: fraction}, sensitivity=table).widths,
                 "two stages": two_stage(imodel, table, inputs, kind, fraction),
             }
             for method, widths in plans.items():

@@ -62,12 +62,7 @@ def run(model_name: str, fractions: Sequence[float], seed: int = 0) -> list[dict
             options = {
                 "calibrate": variant.startswith("+"),
                 "calibrate_options": {"holdout": 0.25 if "held-out" in variant else 0.0},
-                # every width unrounded (round_to=1, the CPU default when this was measured):
-                # the ablation compares tables and calibration, not the device's multiples
-                "resize_options": {
-                    "sensitivity": tables["8" if "1/8" in variant else "1"],
-                    "round_to": 1,
-                },
+                "resize_options": {"sensitivity": tables["8" if "1/8" in variant else "1"]},
             }
             start = time.perf_counter()
             small = inn.prune(

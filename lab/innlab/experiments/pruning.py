@@ -58,10 +58,6 @@ class Result:
     accuracy: float
 
 
-UNIFORM = {"sensitivity": "uniform", "round_to": 1}
-"""The paper's protocol: every group keeps the same fraction, exactly (no device multiples)."""
-
-
 def applicable(methods: Sequence[str], model: nn.Module) -> tuple[str, ...]:
     """``methods`` without those that do not apply to ``model``: the ``+bn`` variants where it
     has no BatchNorm (they would repeat their base method); activation statistics and
@@ -118,7 +114,7 @@ def run(
         if method.startswith("inn"):
             imodel = inn.convert(model, example, seed=seed, permute=method != "inn-no-permutation")
             for c in compressions:
-                imodel.resize(compression=c, **UNIFORM)
+                imodel.resize(compression=c, sensitivity="uniform")
                 if method != "inn-uniform" and c > 0:
                     inn.tune_partition(imodel, calib, steps=steps, progress=progress)
                 add(method, seed, c, imodel.export())
@@ -136,7 +132,7 @@ def run(
                     inn.recover.calibrate_biases(small, model, calib, steps=steps, progress=progress)
                 add(method, seed, c, small)
                 continue
-            widths = baselines.plan_widths(model, example, c, **UNIFORM)
+            widths = baselines.plan_widths(model, example, c, sensitivity="uniform")
             if criterion == "l1":
                 small = baselines.prune_l1(model, example, widths=widths, keep_batchnorm=keep_bn)
             elif criterion == "activation":

@@ -6,8 +6,7 @@ latency model fitted to measurements, :func:`latency_fit`), a sensitivity per gr
 (:mod:`inn.budget.sensitivity`, or the channels' magnitudes, :mod:`inn.budget.magnitude`) and
 an allocation (:mod:`inn.budget.allocate`).
 :func:`count_parameters` and :func:`count_macs` count a plain module (an exported model);
-:func:`device_round_to` is the channel multiple a device runs fast; the plans round the groups at
-least 4 multiples wide to it by default (:func:`group_round_to`).
+:func:`device_round_to` is the channel multiple a device runs fast (the plans' default).
 """
 
 from inn.budget.count import count_macs, count_parameters
@@ -31,7 +30,7 @@ from inn.budget.plan import (
     plan,
 )
 from inn.budget.polynomial import CostModel
-from inn.budget.rounding import device_round_to, group_round_to
+from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import (
     Sensitivity,
     magnitude_table,
@@ -55,7 +54,6 @@ __all__ = [
     "count_parameters",
     "device_round_to",
     "export_ratio",
-    "group_round_to",
     "has_width_statistics",
     "latency_fit",
     "latency_ratio",

@@ -15,7 +15,7 @@ from inn.budget.allocate import Table, allocate, level_widths, one_fraction_widt
 from inn.budget.cost import counted_costs
 from inn.budget.latency import MEASURED_TOLERANCE, export_ratio, latency_fit, meet_measured
 from inn.budget.polynomial import CostModel
-from inn.budget.rounding import device_round_to, group_round_to
+from inn.budget.rounding import device_round_to
 from inn.budget.sensitivity import (
     OUTPUT_FRACTIONS,
     SYNTHETIC_SAMPLES,
@@ -188,10 +188,9 @@ def plan(
         data: calibration batches for ``sensitivity="outputs"``.
         round_to: every width a multiple of this (or full); default: the multiple the budget's
             device runs fast (:func:`~inn.budget.device_round_to`: 8 for 16-bit floats on CUDA,
-            4 for float32 on CUDA, 16 on an AVX-512 CPU, 8 on AVX2) on the groups at least
-            ``MIN_STEPS`` (4) multiples wide, 1 on narrower groups and on a twin's one-fraction
-            widths (its width statistics describe those exact channel counts); unrounded where
-            the multiples would leave the plan more than 1 % under its budget.
+            4 for float32 on CUDA, 1 on the CPU), except on a twin's one-fraction widths (its
+            width statistics describe those exact channel counts) and where the multiple would
+            leave the plan more than 1 % under its budget (the budget comes first).
         min_width: no group narrower than this.
         measure: for a latency budget (a ``fraction``), time the plan's export against the
             full width's and, where it misses the budget, plan again for a corrected target
@@ -209,7 +208,7 @@ def plan(
     full = np.array([g.full_size for g in groups], dtype=float)
     if round_to is None:
         dtype = budget.dtype or next((p.dtype for p in imodel.parameters()), None)
-        steps = group_round_to(device_round_to(budget.device, dtype or torch.float32), full)
+        steps = np.full_like(full, device_round_to(budget.device, dtype or torch.float32))
     else:
         steps = np.full_like(full, round_to)
     resizable = np.array([g.resizable for g in groups])

@@ -39,9 +39,8 @@ def add_parser(sub: Any) -> None:
     prune.add_argument(
         "--round-to",
         type=int,
-        help="widths a multiple of this (default: what --device runs fast, on groups of at least "
-        "4 multiples: 8 for 16-bit floats on CUDA, 4 for float32 on CUDA, the vector width on "
-        "the CPU: 16 under AVX-512, 8 under AVX2)",
+        help="widths a multiple of this (default: what --device runs fast: 8 for 16-bit floats "
+        "on CUDA, 4 for float32 on CUDA, 1 on the CPU; 16 suits large layers on an AVX-512 CPU)",
     )
     prune.add_argument(
         "--device",

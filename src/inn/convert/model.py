@@ -333,9 +333,8 @@ class IntegralModel(nn.Module):
                 ``"weights"``), ``"uniform"`` (same fraction), ``"magnitude"``
                 (data-free: one threshold on the channels' normalised weight magnitudes).
             data: calibration batches for ``sensitivity="outputs"``.
-            round_to: every width a multiple of this (or full; default: the multiple the
-                budget's device runs fast, :func:`inn.budget.device_round_to`, on groups at
-                least 4 multiples wide).
+            round_to: every width a multiple of this (or full; default: what the budget's
+                device runs fast, :func:`inn.budget.device_round_to`).
             min_width: the narrowest width of a group.
 
         Returns:
