@@ -68,11 +68,11 @@ def test_prune_cli_meets_a_mac_budget_rounded_for_the_device(tmp_path, capsys):
     """Half precision on CUDA: every width a multiple of 8 without --round-to (the plan runs
     here; only a latency budget would need the device)."""
     out = tmp_path / "small.pt"
-    x = torch.randn(1, 3, 32, 32)
+    x = torch.randn(1, 3, 16, 16)
     model = torchvision.models.mobilenet_v2(num_classes=10).eval()
     args = ["prune", "mobilenet_v2", "--num-classes", "10", "--budget", "macs:0.5"]
     device = ["--device", "cuda", "--dtype", "float16"]
-    code = main([*args, *device, "--input-shape", "1,3,32,32", "-o", str(out)])
+    code = main([*args, *device, "--input-shape", "1,3,16,16", "-o", str(out)])
     assert code == 0
     small = torch.load(out, weights_only=False)
     full = count_macs(model, x)

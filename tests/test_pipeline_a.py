@@ -75,7 +75,7 @@ def test_pipeline_a_runs_every_method_and_writes_its_outputs(digits, tmp_path):
             return self.fc(h.mean((2, 3)))
 
     rows = pipeline_a.run(
-        Small, TensorDataset(x[:256], y[:256]), [(xt[:100], yt[:100])], [(x[:64], y[:64])],
+        Small, TensorDataset(x[:128], y[:128]), [(xt[:100], yt[:100])], [(x[:64], y[:64])],
         epochs=1, seeds=(0,), fractions=(0.5, 1.0), tune_steps=2, progress=False,
     )  # fmt: skip
     table = pipeline_a.summarise(rows)
