@@ -11,6 +11,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _threads_kept():
+    """A test that sets torch's thread count (the benchmarks' smoke runs set 2) must not leave
+    it to the tests after it in the same worker: two workers at 2 threads on 2 cores thrash."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors run several times faster on one thread: more only add their start-up."""
