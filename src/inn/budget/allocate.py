@@ -28,7 +28,7 @@ def allocate(
     table_widths: list[np.ndarray],
     table_errors: list[np.ndarray],
     *,
-    round_to: int | np.ndarray = 1,
+    round_to: int = 1,
     min_width: int = 1,
 ) -> np.ndarray:
     """Integer widths ``(G,)`` with ``cost(widths) <= target``, minimising the summed error.
@@ -37,20 +37,19 @@ def allocate(
         cost: the cost as a function of the widths.
         full: full widths ``(G,)``; resizable: ``(G,)`` booleans (others stay at full width).
         table_widths, table_errors: per group, the error at a few widths (interpolated).
-        round_to: widths are multiples of this (or the full width): one multiple, or one per
-            group ``(G,)``.
-        min_width: no group goes below this (nor below its ``round_to``).
+        round_to: widths are multiples of this (or the full width).
+        min_width: no group goes below this (nor below ``round_to``).
 
     Raises:
         InnError: the target cannot be met (check the floor first: see ``plan``).
     """
     full = full.astype(float)
-    round_to = _per_group(round_to, full)
     table = Table(table_widths, table_errors)
-    lowest = np.where(resizable, np.minimum(full, np.maximum(min_width, round_to)), full)
+    lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
     coarse = np.maximum(round_to, np.round(full / _COARSE_STEPS / round_to) * round_to)
     widths = _shrink(cost, target, full.copy(), coarse, lowest, resizable, round_to, full, table)
-    widths = _shrink(cost, target, widths, round_to, lowest, resizable, round_to, full, table)
+    widths = _shrink(cost, target, widths, np.full_like(full, round_to), lowest, resizable,
+                     round_to, full, table)  # fmt: skip
     widths = refine(cost, target, widths, lowest, resizable, round_to, full, table)
     if cost(widths) > target * (1 + 1e-9):
         raise InnError(f"could not meet the budget {target:.6g} (reached {cost(widths):.6g})")
@@ -59,17 +58,16 @@ def allocate(
 
 def level_widths(
     cost: CostModel, target: float, full: np.ndarray, resizable: np.ndarray, lowest: np.ndarray,
-    round_to: int | np.ndarray, table: Table,
+    round_to: int, table: Table,
 ) -> np.ndarray:  # fmt: skip
     """Every resizable group at its narrowest width whose error is at most a common level, the
     lowest level whose cost meets ``target`` (then :func:`refine` closes the gap that the steps
     leave). With errors linear in the fraction removed the level is a common fraction; with
     normalised channel magnitudes (:mod:`inn.budget.magnitude`) it is global magnitude pruning."""
     options, errors = [], []
-    round_to = _per_group(round_to, full)
     for g in range(len(full)):
-        first = np.ceil(lowest[g] / round_to[g]) * round_to[g]
-        steps = np.arange(first, full[g], round_to[g]) if resizable[g] else np.array([])
+        first = np.ceil(lowest[g] / round_to) * round_to
+        steps = np.arange(first, full[g], round_to) if resizable[g] else np.array([])
         options.append(np.unique([lowest[g], *steps, full[g]]))
         errors.append(table.group(g, options[-1]))
 
@@ -88,7 +86,7 @@ def level_widths(
 
 def one_fraction_widths(
     cost: CostModel, target: float, full: np.ndarray, resizable: np.ndarray, lowest: np.ndarray,
-    round_to: int | np.ndarray,
+    round_to: int,
 ) -> np.ndarray:  # fmt: skip
     """Every resizable group at the largest common fraction whose cost meets ``target``, each
     width that fraction's channel count (:func:`inn.numerics.points_at`: the widths random-width
@@ -107,13 +105,12 @@ def one_fraction_widths(
 
 def refine(
     cost: CostModel, target: float, widths: np.ndarray, lowest: np.ndarray, resizable: np.ndarray,
-    round_to: int | np.ndarray, full: np.ndarray, table: Table,
+    round_to: int, full: np.ndarray, table: Table,
 ) -> np.ndarray:  # fmt: skip
     """Widths under ``target`` brought within 1 % of it where the granularity allows: single
     steps given back while the budget holds, then, while still more than 1 % under, a trade: one
     step of a group down (or up) and the others' widths filled (or narrowed, then filled) to the
     budget (the greedy only adds; a coarse group can leave a gap that finer ones fill better)."""
-    round_to = _per_group(round_to, full)
     widths = _fill(cost, target, widths, resizable, round_to, full, table)
     for _ in range(len(full)):
         if cost(widths) >= 0.99 * target:
@@ -123,13 +120,13 @@ def refine(
             (g, True) for g in np.flatnonzero(resizable & (widths < full))
         ]:
             trial = widths.copy()
-            step = round_to[g] if up else -round_to[g]
-            trial[g] = np.clip(_snap(trial[g] + step, round_to[g], full[g]), lowest[g], full[g])
+            step = round_to if up else -round_to
+            trial[g] = np.clip(_snap(trial[g] + step, round_to, full[g]), lowest[g], full[g])
             others = resizable.copy()
             others[g] = False  # else the fill (or shrink) would give the step straight back
             if up:
-                trial = _shrink(cost, target, trial, round_to, lowest, others, round_to, full,
-                                table)  # fmt: skip
+                trial = _shrink(cost, target, trial, np.full_like(full, round_to), lowest, others,
+                                round_to, full, table)  # fmt: skip
             trial = _fill(cost, target, trial, others, round_to, full, table)
             if cost(best) < cost(trial) <= target:
                 best = trial
@@ -157,7 +154,7 @@ class Table:
 
 def _shrink(
     cost: CostModel, target: float, widths: np.ndarray, step: np.ndarray, lowest: np.ndarray,
-    resizable: np.ndarray, round_to: np.ndarray, full: np.ndarray, table: Table,
+    resizable: np.ndarray, round_to: int, full: np.ndarray, table: Table,
 ) -> np.ndarray:  # fmt: skip
     """Narrow the group with the least error added per cost saved until ``target`` is met."""
     widths = widths.copy()
@@ -177,7 +174,7 @@ def _shrink(
 
 
 def _fill(
-    cost: CostModel, target: float, widths: np.ndarray, resizable: np.ndarray, round_to: np.ndarray,
+    cost: CostModel, target: float, widths: np.ndarray, resizable: np.ndarray, round_to: int,
     full: np.ndarray, table: Table,
 ) -> np.ndarray:  # fmt: skip
     """Give single steps back to the ``resizable`` groups while the budget holds, most error
@@ -199,12 +196,7 @@ def _fill(
         current = cost(widths)
 
 
-def _per_group(round_to: int | np.ndarray, full: np.ndarray) -> np.ndarray:
-    """``round_to`` as one float multiple per group ``(G,)``."""
-    return np.broadcast_to(np.asarray(round_to, dtype=float), full.shape)
-
-
-def _snap(widths: np.ndarray, round_to: np.ndarray, full: np.ndarray) -> np.ndarray:
+def _snap(widths: np.ndarray, round_to: int, full: np.ndarray) -> np.ndarray:
     """Round down to a multiple of ``round_to``; the full width is always allowed."""
     snapped = np.floor(widths / round_to) * round_to
     return np.where(widths >= full, full, snapped)

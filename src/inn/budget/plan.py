@@ -206,11 +206,6 @@ def plan(
     groups = imodel.groups
     cost = cost_model(imodel, budget.kind, device=budget.device, batch_size=budget.batch_size)
     full = np.array([g.full_size for g in groups], dtype=float)
-    if round_to is None:
-        dtype = budget.dtype or next((p.dtype for p in imodel.parameters()), None)
-        steps = np.full_like(full, device_round_to(budget.device, dtype or torch.float32))
-    else:
-        steps = np.full_like(full, round_to)
     resizable = np.array([g.resizable for g in groups])
     full_cost = cost(full)
     target = budget.absolute if budget.absolute is not None else budget.fraction * full_cost
@@ -225,16 +220,20 @@ def plan(
     if method == "auto":
         method = _auto_sensitivity(imodel, data, int(resizable.sum()), twin_without_data)
     one_fraction = method == "uniform" and twin_without_data
-    if one_fraction and round_to is None:  # the statistics describe these exact channel counts
-        steps = np.ones_like(full)
-    # the device's multiples are a default, the budget is not: where they leave the plan more
-    # than 1 % under its target (or cannot meet it), every width may be any channel count
-    unrounded = np.ones_like(full) if round_to is None else steps
+    if round_to is not None:
+        multiple = finest = round_to
+    else:
+        # the device's multiple is a default, the budget is not: where it leaves the plan more
+        # than 1 % under its target (or cannot meet it), the plan is made unrounded; nor is a
+        # twin's one fraction rounded (its statistics describe these exact channel counts)
+        dtype = budget.dtype or next((p.dtype for p in imodel.parameters()), None)
+        multiple = 1 if one_fraction else device_round_to(budget.device, dtype or torch.float32)
+        finest = 1
 
-    def lowest_at(steps: np.ndarray) -> np.ndarray:
-        return np.where(resizable, np.minimum(full, np.maximum(min_width, steps)), full)
+    def lowest_at(multiple: int) -> np.ndarray:
+        return np.where(resizable, np.minimum(full, max(min_width, multiple)), full)
 
-    lowest = lowest_at(unrounded)
+    lowest = lowest_at(finest)
     # a latency plan is timed (below): the measurement, not the fitted model, says what it reaches
     timed = budget.kind == "latency" and budget.fraction is not None and measure
     if not timed:
@@ -244,26 +243,27 @@ def plan(
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
     te = [table.errors.get(n, np.array([0.0])) for n in names]
 
-    def widths_at(target: float, steps: np.ndarray) -> np.ndarray:
-        lowest = lowest_at(steps)
+    def widths_at(target: float, multiple: int) -> np.ndarray:
+        lowest = lowest_at(multiple)
         if one_fraction:
-            return one_fraction_widths(cost, target, full, resizable, lowest, steps)
+            return one_fraction_widths(cost, target, full, resizable, lowest, multiple)
         if method in ("uniform", "magnitude"):
             levels = Table(tw, te)
-            widths = level_widths(cost, target, full, resizable, lowest, steps, levels)
-            return refine(cost, target, widths, lowest, resizable, steps, full, levels)
-        return allocate(cost, target, full, resizable, tw, te, round_to=steps, min_width=min_width)
+            widths = level_widths(cost, target, full, resizable, lowest, multiple, levels)
+            return refine(cost, target, widths, lowest, resizable, multiple, full, levels)
+        return allocate(cost, target, full, resizable, tw, te, round_to=multiple,
+                        min_width=min_width)  # fmt: skip
 
     def widths_for(target: float) -> np.ndarray:
-        if (steps == unrounded).all():
-            return widths_at(target, steps)
+        if multiple == finest:
+            return widths_at(target, multiple)
         try:
-            widths = widths_at(target, steps)
+            widths = widths_at(target, multiple)
             if 0.99 * target <= cost(widths.astype(float)) <= target:
                 return widths
         except InnError:
             pass
-        return widths_at(target, unrounded)
+        return widths_at(target, finest)
 
     def named(widths: np.ndarray) -> dict[str, int]:
         return {g.name: int(w) for g, w in zip(groups, widths, strict=True) if g.resizable}
