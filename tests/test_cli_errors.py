@@ -44,6 +44,7 @@ def files(tmp_path_factory):
         (["--weights", "{files}/pickled.pt"], "torch.save(model.state_dict(), path)"),
         (["--weights", "{files}/other.pt"], "Check the architecture name and --num-classes"),
         (["--compression", "0.999"], "floor"),
+        (["--compression", "1.5"], "compression must be in [0, 1), got 1.5"),
     ],
 )
 def test_mistakes_end_in_one_line(extra, message, files):

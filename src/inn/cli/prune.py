@@ -112,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
                             dtype=dtype)  # fmt: skip
         imodel.resize(budget=budget, round_to=args.round_to, data=calib)
     else:
-        kept = (1 - args.compression) * imodel.original_parameters
-        budget = inn.Budget("params", absolute=kept, device=args.device, dtype=dtype)
+        budget = imodel.compression_budget(args.compression, device=args.device, dtype=dtype)
         imodel.resize(budget=budget, round_to=args.round_to, data=calib)
     small = export_repaired(
         imodel, model, calib, sampling=args.sampling, calibrate_options={"progress": True}

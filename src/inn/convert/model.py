@@ -254,16 +254,23 @@ class IntegralModel(nn.Module):
 
             return self.resize(widths=smallest_widths(self, float(tolerance)))
         if compression is not None:
-            if (
-                isinstance(compression, bool)
-                or not isinstance(compression, (int, float))
-                or not 0 <= compression < 1
-            ):
-                raise InnError(f"compression must be in [0, 1), got {compression!r}")
-            from inn.budget import Budget
-
-            budget = Budget("params", absolute=(1 - compression) * self.original_parameters)
+            budget = self.compression_budget(compression)
         return self.resize(widths=self.plan(budget, **plan_options).widths)
+
+    def compression_budget(self, compression: float, **budget_options: Any) -> Budget:
+        """The parameter budget that removes ``compression`` (in ``[0, 1)``) of the original
+        model's parameters, BatchNorm included; ``budget_options``: ``device``, ``dtype`` (the
+        widths' default rounding, see :class:`inn.Budget`)."""
+        if (
+            isinstance(compression, bool)
+            or not isinstance(compression, (int, float))
+            or not 0 <= compression < 1
+        ):
+            raise InnError(f"compression must be in [0, 1), got {compression!r}")
+        from inn.budget import Budget
+
+        kept = (1 - compression) * self.original_parameters
+        return Budget("params", absolute=kept, **budget_options)
 
     @contextmanager
     def widths_kept(self) -> Iterator[IntegralModel]:
