@@ -254,13 +254,22 @@ class Branchy(nn.Module):
         return self.conv(x) if x.sum() > 0 else x  # data-dependent: torch.fx cannot trace it
 
 
-def test_untraceable_model_names_the_module_to_register():
-    model = nn.Sequential(nn.Conv2d(3, 4, 1), Branchy(), nn.Conv2d(4, 2, 1)).eval()
-    with pytest.raises(inn.ConversionError, match=r"forward of [\w.]*Branchy\)"):
-        inn.convert(model, torch.randn(1, 3, 4, 4))
-    inn.register_leaf_module(Branchy)  # the way out the message names
-    imodel = inn.convert(model, torch.randn(1, 3, 4, 4))
-    assert not {g.name: g for g in imodel.groups}["0:out"].resizable
+def test_untraceable_module_is_kept_whole_and_the_rest_resizes():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 1), Branchy(), nn.Conv2d(4, 8, 1), nn.ReLU(), nn.Conv2d(8, 2, 1)
+    ).eval()
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.warns(UserWarning, match=r"Branchy .*kept whole"):
+        imodel = inn.convert(model, x)
+    groups = {g.name: g for g in imodel.groups}
+    assert not groups["0:out"].resizable and "Branchy, kept whole" in groups["0:out"].reason
+    assert groups["2:out"].resizable and set(imodel.report.kept_whole) == {"Branchy"}
+    with torch.no_grad():
+        assert _relative(imodel(x), model(x)) <= 1e-5
+        imodel.resize(widths={"2:out": 3})
+        small = imodel.export()
+        assert small.get_submodule("2").out_channels == 3
+        assert _relative(small(x), imodel(x)) <= 1e-5
 
 
 def test_integral_model_repr_is_a_short_summary():

@@ -156,13 +156,29 @@ class WithCustom(nn.Module):
         return self.b(self.c(self.a(x)))
 
 
-def test_untraceable_module_is_refused_then_accepted_as_a_leaf():
-    with pytest.raises(inn.ConversionError, match="register_leaf_module"):
-        trace(WithCustom().eval(), torch.randn(1, 3, 4, 4))
+def test_untraceable_module_is_kept_whole_then_probed_once_registered():
+    with pytest.warns(UserWarning, match=r"cannot trace the forward of Custom .*register_leaf"):
+        groups = groups_of(WithCustom(), torch.randn(1, 3, 4, 4))
+    # kept whole, not probed: its channels stay at full width, and the reason says why
+    assert not groups["a:out"].resizable and "Custom, kept whole" in groups["a:out"].reason
     inn.register_leaf_module(Custom)
     groups = groups_of(WithCustom(), torch.randn(1, 3, 4, 4))
     # an opaque module is probed: one of its branches reverses the channels
     assert not groups["a:out"].resizable and "mixes channels" in groups["a:out"].reason
+
+
+class BranchingModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return self.a(x) if x.sum() > 0 else x  # the model's own forward: nothing to keep whole
+
+
+def test_a_model_whose_own_forward_is_untraceable_is_refused():
+    with pytest.raises(inn.ConversionError, match=r"model.s own forward\).*torch\.fx"):
+        trace(BranchingModel().eval(), torch.randn(1, 3, 4, 4))
 
 
 def test_wrong_example_input_is_a_clear_error():

@@ -112,6 +112,7 @@ def prepare(
         module._forward_hooks.clear()
         module._forward_pre_hooks.clear()
     gm = trace(own, example_inputs)
+    report.kept_whole = {c.__name__: why for c, why in gm.meta["kept_whole"].items()}
     report.seconds["trace"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -58,12 +58,14 @@ class ConversionReport:
     ``permute`` = ``distances`` + ``order`` + applying it, ``initialise``), total variation of each
     permuted group before/after, and the operations without a channel rule that probing found
     channel-wise (see :mod:`inn.graph.probe`; the ones found to mix channels name it in the
-    reason of the groups they pin)."""
+    reason of the groups they pin), and the modules kept whole because torch.fx cannot trace
+    their forward (class -> why; the channels around them stay at full width)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     folded_batchnorms: list[str] = field(default_factory=list)
     total_variation: dict[str, tuple[float, float]] = field(default_factory=dict)
     probed: dict[str, int] = field(default_factory=dict)
+    kept_whole: dict[str, str] = field(default_factory=dict)
 
 
 def _layer_parameters(layer: IntegralLayer) -> int:

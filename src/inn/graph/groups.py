@@ -267,6 +267,11 @@ class Analyser:
         if node.target is not operator.getitem and node.target not in _RESHAPES:
             self.pin_reads(node)  # a getitem picks a size; a reshape checks where it goes
         module = self.gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+        if module is not None and type(module) in self.gm.meta.get("kept_whole", {}):
+            why = self.gm.meta["kept_whole"][type(module)]
+            return self.unknown(
+                node, f"{type(module).__name__}, kept whole: its forward cannot be traced ({why})"
+            )
         rule, by_user = rule_for(node, module)
         if rule is None:
             return self.checked(node, probed(self, node, module, _describe(node, module)), False)

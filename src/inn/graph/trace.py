@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -73,11 +74,16 @@ def is_leaf_module(module: nn.Module) -> bool:
 
 
 class _Tracer(fx.Tracer):
+    def __init__(self, kept_whole: tuple[type[nn.Module], ...] = ()) -> None:
+        super().__init__()
+        self.kept_whole = kept_whole  # untraceable modules of this model, kept as one call
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if type(m) in _TRACED_FORWARDS:
             return False
         return (
             is_leaf_module(m)
+            or isinstance(m, self.kept_whole)
             or super().is_leaf_module(m, module_qualified_name)
             or _inherits_torch_forward(type(m))
         )
@@ -103,7 +109,6 @@ def _inherits_torch_forward(cls: type[nn.Module]) -> bool:
     return False
 
 
-
 def as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
     if isinstance(example_inputs, Tensor):
         return (example_inputs,)
@@ -117,25 +122,37 @@ def as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
 def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.GraphModule:
     """Symbolically trace ``model`` and annotate every node with its tensor shape.
 
+    A submodule whose ``forward`` cannot be traced (data-dependent control flow) is kept whole,
+    as one call, and named in ``gm.meta["kept_whole"]`` (class -> why), so that the analysis
+    keeps the channels around it at full width; a warning names it and the way to resize them.
+
     Raises:
-        ConversionError: the model cannot be traced (naming the reason and the way out), or the
-            example inputs do not run through it.
+        ConversionError: the model's own ``forward`` cannot be traced (naming the reason and the
+            way out), or the example inputs do not run through it.
     """
     register_imported_libraries()  # timm's and torchvision's layers the tracer keeps whole
     inputs = as_tuple(example_inputs)
-    try:
-        graph = _Tracer().trace(model)
-    except Exception as err:  # fx raises many types; all mean "cannot trace"
-        culprit = _failing_module(err, model)
-        name = f"{culprit.__module__}.{culprit.__qualname__}"
-        raise ConversionError(
-            f"torch.fx cannot trace {type(model).__name__}: {type(err).__name__}: {err} (in "
-            f"the forward of {name}). Data-dependent control flow cannot be traced: register "
-            f"that module with inn.register_leaf_module({culprit.__name__}) (it is then probed: "
-            "resizable if channel-wise, else its channels stay at full width) or teach its "
-            "channels with inn.register_channel_rule."
-        ) from err
+    kept_whole: dict[type[nn.Module], str] = {}
+    while True:
+        try:
+            graph = _Tracer(tuple(kept_whole)).trace(model)
+            break
+        except Exception as err:  # fx raises many types; all mean "cannot trace"
+            culprit = _failing_module(err, model)
+            if culprit is type(model) or culprit in kept_whole:
+                raise _untraceable(model, culprit, err) from err
+            kept_whole[culprit] = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
+    if kept_whole:
+        names = ", ".join(c.__name__ for c in kept_whole)
+        warnings.warn(
+            f"inn: torch.fx cannot trace the forward of {names} (data-dependent control "
+            "flow): kept whole as one call, with the channels flowing in and out at full width. "
+            "To let them shrink: inn.register_leaf_module(CLASS) (then probed: resized if "
+            "channel-wise) or inn.register_channel_rule.",
+            stacklevel=3,
+        )
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
+    gm.meta["kept_whole"] = {c: why for c, why in kept_whole.items()}
     prop = _QuietShapeProp(gm)
     try:
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
@@ -154,6 +171,22 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
             "shape the model expects."
         ) from err
     return gm
+
+
+def _untraceable(model: nn.Module, culprit: type[nn.Module], err: Exception) -> ConversionError:
+    cause = f"torch.fx cannot trace {type(model).__name__}: {type(err).__name__}: {err}"
+    if culprit is type(model):
+        return ConversionError(
+            f"{cause} (in the model's own forward). Data-dependent control flow cannot be traced "
+            "by torch.fx: move it into a submodule (inn keeps such a module whole, with its "
+            "channels at full width) or make the forward traceable."
+        )
+    return ConversionError(
+        f"{cause} (in the forward of {culprit.__module__}.{culprit.__qualname__}, kept whole). "
+        f"Register it with inn.register_leaf_module({culprit.__name__}) (it is then probed: "
+        "resizable if channel-wise, else its channels stay at full width) or teach its channels "
+        "with inn.register_channel_rule."
+    )
 
 
 class _QuietShapeProp(ShapeProp):
