@@ -479,3 +479,28 @@ def test_latency_ratio_interleaves_the_two_models_and_takes_the_median(monkeypat
     monkeypatch.setattr(latency, "measure_latency", fake)
     assert latency.latency_ratio(fast, slow, (torch.zeros(1, 2),), rounds=5) == 0.5
     assert calls == [fast, slow] * 5
+
+
+class NeedsTwoChannels(nn.Module):
+    """Channel-wise, but its own code refuses fewer than two channels (as timm's weight
+    standardisation refuses a 1 x 1 filter over one input channel)."""
+
+    def forward(self, x):
+        if x.shape[1] < 2:
+            raise ValueError("needs two channels")
+        return 2 * x
+
+
+def test_a_width_the_model_refuses_is_never_planned():
+    inn.register_leaf_module(NeedsTwoChannels)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), NeedsTwoChannels(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(4, 3, 5, 5)
+    imodel = inn.convert(model, x[:1])
+    warning = r"'0:out' at 1 channels \(ValueError: needs two channels\); .* 2 channels or more"
+    with pytest.warns(UserWarning, match=warning):
+        table = inn.budget.output_errors(imodel, [x])
+    assert table.widths["0:out"][0] == 2 and len(table.errors["0:out"]) == len(table.widths["0:out"])
+    # params 8w + 4 (by hand): 17 fit one channel only, which the model refuses
+    with pytest.raises(inn.InnError, match="budget"):
+        inn.budget.plan(imodel, Budget("params", absolute=17), sensitivity=table)
+    assert inn.budget.plan(imodel, Budget("params", absolute=20), sensitivity=table).widths == {"0:out": 2}

@@ -29,7 +29,7 @@ def allocate(
     table_errors: list[np.ndarray],
     *,
     round_to: int = 1,
-    min_width: int = 1,
+    min_width: int | np.ndarray = 1,
 ) -> np.ndarray:
     """Integer widths ``(G,)`` with ``cost(widths) <= target``, minimising the summed error.
 
@@ -38,14 +38,14 @@ def allocate(
         full: full widths ``(G,)``; resizable: ``(G,)`` booleans (others stay at full width).
         table_widths, table_errors: per group, the error at a few widths (interpolated).
         round_to: widths are multiples of this (or the full width).
-        min_width: no group goes below this (nor below ``round_to``).
+        min_width: no group goes below this (nor below ``round_to``); one value, or ``(G,)``.
 
     Raises:
         InnError: the target cannot be met (check the floor first: see ``plan``).
     """
     full = full.astype(float)
     table = Table(table_widths, table_errors)
-    lowest = np.where(resizable, np.minimum(full, max(min_width, round_to)), full)
+    lowest = np.where(resizable, np.minimum(full, np.maximum(min_width, round_to)), full)
     coarse = np.maximum(round_to, np.round(full / _COARSE_STEPS / round_to) * round_to)
     widths = _shrink(cost, target, full.copy(), coarse, lowest, resizable, round_to, full, table)
     widths = _shrink(cost, target, widths, np.full_like(full, round_to), lowest, resizable,

@@ -230,18 +230,23 @@ def plan(
         multiple = 1 if one_fraction else device_round_to(budget.device, dtype or torch.float32)
         finest = 1
 
-    def lowest_at(multiple: int) -> np.ndarray:
-        return np.where(resizable, np.minimum(full, max(min_width, multiple)), full)
+    narrowest = np.full_like(full, min_width)  # raised below where the model runs no narrower
 
-    lowest = lowest_at(finest)
+    def lowest_at(multiple: int) -> np.ndarray:
+        return np.where(resizable, np.minimum(full, np.maximum(narrowest, multiple)), full)
+
     # a latency plan is timed (below): the measurement, not the fitted model, says what it reaches
     timed = budget.kind == "latency" and budget.fraction is not None and measure
     if not timed:
-        _check_floor(imodel, target, cost(lowest), min_width, round_to, budget.kind)
+        _check_floor(imodel, target, cost(lowest_at(finest)), min_width, round_to, budget.kind)
     table = table or sensitivity_of(imodel, method, data)
     names = [g.name for g in groups]
     tw = [table.widths.get(n, np.array([f])) for n, f in zip(names, full, strict=True)]
     te = [table.errors.get(n, np.array([0.0])) for n in names]
+    narrowest = np.maximum(
+        narrowest, [table.widths[n][0] if n in table.widths else 0 for n in names]
+    )
+    lowest = lowest_at(finest)
 
     def widths_at(target: float, multiple: int) -> np.ndarray:
         lowest = lowest_at(multiple)
@@ -252,7 +257,7 @@ def plan(
             widths = level_widths(cost, target, full, resizable, lowest, multiple, levels)
             return refine(cost, target, widths, lowest, resizable, multiple, full, levels)
         return allocate(cost, target, full, resizable, tw, te, round_to=multiple,
-                        min_width=min_width)  # fmt: skip
+                        min_width=narrowest)  # fmt: skip
 
     def widths_for(target: float) -> np.ndarray:
         if multiple == finest:

@@ -16,6 +16,7 @@ Two measures, both as a table ``errors[g]`` over a few widths per group (interpo
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ _MAX_COLUMNS = 512  # columns of a wide tensor used to estimate its error (seede
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """Per group name: widths (ascending, ending at full width) and the error at each."""
+    """Per group name: widths (ascending, ending at full width) and the error at each. A
+    table starts at the narrowest width a plan may give the group (one channel, unless the
+    model does not run narrower: :func:`output_errors`)."""
 
     widths: dict[str, np.ndarray]
     errors: dict[str, np.ndarray]
@@ -170,19 +173,39 @@ def output_errors(
                     / energy
                 )
 
+            def measure(name: str, n: int) -> float:
+                imodel.resize(widths={name: n})
+                measured = [error()] if "resample" in samplings else []
+                if "select" in samplings and name in scores and n < full[name]:
+                    keep_strongest(imodel, name, scores[name])
+                    measured.append(error())
+                return min(measured, default=0.0)
+
             for g in imodel.resizable_groups:
                 levels = _levels(g.full_size, fractions)
-                values = []
-                for n in levels:
-                    imodel.resize(widths={g.name: int(n)})
-                    measured = [error()] if "resample" in samplings else []
-                    if "select" in samplings and g.name in scores and n < g.full_size:
-                        keep_strongest(imodel, g.name, scores[g.name])
-                        measured.append(error())
-                    values.append(min(measured, default=0.0))
+                values = np.zeros(len(levels))
+                runs = len(levels) - 1  # the model runs from levels[runs] up
+                for i in range(len(levels) - 1, -1, -1):
+                    try:
+                        values[i] = measure(g.name, int(levels[i]))
+                    except Exception as err:  # the model's own code refuses this width
+                        if i == len(levels) - 1:
+                            raise
+                        _warn_narrowest(g.name, int(levels[i]), int(levels[runs]), err)
+                        break
+                    runs = i
                 imodel.resize(widths={g.name: g.full_size})
-                widths[g.name], errors[g.name] = levels, np.array(values)
+                widths[g.name], errors[g.name] = levels[runs:], values[runs:]
     return Sensitivity(widths, errors, "outputs")
+
+
+def _warn_narrowest(group: str, fails: int, runs: int, err: Exception) -> None:
+    warnings.warn(
+        f"inn: the model does not run with group {group!r} at {fails} channels "
+        f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        f"); plans keep it at {runs} channels or more",
+        stacklevel=3,
+    )
 
 
 def _first_inputs(data: Iterable, limit: int) -> list[tuple[Tensor, ...]]:
