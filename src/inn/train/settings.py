@@ -100,7 +100,8 @@ class TrainSettings:
         seed: the data order and the width draws of every step depend on it only.
         statistics_batches: at the end, the integral BatchNorms' statistics are measured on
             this many training batches at full width and at every width bucket's uniform
-            fraction (1/20 ... 19/20), so that every width needs no data at evaluation.
+            fraction (1/20 ... 19/20), so that every width needs no data at evaluation (at
+            most one epoch of batches).
         ddp: wrap the model in DistributedDataParallel (``None``: when a process group of more
             than one process is initialised).
         num_workers: data loader worker processes.

@@ -351,7 +351,9 @@ def _nested(model: nn.Module) -> bool:
 
 
 def _first_inputs(shards: _Shards, step: int, count: int, device: torch.device) -> list[Tensor]:
-    """The inputs of ``count`` batches of the epoch after ``step`` (this rank's shards)."""
+    """The inputs of ``count`` batches of the epoch after ``step`` (this rank's shards), at most
+    one epoch's: a dataset of fewer batches gives each one once (repeats add no statistics)."""
+    count = min(count, shards.per_epoch)
     out = []
     for _, (x, _) in shards.batches(step):
         out.append(x.to(device))
