@@ -9,6 +9,7 @@ __all__ = [
     "PartitionError",
     "QuadratureError",
     "ShapeError",
+    "first_line",
 ]
 
 
@@ -34,3 +35,9 @@ class ShapeError(InnError, ValueError):
 
 class ConversionError(InnError, ValueError):
     """A model (or one of its modules) cannot be converted into an integral network."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message ("" if it has none): one line for a report."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from inn.budget.magnitude import channel_scores, keep_strongest, lamp_scores
 from inn.data import batched
-from inn.errors import InnError
+from inn.errors import InnError, first_line
 from inn.numerics import resampling_matrix
 from inn.outputs import flat_output
 
@@ -202,8 +202,7 @@ def output_errors(
 def _warn_narrowest(group: str, fails: int, runs: int, err: Exception) -> None:
     warnings.warn(
         f"inn: the model does not run with group {group!r} at {fails} channels "
-        f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        f"); plans keep it at {runs} channels or more",
+        f"({type(err).__name__}: {first_line(err)}); plans keep it at {runs} channels or more",
         stacklevel=3,
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from inn.cli.models import UsageError, positive_int
+from inn.errors import first_line
 
 __all__ = ["IMAGE_SUFFIXES", "add_calib_arguments", "load_calibration"]
 
@@ -75,7 +76,7 @@ def _read_tensor(path: Path, args: argparse.Namespace, shape: tuple[int, ...]) -
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         raise UsageError(
             f"--calib {str(path)!r}: not a tensor file torch.load can read ({reason[:120]}); "
             "give a folder of images or torch.save(inputs, path)"

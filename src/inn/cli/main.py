@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     from inn.cli.models import UsageError
-    from inn.errors import InnError
+    from inn.errors import InnError, first_line
 
     try:
         with contextlib.ExitStack() as stack:
@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # anything else: one line, the traceback only on request
         if args.debug:
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         print(
-            f"inn {args.command}: error: {type(err).__name__}: {first} (--debug shows where)",
+            f"inn {args.command}: error: {type(err).__name__}: {first_line(err)} (--debug shows "
+            "where)",
             file=sys.stderr,
         )
         return 1

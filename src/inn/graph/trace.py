@@ -15,7 +15,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from inn.errors import ConversionError
+from inn.errors import ConversionError, first_line
 
 __all__ = [
     "as_tuple",
@@ -141,7 +141,7 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
             culprit = _failing_module(err, model)
             if culprit is type(model) or culprit in kept_whole:
                 raise _untraceable(model, culprit, err) from err
-            kept_whole[culprit] = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
+            kept_whole[culprit] = f"{type(err).__name__}: {first_line(err)}"
     if kept_whole:
         names = ", ".join(c.__name__ for c in kept_whole)
         warnings.warn(
@@ -152,7 +152,7 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
             stacklevel=3,
         )
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
-    gm.meta["kept_whole"] = {c: why for c, why in kept_whole.items()}
+    gm.meta["kept_whole"] = dict(kept_whole)
     prop = _QuietShapeProp(gm)
     try:
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
@@ -164,10 +164,9 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
         if node is not None and node.op == "call_module":
             where += f" ({type(gm.get_submodule(str(node.target))).__name__})"
         shapes = [tuple(t.shape) for t in inputs]
-        first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         raise ConversionError(
             f"the example inputs of shapes {shapes} do not run through {type(model).__name__}: "
-            f"{where} failed with {type(cause).__name__}: {first_line}. Pass inputs of the "
+            f"{where} failed with {type(cause).__name__}: {first_line(cause)}. Pass inputs of the "
             "shape the model expects."
         ) from err
     return gm
