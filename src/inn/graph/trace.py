@@ -143,12 +143,12 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
                 raise _untraceable(model, culprit, err) from err
             kept_whole[culprit] = f"{type(err).__name__}: {first_line(err)}"
     if kept_whole:
-        names = ", ".join(c.__name__ for c in kept_whole)
+        names = "; ".join(f"{c.__name__} ({why})" for c, why in kept_whole.items())
         warnings.warn(
-            f"inn: torch.fx cannot trace the forward of {names} (data-dependent control "
-            "flow): kept whole as one call, with the channels flowing in and out at full width. "
-            "To let them shrink: inn.register_leaf_module(CLASS) (then probed: resized if "
-            "channel-wise) or inn.register_channel_rule.",
+            f"inn: torch.fx cannot trace the forward of {names}: kept whole as one call, with the "
+            "channels flowing in and out at full width. To let them shrink: "
+            "inn.register_leaf_module(CLASS) (then probed: resized if channel-wise) or "
+            "inn.register_channel_rule.",
             stacklevel=3,
         )
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
