@@ -20,6 +20,7 @@ from innlab.experiments import (
     cpu_rounding,
     faces,
     group_errors,
+    model_sweep,
     narrow_channels,
     pipeline_a,
     prune_ablation,
@@ -117,6 +118,10 @@ def _cpu_rounding(payload: dict) -> tuple[str, str]:
     return payload["title"], cpu_rounding.markdown(payload["rows"])
 
 
+def _model_sweep(payload: dict) -> tuple[str, str]:
+    return payload["title"], model_sweep.markdown(payload["rows"])
+
+
 def _narrow_channels(payload: dict) -> tuple[str, str]:
     return payload["title"], narrow_channels.markdown(payload["rows"])
 
@@ -146,6 +151,7 @@ RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "allocation-tables": _allocation_tables,
     "two-stage-allocation": _two_stage_allocation,
     "cpu-rounding": _cpu_rounding,
+    "model-sweep": _model_sweep,
 }
 
 
