@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")  # ".../inn/"
+
 __all__ = [
     "ConversionError",
     "InnError",
@@ -10,6 +16,7 @@ __all__ = [
     "QuadratureError",
     "ShapeError",
     "first_line",
+    "warn",
 ]
 
 
@@ -41,3 +48,12 @@ def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message ("" if it has none): one line for a report."""
     text = str(error).strip()
     return text.splitlines()[0] if text else ""
+
+
+def warn(message: str) -> None:
+    """A ``UserWarning`` attributed to the first caller outside ``inn`` (the user's line, not
+    ours, whatever the depth of the call)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: our caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UserWarning, stacklevel=level)

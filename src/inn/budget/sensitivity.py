@@ -16,7 +16,6 @@ Two measures, both as a table ``errors[g]`` over a few widths per group (interpo
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from torch import Tensor
 
 from inn.budget.magnitude import channel_scores, keep_strongest, lamp_scores
 from inn.data import batched
-from inn.errors import InnError, first_line
+from inn.errors import InnError, first_line, warn
 from inn.numerics import resampling_matrix
 from inn.outputs import flat_output
 
@@ -191,20 +190,16 @@ def output_errors(
                     except Exception as err:  # the model's own code refuses this width
                         if i == len(levels) - 1:
                             raise
-                        _warn_narrowest(g.name, int(levels[i]), int(levels[runs]), err)
+                        warn(
+                            f"inn: the model does not run with group {g.name!r} at "
+                            f"{int(levels[i])} channels ({type(err).__name__}: {first_line(err)})"
+                            f"; plans keep it at {int(levels[runs])} channels or more"
+                        )
                         break
                     runs = i
                 imodel.resize(widths={g.name: g.full_size})
                 widths[g.name], errors[g.name] = levels[runs:], values[runs:]
     return Sensitivity(widths, errors, "outputs")
-
-
-def _warn_narrowest(group: str, fails: int, runs: int, err: Exception) -> None:
-    warnings.warn(
-        f"inn: the model does not run with group {group!r} at {fails} channels "
-        f"({type(err).__name__}: {first_line(err)}); plans keep it at {runs} channels or more",
-        stacklevel=3,
-    )
 
 
 def _first_inputs(data: Iterable, limit: int) -> list[tuple[Tensor, ...]]:

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import io
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from inn.errors import ConversionError, first_line
+from inn.errors import ConversionError, first_line, warn
 
 __all__ = [
     "as_tuple",
@@ -144,12 +143,11 @@ def trace(model: nn.Module, example_inputs: Tensor | Sequence[Tensor]) -> fx.Gra
             kept_whole[culprit] = f"{type(err).__name__}: {first_line(err)}"
     if kept_whole:
         names = "; ".join(f"{c.__name__} ({why})" for c, why in kept_whole.items())
-        warnings.warn(
+        warn(
             f"inn: torch.fx cannot trace the forward of {names}: kept whole as one call, with the "
             "channels flowing in and out at full width. To let them shrink: "
             "inn.register_leaf_module(CLASS) (then probed: resized if channel-wise) or "
-            "inn.register_channel_rule.",
-            stacklevel=3,
+            "inn.register_channel_rule."
         )
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
     gm.meta["kept_whole"] = dict(kept_whole)
