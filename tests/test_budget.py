@@ -92,6 +92,29 @@ def test_compression_is_a_parameter_budget(resnet18):
         assert abs(count_parameters(resnet18.export()) - (1 - c) * original) <= 0.01 * original
 
 
+class WithAuxiliaryHead(nn.Module):
+    """A head its forward never calls in eval mode (as GoogLeNet's auxiliary classifiers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 4, 1))
+        self.aux = nn.Linear(64, 64)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_compression_counts_the_parameters_the_forward_uses():
+    model = WithAuxiliaryHead().eval()
+    used = sum(p.numel() for p in model.body.parameters())  # 448 + 68, by hand
+    imodel = inn.convert(model, torch.randn(1, 3, 8, 8))
+    assert imodel.original_parameters == used == 516
+    imodel.resize(compression=0.5, sensitivity="weights")
+    small = imodel.export()
+    # one channel of the body's group costs 27 + 1 + 4 parameters: within one of half
+    assert 0.5 * used - 32 < count_parameters(small) <= 0.5 * used
+
+
 def test_round_to_and_depthwise_ties():
     imodel = inn.convert(_model("mobilenet_v2"), X32, permute=False)
     imodel.resize(budget={"macs": 0.5}, round_to=8, sensitivity="weights")

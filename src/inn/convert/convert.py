@@ -113,6 +113,9 @@ def prepare(
         module._forward_pre_hooks.clear()
     gm = trace(own, example_inputs)
     report.kept_whole = {c.__name__: why for c, why in gm.meta["kept_whole"].items()}
+    # the parameters the forward uses (the traced graph holds no module it never calls, such as
+    # GoogLeNet's auxiliary heads in eval mode), BatchNorm included: what compression refers to
+    gm.meta["original_parameters"] = sum(p.numel() for p in gm.parameters())
     report.seconds["trace"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -196,7 +199,6 @@ def convert(
         g.name: (partitions[key], g.resizable, g.reason) for key, g in analysis.groups.items()
     }
     inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
-    original = sum(p.numel() for p in model.parameters())
-    imodel = IntegralModel(gm, groups, report, original, inputs).eval()
+    imodel = IntegralModel(gm, groups, report, gm.meta["original_parameters"], inputs).eval()
     report.seconds["initialise"] = time.perf_counter() - clock
     return imodel
