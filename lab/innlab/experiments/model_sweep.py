@@ -35,8 +35,7 @@ def markdown(rows: Sequence[dict]) -> str:
         "(BatchNorm statistics randomised), batch of 2 at the input size shown; conversion "
         "error: max |integral - original| / max |original| at full width; pruned by "
         "`inn.prune(budget={'params': 0.5})` with 2 batches of 8 random calibration images, kept: "
-        "its parameters over the original's (GoogLeNet's and Inception v3's include auxiliary "
-        "heads that eval mode does not run and the export drops); "
+        "its parameters over those the original's forward uses; "
         "trained by `inn.train.train` for 2 steps of 8 images with BatchNorm kept, then resized "
         "to `compression=0.5` with no data."
     )
