@@ -522,8 +522,10 @@ def test_a_width_the_model_refuses_is_never_planned():
     warning = r"'0:out' at 1 channels \(ValueError: needs two channels\); .* 2 channels or more"
     with pytest.warns(UserWarning, match=warning):
         table = inn.budget.output_errors(imodel, [x])
-    assert table.widths["0:out"][0] == 2 and len(table.errors["0:out"]) == len(table.widths["0:out"])
+    assert table.widths["0:out"][0] == 2
+    assert len(table.errors["0:out"]) == len(table.widths["0:out"])
     # params 8w + 4 (by hand): 17 fit one channel only, which the model refuses
     with pytest.raises(inn.InnError, match="budget"):
         inn.budget.plan(imodel, Budget("params", absolute=17), sensitivity=table)
-    assert inn.budget.plan(imodel, Budget("params", absolute=20), sensitivity=table).widths == {"0:out": 2}
+    plan = inn.budget.plan(imodel, Budget("params", absolute=20), sensitivity=table)
+    assert plan.widths == {"0:out": 2}

@@ -262,8 +262,8 @@ class IntegralModel(nn.Module):
     def compression_budget(self, compression: float, **budget_options: Any) -> Budget:
         """The parameter budget that removes ``compression`` (in ``[0, 1)``) of the original
         model's parameters (``original_parameters``: those its forward uses, BatchNorm
-        included; modules it never calls are not counted); ``budget_options``: ``device``, ``dtype`` (the
-        widths' default rounding, see :class:`inn.Budget`)."""
+        included; modules it never calls are not counted); ``budget_options``: ``device``,
+        ``dtype`` (the widths' default rounding, see :class:`inn.Budget`)."""
         if (
             isinstance(compression, bool)
             or not isinstance(compression, (int, float))
