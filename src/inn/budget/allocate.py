@@ -48,8 +48,7 @@ def allocate(
     lowest = np.where(resizable, np.minimum(full, np.maximum(min_width, round_to)), full)
     coarse = np.maximum(round_to, np.round(full / _COARSE_STEPS / round_to) * round_to)
     widths = _shrink(cost, target, full.copy(), coarse, lowest, resizable, round_to, full, table)
-    widths = _shrink(cost, target, widths, np.full_like(full, round_to), lowest, resizable,
-                     round_to, full, table)  # fmt: skip
+    widths = _shrink(cost, target, widths, round_to, lowest, resizable, round_to, full, table)
     widths = refine(cost, target, widths, lowest, resizable, round_to, full, table)
     if cost(widths) > target * (1 + 1e-9):
         raise InnError(f"could not meet the budget {target:.6g} (reached {cost(widths):.6g})")
@@ -125,8 +124,8 @@ def refine(
             others = resizable.copy()
             others[g] = False  # else the fill (or shrink) would give the step straight back
             if up:
-                trial = _shrink(cost, target, trial, np.full_like(full, round_to), lowest, others,
-                                round_to, full, table)  # fmt: skip
+                trial = _shrink(cost, target, trial, round_to, lowest, others, round_to, full,
+                                table)  # fmt: skip
             trial = _fill(cost, target, trial, others, round_to, full, table)
             if cost(best) < cost(trial) <= target:
                 best = trial
@@ -153,10 +152,11 @@ class Table:
 
 
 def _shrink(
-    cost: CostModel, target: float, widths: np.ndarray, step: np.ndarray, lowest: np.ndarray,
-    resizable: np.ndarray, round_to: int, full: np.ndarray, table: Table,
+    cost: CostModel, target: float, widths: np.ndarray, step: float | np.ndarray,
+    lowest: np.ndarray, resizable: np.ndarray, round_to: int, full: np.ndarray, table: Table,
 ) -> np.ndarray:  # fmt: skip
-    """Narrow the group with the least error added per cost saved until ``target`` is met."""
+    """Narrow the group with the least error added per cost saved until ``target`` is met, by
+    ``step`` channels at a time (one for all groups, or ``(G,)``)."""
     widths = widths.copy()
     while cost(widths) > target:
         smaller = np.maximum(lowest, _snap(widths - step, round_to, full))
