@@ -90,6 +90,11 @@ def test_prune_with_calib_uses_the_data_and_its_recipe_rebuilds_the_export(tmp_p
     rebuilt.load_state_dict(torch.load(tmp_path / "a.state_dict.pt", weights_only=True))
     with torch.no_grad():
         assert torch.allclose(rebuilt(x), with_data(x), atol=1e-6)
+    # the command prunes as the library's defaults do, widths and channels alike
+    calib = load_calibration(_args(tmp_path / "calib.pt"), SHAPE)
+    library = inn.prune(model, x[:1], compression=0.3, calib=calib)
+    with torch.no_grad():
+        assert torch.allclose(library(x), with_data(x), atol=1e-5)
 
 
 @pytest.mark.parametrize(

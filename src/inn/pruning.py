@@ -20,7 +20,7 @@ from inn.recover import (
     tune_partition,
 )
 
-__all__ = ["export_repaired", "prune"]
+__all__ = ["export_repaired", "prune", "resize_to_budget"]
 
 
 def prune(
@@ -86,18 +86,40 @@ def prune(
     imodel = convert(
         model, example_inputs, **{"fold_batchnorm": calib is None, **dict(convert_options or {})}
     )
-    resize = dict(resize_options or {})
-    if widths is None:
-        resize.setdefault("data", calib)
-        if calib is not None and resize.get("sensitivity", "auto") in ("auto", "outputs"):
-            # each group's error with the channels the export may give it (see sampling)
-            samplings = ("resample", "select") if sampling == "auto" else (sampling,)
-            resize["sensitivity"] = output_errors(imodel, calib, samplings=samplings)
-    imodel.resize(compression, widths=widths, budget=budget, **resize)
+    if widths is not None:
+        imodel.resize(widths=widths, **dict(resize_options or {}))
+    else:
+        resize_to_budget(
+            imodel, calib, compression, budget=budget, sampling=sampling,
+            **dict(resize_options or {}),
+        )  # fmt: skip
     return export_repaired(
         imodel, model, calib, calibrate=calibrate, sampling=sampling, tune=tune,
         tune_options=tune_options, calibrate_options=calibrate_options,
     )  # fmt: skip
+
+
+def resize_to_budget(
+    imodel: IntegralModel,
+    calib: Sequence | None,
+    compression: float | None = None,
+    *,
+    budget: Budget | Mapping[str, float] | None = None,
+    sampling: str = "auto",
+    **plan_options: Any,
+) -> IntegralModel:
+    """Resize ``imodel`` to ``compression`` or ``budget`` as :func:`prune` does (in place;
+    returns it). With ``calib`` and ``sensitivity`` ``"auto"`` (default) or ``"outputs"``, the
+    widths are allocated by each group's output change on ``calib`` with the channels that
+    ``sampling`` may give it (with ``"auto"``, the lower of resampled and selected).
+    ``plan_options``: those of :meth:`IntegralModel.plan` (``round_to``, ``min_width``...).
+    """
+    check_sampling(sampling)
+    options = {"data": calib, **plan_options}
+    if calib is not None and options.get("sensitivity", "auto") in ("auto", "outputs"):
+        samplings = ("resample", "select") if sampling == "auto" else (sampling,)
+        options["sensitivity"] = output_errors(imodel, calib, samplings=samplings)
+    return imodel.resize(compression, budget=budget, **options)
 
 
 def export_repaired(

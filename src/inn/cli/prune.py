@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     import inn
     from inn.budget import count_macs, count_parameters
-    from inn.pruning import export_repaired
+    from inn.pruning import export_repaired, resize_to_budget
 
     shape = parse_shape(args.input_shape)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before the long work
@@ -106,14 +106,16 @@ def run(args: argparse.Namespace) -> int:
     kind = None
     if args.widths is not None:
         imodel.resize(widths={k: int(v) for k, v in json.loads(args.widths).items()})
-    elif args.budget is not None:
-        ((kind, fraction),) = parse_budgets(args.budget)
-        budget = inn.Budget(kind, fraction, device=args.device, batch_size=args.batch_size,
-                            dtype=dtype)  # fmt: skip
-        imodel.resize(budget=budget, round_to=args.round_to, data=calib)
     else:
-        budget = imodel.compression_budget(args.compression, device=args.device, dtype=dtype)
-        imodel.resize(budget=budget, round_to=args.round_to, data=calib)
+        if args.budget is not None:
+            ((kind, fraction),) = parse_budgets(args.budget)
+            budget = inn.Budget(kind, fraction, device=args.device, batch_size=args.batch_size,
+                                dtype=dtype)  # fmt: skip
+        else:
+            budget = imodel.compression_budget(args.compression, device=args.device, dtype=dtype)
+        resize_to_budget(
+            imodel, calib, budget=budget, sampling=args.sampling, round_to=args.round_to
+        )
     small = export_repaired(
         imodel, model, calib, sampling=args.sampling, calibrate_options={"progress": True}
     )
