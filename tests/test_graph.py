@@ -1,5 +1,7 @@
 """Channel groups found by tracing, on small models whose groups are known by hand."""
 
+import operator
+
 import pytest
 import torch
 from torch import nn
@@ -235,3 +237,47 @@ def test_roll_and_flip_of_spatial_axes_keep_the_channels():
         assert torch.allclose(imodel.export()(x), imodel(x), atol=1e-6)
     pinned = {g.name: g for g in inn.convert(Shifted(True).eval(), x).groups}["a:out"]
     assert not pinned.resizable and "roll of the channels" in pinned.reason
+
+
+class ChannelRanges(nn.Module):
+    """ReXNet's partial residual (the shortcut added to the first channels only), a range taken
+    through an Ellipsis, and a range across a concatenation (DPN's paths); or a stepped range."""
+
+    def __init__(self, stepped: bool = False) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 12, 3, padding=1)
+        self.c, self.head = nn.Conv2d(12, 6, 1), nn.Linear(6, 4)
+        self.stepped = stepped
+
+    def forward(self, x):
+        s = torch.relu(self.a(x))
+        y = torch.relu(self.b(s))
+        if self.stepped:
+            return self.head(self.c(torch.cat([y[:, ::2], y[:, 1::2]], 1)).mean((2, 3)))
+        y = torch.cat([y[:, 0:8] + s, y[:, 8:]], dim=1)
+        z = self.c(y)[..., :4, :, :]
+        return self.head(torch.cat([z, z], 1)[:, 2:8].mean((2, 3)))
+
+
+def test_ranges_of_channels_resize_with_bounds_that_follow_the_widths():
+    x = torch.randn(2, 3, 6, 6)
+    model = ChannelRanges().eval()
+    imodel = inn.convert(model, x)
+    with torch.no_grad():
+        assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    # b's first 8 channels are a's (the shortcut); c's first 4 are cut at 2 by the last range
+    assert {g.name: g.full_size for g in imodel.resizable_groups} == {
+        "a:out": 8, "b:out[8:12]": 4, "c:out[0:4][0:2]": 2, "c:out[0:4][2:4]": 2, "c:out[4:6]": 2,
+    }  # fmt: skip
+    small = imodel.resize(widths={"a:out": 5, "b:out[8:12]": 2, "c:out[0:4][0:2]": 1}).export()
+    with torch.no_grad():
+        assert torch.allclose(small(x), imodel(x), atol=1e-5)
+    # by hand: b makes 5 + 2 channels, c reads 7 and makes 1 + 2 + 2, z is c's first 3, and the
+    # head reads channels 1 to 6 of [z, z]
+    assert (small.b.out_channels, small.c.in_channels, small.c.out_channels) == (7, 7, 5)
+    assert small.head.in_features == 5
+    ranges = [n.args[1][1] for n in small.graph.nodes if n.target is operator.getitem]
+    assert ranges == [slice(0, 5), slice(5, 7), slice(0, 3), slice(1, 6)]
+    assert not any(type(m).__module__.startswith("inn") for m in small.modules())
+    pinned = {g.name: g for g in inn.convert(ChannelRanges(True).eval(), x).groups}["b:out"]
+    assert not pinned.resizable and "an index of channels with a step" in pinned.reason

@@ -16,7 +16,13 @@ from inn.convert.model import ConversionReport, IntegralModel
 from inn.errors import ConversionError
 from inn.graph import GraphAnalysis, ModuleRoles, analyse, trace
 from inn.graph.fold import fold_batchnorms
-from inn.layers import IntegralSplit, IntegralTensor, LayerRequest, integral_layer_for
+from inn.layers import (
+    IntegralSlice,
+    IntegralSplit,
+    IntegralTensor,
+    LayerRequest,
+    integral_layer_for,
+)
 from inn.permute import permute_groups
 
 __all__ = ["convert", "prepare"]
@@ -90,6 +96,14 @@ def _replace_layers(
         node = nodes[name]
         gm.add_submodule(f"split_{name}", IntegralSplit(layout, dim))
         node.op, node.target = "call_module", f"split_{name}"
+        node.args, node.kwargs = (node.args[0],), {}
+    for name, (position, pieces) in analysis.slices.items():
+        if not any(analysis.group_of(s).resizable for piece in pieces for s in piece):
+            continue
+        layout = [[(partitions[analysis.root(s.axis)], s.block) for s in p] for p in pieces]
+        node = nodes[name]
+        gm.add_submodule(f"slice_{name}", IntegralSlice(layout, position, node.args[1]))
+        node.op, node.target = "call_module", f"slice_{name}"
         node.args, node.kwargs = (node.args[0],), {}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import operator
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from inn.layers import (
     IntegralConv3d,
     IntegralLayer,
     IntegralLinear,
+    IntegralSlice,
     IntegralSplit,
 )
 
@@ -388,12 +390,17 @@ class IntegralModel(nn.Module):
                 discrete.train(module.training)
                 setattr(owner, child, discrete)
         for node in plain.graph.nodes:
-            if node.op == "call_module" and isinstance(
-                split := plain.get_submodule(str(node.target)), IntegralSplit
-            ):
-                plain.delete_submodule(str(node.target))
-                node.op, node.target = "call_function", torch.split
-                node.args = (node.args[0], split.sizes(), split.dim)
+            if node.op != "call_module":
+                continue
+            cut = plain.get_submodule(str(node.target))
+            if not isinstance(cut, IntegralSplit):
+                continue
+            plain.delete_submodule(str(node.target))
+            node.op = "call_function"
+            if isinstance(cut, IntegralSlice):
+                node.target, node.args = operator.getitem, (node.args[0], cut.current_index())
+            else:
+                node.target, node.args = torch.split, (node.args[0], cut.sizes(), cut.dim)
         plain._tracer_cls = plain.graph._tracer_cls = None  # pickling would reference inn's tracer
         plain.recompile()
         if fold_batchnorm:

@@ -73,6 +73,13 @@ class RuleContext(Protocol):
         ...
 
     @property
+    def slices(self) -> dict[str, tuple[int, list[tuple[Segment, ...]]]]:
+        """Index node name -> (position of the channel range in its index, the segments
+        (before the range, in it)): a rule that takes a range of the channels (``x[:, a:b]``)
+        adds it, whose bounds then follow the widths."""
+        ...
+
+    @property
     def probed(self) -> dict[str, int]:
         """Operation found channel-wise by probing -> number of calls (reported to the user);
         the probing rule adds to it."""

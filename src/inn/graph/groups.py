@@ -40,7 +40,9 @@ TENSOR_AXES: dict[str, dict[str, list[tuple[str, int]]]] = {
     "linear": {"out": [("weight", 0), ("bias", 0)], "in": [("weight", 1)]},
     "conv_transpose": {"out": [("weight", 1), ("bias", 0)], "in": [("weight", 0)]},
     "conv_transpose_grouped": {
-        "out": [("bias", 0)], "out_group": [("weight", 1)], "in": [("weight", 0)],
+        "out": [("bias", 0)],
+        "out_group": [("weight", 1)],
+        "in": [("weight", 0)],
     },
     "depthwise": {"out": [("weight", 0), ("bias", 0)]},
     "norm": {"out": [("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0)]},
@@ -124,6 +126,9 @@ class GraphAnalysis:
     root: Callable[[int], int]
     # split node name -> (channel dim, the segments of each piece): sizes follow the widths
     splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = field(default_factory=dict)
+    # index node name -> (position of the channel range in the index, the segments before the
+    # range and in it): its bounds follow the widths
+    slices: dict[str, tuple[int, list[tuple[Segment, ...]]]] = field(default_factory=dict)
     # operations without a rule found channel-wise by probing: class or function -> calls
     probed: dict[str, int] = field(default_factory=dict)
 
@@ -143,6 +148,7 @@ class Analyser:
         self.module_out: dict[str, tuple[Segment, ...]] = {}
         self.attribute_pins: dict[str, str] = {}
         self.splits: dict[str, tuple[int, list[tuple[Segment, ...]]]] = {}
+        self.slices: dict[str, tuple[int, list[tuple[Segment, ...]]]] = {}
         self.probed: dict[str, int] = {}  # op without a rule found channel-wise -> calls
 
     # -- reading the graph --------------------------------------------------------------------
@@ -310,11 +316,11 @@ class Analyser:
             if r not in groups:
                 reason = axes.reason(r)
                 groups[r] = ChannelGroup(self.group_name(r), axes.size[r], not reason, reason)
-        splits = {
-            name: (dim, [axes.expand(p) for p in pieces])
-            for name, (dim, pieces) in self.splits.items()
-        }
-        return GraphAnalysis(groups, self.modules, axes.root, splits, self.probed)
+        splits, slices = (
+            {name: (at, [axes.expand(p) for p in pieces]) for name, (at, pieces) in cuts.items()}
+            for cuts in (self.splits, self.slices)
+        )
+        return GraphAnalysis(groups, self.modules, axes.root, splits, slices, self.probed)
 
     def pin_unsupported_blocks(self, roles: ModuleRoles) -> None:
         """Channels of several features each (after a flatten, before a pixel shuffle) are read
@@ -331,8 +337,11 @@ class Analyser:
             )
             if not supported:
                 for s in segments:
-                    self.axes.pin(s.axis, f"{roles.name} ({roles.kind}, {role}) meets channels "
-                                  "in blocks of features (a flatten or a pixel shuffle)")
+                    self.axes.pin(
+                        s.axis,
+                        f"{roles.name} ({roles.kind}, {role}) meets channels "
+                        "in blocks of features (a flatten or a pixel shuffle)",
+                    )
 
     def group_name(self, root: int) -> str:
         """The name of the first axis of the group, or of the axis it was split from when all
@@ -354,6 +363,8 @@ def _describe(node: fx.Node, module: nn.Module | None) -> str:
         return f"module {node.target!r} ({type(module).__name__})"
     kind = "method" if node.op == "call_method" else "function"
     return f"{kind} {getattr(node.target, '__name__', str(node.target))!r}"
+
+
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 

@@ -379,23 +379,48 @@ def getitem(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
         index = (*index[:at], *[slice(None)] * fill, *index[at + 1 :])
     index = (*index, *[slice(None)] * (x.ndim - sum(i is not None for i in index)))
     dim_in = dim_out = 0
-    new_dim, channels = None, None
-    for i in index:
+    new_dim, channels, position = None, None, None
+    for at, i in enumerate(index):
         if i is None:
             dim_out += 1
             continue
         if dim_in == x.dim:
             if not isinstance(i, slice):
                 return ctx.unknown(node, "an index that picks single channels")
-            new_dim, channels = dim_out, i
+            new_dim, channels, position = dim_out, i, at
         dim_in += 1
         dim_out += not isinstance(i, int)
     shape_out = ctx.shape(node)
-    if new_dim is None or shape_out is None:
+    if new_dim is None or position is None or shape_out is None:
         return ctx.unknown(node, "an index of channels")
     bounds = (channels.start, channels.stop, channels.step)
     if not all(b is None or isinstance(b, int) for b in bounds):
         return ctx.unknown(node, "an index of channels by computed bounds")
-    if channels.indices(x.channels) != (0, x.channels, 1):
-        return ctx.unknown(node, "an index of a range of channels")
-    return Layout(new_dim, len(shape_out), x.segments)
+    start, stop, step = channels.indices(x.channels)
+    if (start, stop, step) == (0, x.channels, 1):
+        return Layout(new_dim, len(shape_out), x.segments)
+    return _channel_range(ctx, node, x, (start, stop, step), index, position, new_dim)
+
+
+def _channel_range(
+    ctx: RuleContext, node: fx.Node, x: Layout, bounds: tuple[int, int, int],
+    index: tuple, position: int, new_dim: int,
+) -> Any:  # fmt: skip
+    """``x[:, a:b]``: the channels from ``a`` to ``b`` as their own axes (cut where needed, as
+    a split cuts them), with bounds that follow the widths of the axes before and in the
+    range (DPN's dense paths, ReXNet's partial residuals)."""
+    start, stop, step = bounds
+    if step != 1 or stop <= start:
+        return ctx.unknown(node, "an index of channels with a step")
+    fine = ctx.axes.refine(x.segments, {start, stop} - {0, x.channels})
+    if fine is None:
+        return ctx.unknown(node, "an index of a range inside a block of features")
+    before: list[Segment] = []
+    taken: list[Segment] = []
+    offset = 0
+    for s in fine:
+        (before if offset < start else taken if offset < stop else []).append(s)
+        offset += s.size * s.block
+    node.args = (node.args[0], index)  # explicit (no Ellipsis): the range sits at `position`
+    ctx.slices[node.name] = (position, [tuple(before), tuple(taken)])
+    return Layout(new_dim, len(ctx.shape(node)), tuple(taken))

@@ -26,7 +26,7 @@ from inn.layers.registry import (
     integral_layer_for,
     register_integral_layer,
 )
-from inn.layers.wrapped import IntegralSplit, IntegralTensor, IntegralWrapped
+from inn.layers.wrapped import IntegralSlice, IntegralSplit, IntegralTensor, IntegralWrapped
 from inn.module_sizes import fit_size_attributes
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "IntegralConvTranspose3d",
     "IntegralLayer",
     "IntegralLinear",
+    "IntegralSlice",
     "IntegralSplit",
     "IntegralTensor",
     "IntegralWindowAttention",

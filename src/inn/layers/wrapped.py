@@ -20,7 +20,7 @@ from inn.layers.narrow_statistics import NarrowStatistics
 from inn.layers.registry import LayerFactory, LayerRequest, register_integral_layer
 from inn.module_sizes import set_size_attributes, size_attributes
 
-__all__ = ["IntegralSplit", "IntegralTensor", "IntegralWrapped", "wrapped_layer"]
+__all__ = ["IntegralSlice", "IntegralSplit", "IntegralTensor", "IntegralWrapped", "wrapped_layer"]
 
 
 _STATISTICS = ("running_mean", "running_var")
@@ -283,3 +283,27 @@ class IntegralSplit(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         return torch.split(x, self.sizes(), self.dim)
+
+
+class IntegralSlice(IntegralSplit):
+    """``x[index]`` taking a range of the channels, with bounds that follow the partitions.
+
+    Args:
+        pieces: the ``(partition, block)`` segments before the range, then those in it.
+        position: where the channels' slice sits in ``index``.
+        index: the index (no ``Ellipsis``), its entry at ``position`` replaced by the bounds.
+    """
+
+    def __init__(
+        self, pieces: list[list[tuple[Partition, int]]], position: int, index: tuple
+    ) -> None:
+        super().__init__(pieces, dim=position)
+        self.index = index
+
+    def current_index(self) -> tuple:
+        """``index`` with the channels' range at the current widths."""
+        before, taken = self.sizes()
+        return (*self.index[: self.dim], slice(before, before + taken), *self.index[self.dim + 1 :])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[self.current_index()]
