@@ -281,3 +281,44 @@ def test_ranges_of_channels_resize_with_bounds_that_follow_the_widths():
     assert not any(type(m).__module__.startswith("inn") for m in small.modules())
     pinned = {g.name: g for g in inn.convert(ChannelRanges(True).eval(), x).groups}["b:out"]
     assert not pinned.resizable and "an index of channels with a step" in pinned.reason
+
+
+class SplitAttention(nn.Module):
+    """ResNeSt's split attention, radix 2: a grouped convolution's two runs of channels stacked
+    by a reshape whose size is read from the shape (``C // radix``), attention over the radix
+    from a dense layer's output cut into two runs (a literal size), summed back."""
+
+    def __init__(self, channels: int = 6) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2 * channels, 3, padding=1, groups=1)
+        self.split = nn.Conv2d(2 * channels, 2 * channels, 3, padding=1, groups=2)
+        self.fc1, self.fc2 = nn.Conv2d(channels, 4, 1), nn.Conv2d(4, 2 * channels, 1)
+        self.out, self.channels = nn.Conv2d(channels, 5, 1), channels
+
+    def forward(self, x):
+        x = torch.relu(self.split(self.conv(x)))
+        b, rc, h, w = x.shape
+        x = x.reshape((b, 2, rc // 2, h, w))
+        gap = torch.relu(self.fc1(x.sum(dim=1).mean((2, 3), keepdim=True)))
+        attn = self.fc2(gap).view(b, 1, 2, self.channels).transpose(1, 2)
+        attn = torch.softmax(attn, dim=1).reshape(b, -1).view(b, -1, 1, 1)
+        return self.out((x * attn.reshape((b, 2, rc // 2, 1, 1))).sum(dim=1))
+
+
+def test_runs_of_channels_stacked_by_a_reshape_are_tied_and_resize():
+    x = torch.randn(2, 3, 5, 5)
+    model = SplitAttention().eval()
+    imodel = inn.convert(model, x)
+    with torch.no_grad():
+        assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    # conv's output is two blocks of 6 (the grouped conv ties them); the grouped conv's two
+    # runs, fc2's two runs and what `out` reads are one group of 6; fc1's output is another
+    sizes = {g.name: g.full_size for g in imodel.resizable_groups}
+    assert sizes == {"conv:out": 6, "split:out": 6, "fc1:out": 4}
+    small = imodel.resize(widths={"split:out": 4}).export()
+    with torch.no_grad():
+        assert torch.allclose(small(x), imodel(x), atol=1e-5)
+    # by hand: the grouped conv and fc2 make two runs of 4, `out` reads 4, conv still makes 12
+    shapes = (small.conv.out_channels, small.split.out_channels, small.fc2.out_channels)
+    assert shapes == (12, 8, 8) and small.out.in_channels == 4
+    assert not any(type(m).__module__.startswith("inn") for m in small.modules())

@@ -270,7 +270,7 @@ class Analyser:
             if not isinstance(value, torch.Tensor):
                 return None
             return Attribute(str(node.target), tuple(value.shape), isinstance(value, nn.Parameter))
-        if node.target is not operator.getitem and node.target not in _RESHAPES:
+        if node.target not in _READS_SIZES:
             self.pin_reads(node)  # a getitem picks a size; a reshape checks where it goes
         module = self.gm.get_submodule(str(node.target)) if node.op == "call_module" else None
         if module is not None and type(module) in self.gm.meta.get("kept_whole", {}):
@@ -354,7 +354,9 @@ class Analyser:
         return axes.name[axis]
 
 
-_RESHAPES = (torch.reshape, "view", "reshape")
+# what reads a size without pinning it by itself: a getitem picks one, a division by a
+# constant makes a run of channels (their rules pin otherwise), a reshape checks where it goes
+_READS_SIZES = (operator.getitem, operator.floordiv, torch.reshape, "view", "reshape")
 
 
 def _describe(node: fx.Node, module: nn.Module | None) -> str:

@@ -250,8 +250,10 @@ class ShapeOf:
 
 @dataclass(frozen=True)
 class ChannelCount:
-    """A number read from a tensor's shape that is (or contains) its channel count: whatever
-    uses it depends on the width, so the analysis pins those channels (see
-    :meth:`~inn.graph.context.RuleContext.pin_reads`)."""
+    """A number read from a tensor's shape that is (or contains) its channel count, divided by
+    ``divisor`` (``C // radix``): whatever uses it depends on the width, so the analysis pins
+    those channels (see :meth:`~inn.graph.context.RuleContext.pin_reads`) unless a rule knows
+    the use (a reshape's size)."""
 
     layout: Layout
+    divisor: int = 1

@@ -102,6 +102,16 @@ def cat(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     return first
 
 
+@function_rule(operator.floordiv)
+def floordiv(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
+    """A channel count divided by a constant (``C // radix``) is known to a reshape's size."""
+    count, k = ctx.input(node), node.args[1]
+    if isinstance(count, ChannelCount) and isinstance(k, int) and not isinstance(k, bool) and k > 0:
+        return ChannelCount(count.layout, count.divisor * k)
+    ctx.pin_reads(node)
+    return None
+
+
 @function_rule(torch.flatten, torch.reshape, "flatten", "view", "reshape")
 @module_rule(nn.Flatten)
 def reshape(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
@@ -122,12 +132,15 @@ def reshape(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
         return ctx.unknown(node, "a reshape of an untracked tensor")
     found = _merged_channels(shape_in, shape_out, x.dim)
     if found is None:
+        stacked = _stacked_channels(shape_in, shape_out, x.dim)
+        if stacked is not None:
+            return _stack(ctx, node, x, *stacked, len(shape_out))
         ctx.pin_reads(node)
         return ctx.unknown(node, "a reshape that mixes channels with other axes")
     d_out, block, copies = found
     size = _size_argument(node, d_out)
     read = ctx.values.get(size) if isinstance(size, fx.Node) else None
-    if isinstance(read, ChannelCount) and (block, copies) == (1, 1):
+    if isinstance(read, ChannelCount) and read.divisor == 1 and (block, copies) == (1, 1):
         # the channel count of another tensor (maybe this one): widths equal at every size
         ctx.axes.tie(read.layout.segments, x.segments, f"{node.name} sizes one by the other")
         ctx.pin_reads(node, allowed=size)
@@ -166,6 +179,63 @@ def _merged_channels(
             ):
                 return d_out, 1, factor
     return None
+
+
+def _stacked_channels(
+    shape_in: tuple[int, ...], shape_out: tuple[int, ...], dim: int
+) -> tuple[int, int] | None:
+    """``(output dim, k)`` where the reshape cuts the channels into ``k > 1`` equal runs stacked
+    along new axes before them (``(B, k * C, H, W)`` as ``(B, k, C, H, W)``), else None."""
+    channels, before, after = shape_in[dim], prod(shape_in[:dim]), prod(shape_in[dim + 1 :])
+    for d_out in range(1, len(shape_out)):
+        size = shape_out[d_out]
+        if size < 1 or channels % size or channels == size:
+            continue
+        for start in range(d_out):
+            if (prod(shape_out[:start]), prod(shape_out[start:d_out]), prod(shape_out[d_out + 1 :])) == (
+                before, channels // size, after,
+            ):  # fmt: skip
+                return d_out, channels // size
+    return None
+
+
+def _stack(
+    ctx: RuleContext, node: fx.Node, x: Layout, d_out: int, k: int, ndim: int
+) -> Layout | None:
+    """The channels of one group cut into ``k`` runs stacked on new axes (split attention's
+    radix, attention heads): the runs are tied, equal at every width, and the channel axis is
+    one run. The size asked
+    for the runs follows the widths: ``-1``, a literal rewritten as ``-1``, or this tensor's
+    channel count divided by ``k``."""
+    if len({ctx.axes.root(s.axis) for s in x.segments}) > 1:
+        # runs of different groups (ShuffleNet's shuffle of two branches): tying them would
+        # join the groups, and the shuffle that follows pins what it reads
+        ctx.pin_reads(node)
+        return ctx.unknown(node, "a reshape that stacks the channels of different groups")
+    run = x.channels // k
+    fine = ctx.axes.refine(x.segments, set(range(run, x.channels, run)))
+    if fine is None:
+        ctx.pin_reads(node)
+        return ctx.unknown(node, "a reshape that cuts blocks of features")
+    runs: list[list[Segment]] = [[] for _ in range(k)]
+    offset = 0
+    for s in fine:
+        runs[offset // run].append(s)
+        offset += s.size * s.block
+    for other in runs[1:]:
+        if not ctx.axes.tie(runs[0], other, f"stacked by a reshape ({node.name})"):
+            ctx.pin_reads(node)
+            return ctx.unknown(node, "a reshape that stacks runs of channels that differ")
+    size = _size_argument(node, d_out)
+    read = ctx.values.get(size) if isinstance(size, fx.Node) else None
+    if isinstance(read, ChannelCount) and read.divisor == k:
+        ctx.axes.tie(read.layout.segments, x.segments, f"{node.name} sizes one by the other")
+        ctx.pin_reads(node, allowed=size)
+    else:
+        ctx.pin_reads(node)
+        if size != -1 and not _infer_channels(node, d_out):
+            return ctx.unknown(node, "a reshape to a fixed channel count")
+    return Layout(d_out, ndim, tuple(runs[0]))
 
 
 def _size_argument(node: fx.Node, dim: int) -> Any:
