@@ -40,6 +40,7 @@ MODELS = (
     ("efficientvit_b0", 64), ("hardcorenas_a", 64), ("mobileone_s0", 64), ("levit_128s", 224),
     ("ese_vovnet19b_dw", 64), ("dla34", 64), ("hrnet_w18_small", 64), ("nf_resnet26", 64),
     ("gernet_s", 64), ("dpn68", 64), ("poolformer_s12", 64), ("edgenext_xx_small", 64),
+    ("resnest14d", 64), ("skresnet18", 64),
 )  # fmt: skip
 LIMIT_S = 600
 
