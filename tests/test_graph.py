@@ -322,3 +322,49 @@ def test_runs_of_channels_stacked_by_a_reshape_are_tied_and_resize():
     shapes = (small.conv.out_channels, small.split.out_channels, small.fc2.out_channels)
     assert shapes == (12, 8, 8) and small.out.in_channels == 4
     assert not any(type(m).__module__.startswith("inn") for m in small.modules())
+
+
+class HeadsAttention(nn.Module):
+    """LeViT-style attention: one linear makes q, k and v per head (a reshape stacks the heads,
+    a split cuts q, k, v); ``q @ k`` sums over channels, ``attn @ v`` does not. Then a global
+    context (GCNet): the channels as rows of a product with a spatial attention map."""
+
+    def __init__(self, heads: int = 2, key: int = 3, value: int = 4) -> None:
+        super().__init__()
+        self.heads, self.key, self.value = heads, key, value
+        self.qkv = nn.Linear(6, heads * (2 * key + value))
+        self.proj = nn.Linear(heads * value, 8)
+        self.attn_map = nn.Conv2d(8, 1, 1)
+        self.head = nn.Conv2d(8, 5, 1)
+
+    def forward(self, x):  # (B, N = 16, 6)
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, self.heads, -1).split([self.key, self.key, self.value], 3)
+        q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 3, 1), v.permute(0, 2, 1, 3)
+        attn = torch.softmax(q @ k, dim=-1)
+        y = self.proj((attn @ v).transpose(1, 2).reshape(b, n, -1))  # (B, N, 8)
+        y = y.transpose(1, 2).reshape(b, 8, 4, 4)
+        context = y.reshape(b, 8, n).unsqueeze(1) @ torch.softmax(
+            self.attn_map(y).reshape(b, 1, n), dim=-1
+        ).unsqueeze(3)
+        return self.head(y + context.view(b, 8, 1, 1))
+
+
+def test_matrix_products_keep_the_channels_they_do_not_sum_over():
+    x = torch.randn(2, 16, 6)
+    model = HeadsAttention().eval()
+    imodel = inn.convert(model, x)
+    with torch.no_grad():
+        assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    groups = {g.name: g for g in imodel.groups}
+    # qkv's output: per head a run of q (3), k (3), v (4), the heads tied; q and k are summed
+    # over by q @ k and pinned, v is not; proj's 8 channels pass the global context as rows
+    resizable = {g.name: g.full_size for g in imodel.resizable_groups}
+    assert resizable == {"qkv:out[0:10][6:10]": 4, "proj:out": 8}
+    assert "a matrix product that sums over channels" in groups["qkv:out[0:10][0:3]"].reason
+    small = imodel.resize(widths={"qkv:out[0:10][6:10]": 2, "proj:out": 5}).export()
+    with torch.no_grad():
+        assert torch.allclose(small(x), imodel(x), atol=1e-5)
+    # by hand: qkv makes 2 heads x (3 + 3 + 2), proj reads 2 x 2 and makes 5, the map reads 5
+    assert (small.qkv.out_features, small.proj.in_features, small.proj.out_features) == (16, 4, 5)
+    assert small.attn_map.in_channels == 5 and small.head.in_channels == 5

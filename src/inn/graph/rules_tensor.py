@@ -396,6 +396,59 @@ def unsqueeze(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     return Layout(x.dim + (dim <= x.dim), x.ndim + 1, x.segments)
 
 
+@function_rule(torch.matmul, operator.matmul, torch.bmm, "matmul", "bmm")
+def matmul(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
+    """A matrix product keeps the channels it does not sum over: the first operand's rows, the
+    second's columns, or a batch axis (against a single entry, or the other operand's tied
+    channels). Summing over channels (attention's ``q @ k.transpose(-2, -1)``) pins them;
+    pinned channels (those scores) are an ordinary axis. Where both operands keep channels on
+    different axes, the output carries one (a free one), the other is pinned."""
+    operands = node.args[:2]
+    values = [ctx.values.get(a) if isinstance(a, fx.Node) else None for a in operands]
+    shapes = [ctx.shape(a) if isinstance(a, fx.Node) else None for a in operands]
+    shape_out = ctx.shape(node)
+    if shape_out is None or any(s is None or len(s) < 2 for s in shapes):
+        return ctx.unknown(node, "a matrix product with a vector or an untracked tensor")
+    ndim = len(shape_out)
+    layouts = [x if isinstance(x, Layout) else None for x in values]
+    for i, x in enumerate(layouts):
+        if x is not None and all(s.size == 1 for s in x.segments):
+            # one channel (an attention map's), maybe read as copies on an axis of size 1
+            ctx.pin_value(x, "broadcast single channel")
+            layouts[i] = None
+    kept: list[tuple[Layout, int]] = []  # an operand's channels and their output dim
+    for i, (x, shape) in enumerate(zip(layouts, shapes, strict=True)):
+        if x is None:
+            continue
+        if x.dim == len(shape) - 1 - i:  # the first's columns, the second's rows
+            if all(ctx.axes.reason(s.axis) for s in x.segments):
+                continue  # pinned (attention scores): a fixed axis, free to be summed over
+            return ctx.unknown(node, "a matrix product that sums over channels")
+        if x.dim == len(shape) - 2 + i:  # the first's rows, the second's columns
+            kept.append((x, ndim - 2 + i))
+            continue
+        out = x.dim + ndim - len(shape)  # a batch axis, broadcast right-aligned
+        other, other_shape = layouts[1 - i], shapes[1 - i]
+        at = out - (ndim - len(other_shape))
+        tied = other is not None and other.dim == at
+        if 0 <= at < len(other_shape) - 2 and other_shape[at] != 1 and not tied:
+            return ctx.unknown(node, "a matrix product that broadcasts channels against an axis")
+        kept.append((x, out))
+    if not kept:
+        return ctx.unknown(node, "a matrix product of untracked tensors")
+    if len(kept) == 2 and kept[0][1] == kept[1][1]:  # the same batch axis: tied channels
+        (a, dim), (b, _) = kept
+        if not ctx.axes.tie(a.segments, b.segments, f"operands of {node.name} split differently"):
+            return ctx.fresh(node, f"{node.name} mixes differently split channels", dim)
+        return Layout(dim, ndim, a.segments)
+    # channels on two axes: the output carries one, the free one where the other is pinned
+    kept.sort(key=lambda k: all(ctx.axes.reason(s.axis) for s in k[0].segments))
+    (x, dim), *others = kept
+    for other, _ in others:
+        ctx.pin_value(other, f"a second channel axis of a matrix product ({node.name})")
+    return Layout(dim, ndim, x.segments)
+
+
 @function_rule(torch.split, torch.chunk, torch.tensor_split, "split", "chunk", "tensor_split")
 def split(ctx: RuleContext, node: fx.Node, module: Any) -> Any:
     """Pieces along the channels split their axes; along another axis each piece keeps them."""
