@@ -239,6 +239,13 @@ def test_roll_and_flip_of_spatial_axes_keep_the_channels():
     assert not pinned.resizable and "roll of the channels" in pinned.reason
 
 
+def _converted_exactly(model: nn.Module, x: torch.Tensor) -> inn.IntegralModel:
+    imodel = inn.convert(model.eval(), x)
+    with torch.no_grad():
+        assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    return imodel
+
+
 class ChannelRanges(nn.Module):
     """ReXNet's partial residual (the shortcut added to the first channels only), a range taken
     through an Ellipsis, and a range across a concatenation (DPN's paths); or a stepped range."""
@@ -261,10 +268,7 @@ class ChannelRanges(nn.Module):
 
 def test_ranges_of_channels_resize_with_bounds_that_follow_the_widths():
     x = torch.randn(2, 3, 6, 6)
-    model = ChannelRanges().eval()
-    imodel = inn.convert(model, x)
-    with torch.no_grad():
-        assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    imodel = _converted_exactly(ChannelRanges(), x)
     # b's first 8 channels are a's (the shortcut); c's first 4 are cut at 2 by the last range
     assert {g.name: g.full_size for g in imodel.resizable_groups} == {
         "a:out": 8, "b:out[8:12]": 4, "c:out[0:4][0:2]": 2, "c:out[0:4][2:4]": 2, "c:out[4:6]": 2,
@@ -307,10 +311,7 @@ class SplitAttention(nn.Module):
 
 def test_runs_of_channels_stacked_by_a_reshape_are_tied_and_resize():
     x = torch.randn(2, 3, 5, 5)
-    model = SplitAttention().eval()
-    imodel = inn.convert(model, x)
-    with torch.no_grad():
-        assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    imodel = _converted_exactly(SplitAttention(), x)
     # conv's output is two blocks of 6 (the grouped conv ties them); the grouped conv's two
     # runs, fc2's two runs and what `out` reads are one group of 6; fc1's output is another
     sizes = {g.name: g.full_size for g in imodel.resizable_groups}
@@ -352,10 +353,7 @@ class HeadsAttention(nn.Module):
 
 def test_matrix_products_keep_the_channels_they_do_not_sum_over():
     x = torch.randn(2, 16, 6)
-    model = HeadsAttention().eval()
-    imodel = inn.convert(model, x)
-    with torch.no_grad():
-        assert torch.allclose(imodel(x), model(x), atol=1e-5)
+    imodel = _converted_exactly(HeadsAttention(), x)
     groups = {g.name: g for g in imodel.groups}
     # qkv's output: per head a run of q (3), k (3), v (4), the heads tied; q and k are summed
     # over by q @ k and pinned, v is not; proj's 8 channels pass the global context as rows
