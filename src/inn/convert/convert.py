@@ -89,21 +89,21 @@ def _replace_layers(
         request = _layer_request(roles, parts, rule)
         setattr(owner, child, integral_layer_for(getattr(owner, child), request))
     nodes = {node.name: node for node in gm.graph.nodes}
-    for name, (dim, pieces) in analysis.splits.items():
+    # splits and ranges of channels: their sizes and bounds follow the partitions
+    cuts = [("split", n, c) for n, c in analysis.splits.items()]
+    cuts += [("slice", n, c) for n, c in analysis.slices.items()]
+    for kind, name, (at, pieces) in cuts:
         if not any(analysis.group_of(s).resizable for piece in pieces for s in piece):
             continue
         layout = [[(partitions[analysis.root(s.axis)], s.block) for s in p] for p in pieces]
         node = nodes[name]
-        gm.add_submodule(f"split_{name}", IntegralSplit(layout, dim))
-        node.op, node.target = "call_module", f"split_{name}"
-        node.args, node.kwargs = (node.args[0],), {}
-    for name, (position, pieces) in analysis.slices.items():
-        if not any(analysis.group_of(s).resizable for piece in pieces for s in piece):
-            continue
-        layout = [[(partitions[analysis.root(s.axis)], s.block) for s in p] for p in pieces]
-        node = nodes[name]
-        gm.add_submodule(f"slice_{name}", IntegralSlice(layout, position, node.args[1]))
-        node.op, node.target = "call_module", f"slice_{name}"
+        cut = (
+            IntegralSplit(layout, at)
+            if kind == "split"
+            else IntegralSlice(layout, at, node.args[1])
+        )
+        gm.add_submodule(f"{kind}_{name}", cut)
+        node.op, node.target = "call_module", f"{kind}_{name}"
         node.args, node.kwargs = (node.args[0],), {}
 
 

@@ -191,11 +191,11 @@ def _stacked_channels(
         size = shape_out[d_out]
         if size < 1 or channels % size or channels == size:
             continue
+        k = channels // size
         for start in range(d_out):
-            if (prod(shape_out[:start]), prod(shape_out[start:d_out]), prod(shape_out[d_out + 1 :])) == (
-                before, channels // size, after,
-            ):  # fmt: skip
-                return d_out, channels // size
+            parts = (prod(shape_out[:start]), prod(shape_out[start:d_out]))
+            if parts == (before, k) and prod(shape_out[d_out + 1 :]) == after:
+                return d_out, k
     return None
 
 
@@ -204,9 +204,8 @@ def _stack(
 ) -> Layout | None:
     """The channels of one group cut into ``k`` runs stacked on new axes (split attention's
     radix, attention heads): the runs are tied, equal at every width, and the channel axis is
-    one run. The size asked
-    for the runs follows the widths: ``-1``, a literal rewritten as ``-1``, or this tensor's
-    channel count divided by ``k``."""
+    one run. The size asked for the runs follows the widths: ``-1``, a literal rewritten as
+    ``-1``, or this tensor's channel count divided by ``k``."""
     if len({ctx.axes.root(s.axis) for s in x.segments}) > 1:
         # runs of different groups (ShuffleNet's shuffle of two branches): tying them would
         # join the groups, and the shuffle that follows pins what it reads
