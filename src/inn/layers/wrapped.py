@@ -297,13 +297,14 @@ class IntegralSlice(IntegralSplit):
     def __init__(
         self, pieces: list[list[tuple[Partition, int]]], position: int, index: tuple
     ) -> None:
-        super().__init__(pieces, dim=position)
-        self.index = index
+        super().__init__(pieces, dim=position)  # a split's dim; a slice reads `position`
+        self.position, self.index = position, index
 
     def current_index(self) -> tuple:
         """``index`` with the channels' range at the current widths."""
         before, taken = self.sizes()
-        return (*self.index[: self.dim], slice(before, before + taken), *self.index[self.dim + 1 :])
+        at = self.position
+        return (*self.index[:at], slice(before, before + taken), *self.index[at + 1 :])
 
     def forward(self, x: Tensor) -> Tensor:
         return x[self.current_index()]
